@@ -1,0 +1,84 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "drover",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "drover-controller", targets: ["drover-controller"]),
+        .executable(name: "drover-agent", targets: ["drover-agent"]),
+        .executable(name: "drover", targets: ["drover"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries from Debian, through pkg-config.
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        .target(name: "DroverCore"),
+        .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
+        .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
+        .target(name: "DroverMQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "DroverStore", dependencies: ["DroverCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore"]),
+        .target(name: "DroverScheduler", dependencies: ["DroverCore"]),
+        .target(
+            name: "DroverController",
+            dependencies: [
+                "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverStore", "DroverScheduler",
+                "CSystemd",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("openapi.yaml")]
+        ),
+        .target(
+            name: "DroverAgent",
+            dependencies: [
+                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "drover-controller",
+            dependencies: ["DroverController", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "drover-agent",
+            dependencies: ["DroverAgent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "drover",
+            dependencies: [
+                "DroverCore", "DroverManifest",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+
+        .testTarget(
+            name: "DroverUnitTests",
+            dependencies: [
+                "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
+                "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .testTarget(
+            name: "DroverIntegrationTests",
+            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,163 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import DroverCore
+import Synchronization
+
+/// What the agent remembers about one replica across its own restarts.
+public struct ReplicaRecord: Hashable, Sendable, Codable {
+    public var spec: ReplicaSpec
+    public var phase: ReplicaPhase
+    public var pid: Int32?
+    /// The process start time (clock ticks since boot, from /proc): with the pid it tells our
+    /// process from an unrelated one that reused the pid.
+    public var startTicks: Int64?
+    public var exitCode: Int32?
+    public var restarts: Int
+    public var message: String?
+
+    public init(spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil) {
+        self.spec = spec
+        self.phase = phase
+        self.pid = pid
+        self.startTicks = startTicks
+        self.exitCode = exitCode
+        self.restarts = restarts
+        self.message = message
+    }
+}
+
+/// One queued report body, waiting for the broker's acknowledgement.
+public struct OutboxEntry: Hashable, Sendable {
+    public var seq: Int64
+    public var payload: String
+}
+
+/// The agent's `agent.db`: desired state, replica records and the outbox of reports, so that
+/// the agent runs on through any outage and after its own restart.
+public final class AgentStore: Sendable {
+    private let db: Mutex<SQLiteDatabase>
+
+    static let migrations: [(name: String, sql: String)] = [
+        ("v1-initial", """
+        CREATE TABLE desired (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL, payload TEXT NOT NULL);
+        CREATE TABLE replicas (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """),
+    ]
+
+    public init(path: String) throws(SQLiteError) {
+        let database = try SQLiteDatabase(path: path)
+        try database.migrate(Self.migrations)
+        db = Mutex(database)
+    }
+
+    private func withDB<T: Sendable>(_ body: (SQLiteDatabase) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try db.withLock { (database: inout SQLiteDatabase) throws(SQLiteError) -> T in try body(database) }
+    }
+
+    // MARK: desired state
+
+    /// Stores desired state unless it is older than what is stored: the generation never
+    /// goes backwards. Returns whether it was stored.
+    public func saveDesired(generation: Generation, payload: String) throws(SQLiteError) -> Bool {
+        try withDB { db throws(SQLiteError) in
+            try db.transaction { () throws(SQLiteError) -> Bool in
+                let current = try db.query("SELECT generation FROM desired WHERE id = 1").first?.first?.int ?? 0
+                guard generation > current else { return false }
+                try db.execute(
+                    "INSERT INTO desired (id, generation, payload) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET generation = excluded.generation, payload = excluded.payload",
+                    [.int(generation), .text(payload)])
+                return true
+            }
+        }
+    }
+
+    public func loadDesired() throws(SQLiteError) -> (generation: Generation, payload: String)? {
+        try withDB { db throws(SQLiteError) in
+            guard let row = try db.query("SELECT generation, payload FROM desired WHERE id = 1").first,
+                let gen = row[0].int, let payload = row[1].text
+            else { return nil }
+            return (gen, payload)
+        }
+    }
+
+    // MARK: replicas
+
+    public func saveReplica(_ record: ReplicaRecord) throws(SQLiteError) {
+        let json = encodeJSON(record)
+        try withDB { db throws(SQLiteError) in
+            try db.execute(
+                "INSERT INTO replicas (id, record) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                [.text(record.spec.id), .text(json)])
+        }
+    }
+
+    public func deleteReplica(id: String) throws(SQLiteError) {
+        try withDB { db throws(SQLiteError) in try db.execute("DELETE FROM replicas WHERE id = ?", [.text(id)]) }
+    }
+
+    public func loadReplicas() throws(SQLiteError) -> [ReplicaRecord] {
+        let rows = try withDB { db throws(SQLiteError) in try db.query("SELECT record FROM replicas ORDER BY id") }
+        return rows.compactMap { $0.first?.text }.compactMap { decodeJSON(ReplicaRecord.self, $0) }
+    }
+
+    // MARK: outbox
+
+    /// Queues a report body; its sequence number is the row id, which never repeats.
+    public func enqueue(_ payload: String) throws(SQLiteError) -> Int64 {
+        try withDB { db throws(SQLiteError) in
+            try db.execute("INSERT INTO outbox (payload) VALUES (?)", [.text(payload)])
+            return db.lastInsertRowID
+        }
+    }
+
+    public func pending(limit: Int = 100) throws(SQLiteError) -> [OutboxEntry] {
+        try withDB { db throws(SQLiteError) in
+            try db.query("SELECT seq, payload FROM outbox ORDER BY seq LIMIT ?", [.int(Int64(limit))]).compactMap { row in
+                guard let seq = row[0].int, let payload = row[1].text else { return nil }
+                return OutboxEntry(seq: seq, payload: payload)
+            }
+        }
+    }
+
+    public func acknowledge(seq: Int64) throws(SQLiteError) {
+        try withDB { db throws(SQLiteError) in try db.execute("DELETE FROM outbox WHERE seq = ?", [.int(seq)]) }
+    }
+
+    /// Caps the outbox: during a very long outage only the newest reports matter, since each
+    /// carries a replica's whole status. Returns how many were dropped.
+    public func trimOutbox(keep: Int) throws(SQLiteError) -> Int {
+        try withDB { db throws(SQLiteError) in
+            let count = try db.query("SELECT count(*) FROM outbox").first?.first?.int ?? 0
+            guard count > keep else { return 0 }
+            try db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", [.int(count - Int64(keep))])
+            return Int(count) - keep
+        }
+    }
+
+    // MARK: meta
+
+    public func meta(_ key: String) throws(SQLiteError) -> String? {
+        try withDB { db throws(SQLiteError) in try db.query("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.first?.text }
+    }
+
+    public func setMeta(_ key: String, _ value: String) throws(SQLiteError) {
+        try withDB { db throws(SQLiteError) in
+            try db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [.text(key), .text(value)])
+        }
+    }
+}
+
+func encodeJSON<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}
+
+func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
+    try? JSONDecoder().decode(type, from: Data(text.utf8))
+}

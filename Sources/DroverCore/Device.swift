@@ -1,0 +1,45 @@
+/// Whether the controller can currently hear from a device.
+public enum Presence: String, Codable, Sendable {
+    case online
+    /// The device's last will arrived, or its beats stopped for longer than the configured bound.
+    case unreachable
+}
+
+/// What a device says about itself in its `hello`.
+public struct DeviceFacts: Hashable, Codable, Sendable {
+    public var agentVersion: String
+    public var arch: String
+    public var os: String
+    public var capacity: Resources
+    public var labels: [String: String]
+    public var runtimes: [RuntimeKind]
+
+    public init(agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind]) {
+        self.agentVersion = agentVersion
+        self.arch = arch
+        self.os = os
+        self.capacity = capacity
+        self.labels = labels
+        self.runtimes = runtimes
+    }
+}
+
+/// The lifecycle phase of one replica as its agent sees it.
+public enum ReplicaPhase: String, Codable, Sendable, CaseIterable {
+    /// Placed by the controller, not yet confirmed by the device.
+    case pending
+    case running
+    /// The process exited and the agent waits out a restart backoff.
+    case restarting
+    /// The process exited and the restart policy says to leave it.
+    case exited
+    /// The process could not be started at all (missing program, bad spec).
+    case failed
+    /// Stopped on purpose because the desired state no longer holds it.
+    case stopped
+}
+
+/// A monotonically increasing version of one device's desired state.
+///
+/// It never decreases: a stale retained message must not resurrect a replica.
+public typealias Generation = Int64

@@ -1,0 +1,29 @@
+/// Rules for the names that appear in MQTT topics, file names and URLs.
+public enum Names {
+    /// Device ids double as MQTT usernames and topic levels, so they must not contain
+    /// `/`, `+` or `#` and must stay short.
+    public static func isValidDeviceID(_ id: String) -> Bool {
+        isValid(id, maxLength: 64, extra: "._-")
+    }
+
+    /// Workload names appear in replica ids, file names and URL paths: lowercase DNS labels.
+    public static func isValidWorkloadName(_ name: String) -> Bool {
+        guard isValid(name, maxLength: 63, extra: "-"), let first = name.first, let last = name.last else { return false }
+        return name.allSatisfy { !$0.isUppercase } && first != "-" && last != "-"
+    }
+
+    public static func isValidLabelKey(_ key: String) -> Bool {
+        isValid(key, maxLength: 63, extra: "._-/")
+    }
+
+    public static func isValidLabelValue(_ value: String) -> Bool {
+        value.isEmpty || isValid(value, maxLength: 63, extra: "._-")
+    }
+
+    private static func isValid(_ s: String, maxLength: Int, extra: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= maxLength else { return false }
+        return s.unicodeScalars.allSatisfy { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || extra.unicodeScalars.contains(c)
+        }
+    }
+}

@@ -1,0 +1,42 @@
+/// One replica as a device must run it: the device-facing half of a workload.
+public struct ReplicaSpec: Hashable, Codable, Sendable {
+    /// `<workload>-<ordinal>`, unique in the fleet.
+    public var id: String
+    public var workload: String
+    public var runtime: RuntimeKind
+    public var command: [String]
+    public var env: [String: String]
+    public var restartPolicy: RestartPolicy
+    public var resources: Resources
+
+    public init(
+        id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
+        restartPolicy: RestartPolicy, resources: Resources
+    ) {
+        self.id = id
+        self.workload = workload
+        self.runtime = runtime
+        self.command = command
+        self.env = env
+        self.restartPolicy = restartPolicy
+        self.resources = resources
+    }
+
+    /// Stable under dictionary order: when it changes, the agent must restart the replica.
+    public var revisionKey: String {
+        var parts = [runtime.rawValue, restartPolicy.rawValue, "\(resources.cpuMillis)", "\(resources.memoryBytes)"]
+        parts += command.map { "c:" + $0 }
+        parts += env.keys.sorted().map { "e:\($0)=\(env[$0] ?? "")" }
+        return parts.joined(separator: "\u{1F}")
+    }
+}
+
+extension WorkloadSpec {
+    public static func replicaID(workload: String, ordinal: Int) -> String { "\(workload)-\(ordinal)" }
+
+    public func replica(ordinal: Int) -> ReplicaSpec {
+        ReplicaSpec(
+            id: Self.replicaID(workload: name, ordinal: ordinal), workload: name, runtime: runtime,
+            command: command, env: env, restartPolicy: restartPolicy, resources: resources)
+    }
+}

@@ -1,0 +1,84 @@
+/// Compute and memory a device offers or a replica asks for.
+///
+/// CPU is held in millicores and memory in bytes so that sums never lose precision.
+public struct Resources: Hashable, Codable, Sendable {
+    public var cpuMillis: Int
+    public var memoryBytes: Int64
+
+    public init(cpuMillis: Int = 0, memoryBytes: Int64 = 0) {
+        self.cpuMillis = cpuMillis
+        self.memoryBytes = memoryBytes
+    }
+
+    public static let zero = Resources()
+
+    public static func + (lhs: Resources, rhs: Resources) -> Resources {
+        Resources(cpuMillis: lhs.cpuMillis + rhs.cpuMillis, memoryBytes: lhs.memoryBytes + rhs.memoryBytes)
+    }
+
+    public static func - (lhs: Resources, rhs: Resources) -> Resources {
+        Resources(cpuMillis: lhs.cpuMillis - rhs.cpuMillis, memoryBytes: lhs.memoryBytes - rhs.memoryBytes)
+    }
+
+    /// True when every dimension of `request` fits into `self`.
+    public func fits(_ request: Resources) -> Bool {
+        request.cpuMillis <= cpuMillis && request.memoryBytes <= memoryBytes
+    }
+}
+
+/// Parsing and printing of the quantities used in manifests and on the command line:
+/// CPU as cores (`0.5`, `2`) or millicores (`500m`); memory as bytes with an optional
+/// binary (`Ki`, `Mi`, `Gi`, `Ti`) or decimal (`k`, `M`, `G`) suffix.
+public enum Quantity {
+    public static func parseCPU(_ text: String) -> Int? {
+        let t = text.trimmingSpaces()
+        if t.hasSuffix("m") {
+            guard let milli = Int(t.dropLast()), milli >= 0 else { return nil }
+            return milli
+        }
+        guard let cores = Double(t), cores >= 0, cores.isFinite, cores <= 1_000_000 else { return nil }
+        return Int((cores * 1000).rounded())
+    }
+
+    public static func parseMemory(_ text: String) -> Int64? {
+        let t = text.trimmingSpaces()
+        let suffixes: [(String, Int64)] = [
+            ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+            ("k", 1_000), ("K", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+        ]
+        for (suffix, scale) in suffixes where t.hasSuffix(suffix) {
+            let number = String(t.dropLast(suffix.count))
+            guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+            let bytes = value * Double(scale)
+            guard bytes < 9.0e18 else { return nil }
+            return Int64(bytes.rounded())
+        }
+        guard let bytes = Int64(t), bytes >= 0 else { return nil }
+        return bytes
+    }
+
+    public static func formatCPU(_ millis: Int) -> String {
+        millis % 1000 == 0 ? String(millis / 1000) : "\(millis)m"
+    }
+
+    public static func formatMemory(_ bytes: Int64) -> String {
+        let units: [(String, Int64)] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)]
+        for (unit, scale) in units where bytes >= scale && bytes % scale == 0 {
+            return "\(bytes / scale)\(unit)"
+        }
+        for (unit, scale) in units where bytes >= scale {
+            let tenths = (bytes * 10 + scale / 2) / scale
+            return "\(tenths / 10).\(tenths % 10)\(unit)"
+        }
+        return String(bytes)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,126 @@
+import CMosquitto
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension MQTTClient {
+    /// The network thread: runs the connection state machine until shutdown.
+    func runNetworkLoop() {
+        var machine = ConnectionStateMachine(policy: configuration.backoff)
+        var action = machine.start()
+        var firstConnect = true
+        while true {
+            if stopping.load(ordering: .sequentiallyConsistent), action != .stop { action = machine.shutdown() }
+            switch action {
+            case .connect:
+                let rc = firstConnect ? connectOnce() : mosquitto_reconnect(handle)
+                firstConnect = firstConnect && rc != MOSQ_ERR_SUCCESS.rawValue
+                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    // CONNACK and everything after arrive through the loop and its callbacks.
+                    while !stopping.load(ordering: .sequentiallyConsistent) {
+                        if isConnected, case .connecting = machine.state { _ = machine.connected() }
+                        let loopRC = mosquitto_loop(handle, 100, 1)
+                        if loopRC != MOSQ_ERR_SUCCESS.rawValue { break }
+                    }
+                    // Flush a clean DISCONNECT before leaving.
+                    if stopping.load(ordering: .sequentiallyConsistent) { _ = mosquitto_loop(handle, 50, 1) }
+                    connectionDropped()
+                }
+                action = machine.connectionLost(random: Double.random(in: 0..<1))
+            case .backoff(let delay):
+                sleepUnlessStopping(delay)
+                action = machine.backoffElapsed()
+            case .subscribe, .none:
+                action = machine.connectionLost(random: Double.random(in: 0..<1))
+            case .stop:
+                markThreadDone()
+                return
+            }
+        }
+    }
+
+    private func connectOnce() -> Int32 {
+        var props: OpaquePointer?
+        if configuration.sessionExpirySeconds > 0 {
+            _ = mosquitto_property_add_int32(&props, Int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL.rawValue), configuration.sessionExpirySeconds)
+        }
+        defer { mosquitto_property_free_all(&props) }
+        return mosquitto_connect_bind_v5(
+            handle, configuration.broker.host, Int32(configuration.broker.port), configuration.keepAliveSeconds, nil, props)
+    }
+
+    private func sleepUnlessStopping(_ delay: Duration) {
+        var remaining = Int64(delay.seconds * 1000)
+        while remaining > 0, !stopping.load(ordering: .sequentiallyConsistent) {
+            let step = min(remaining, 50)
+            usleep(UInt32(step * 1000))
+            remaining -= step
+        }
+    }
+
+    private func connectionDropped() {
+        let (wasConnected, pending) = shared.withLock { s in
+            defer {
+                s.connected = false
+                s.pendingAcks = [:]
+                s.earlyAcks = []
+            }
+            return (s.connected, s.pendingAcks)
+        }
+        for (_, c) in pending { c.resume(throwing: MQTTError.connectionLost) }
+        if wasConnected { emit(.disconnected) }
+    }
+
+    func markThreadDone() {
+        let waiters = shared.withLock { s in
+            s.threadDone = true
+            defer { s.finished = [] }
+            return s.finished
+        }
+        for w in waiters { w.resume() }
+    }
+
+    // MARK: callbacks, on the network thread
+
+    func didConnect(rc: Int32, sessionPresent: Bool) {
+        // A refused CONNACK: the broker closes the socket and the loop backs off.
+        guard rc == 0 else { return }
+        let filters = shared.withLock { s in
+            s.connected = true
+            return s.subscriptions
+        }
+        for (filter, qos) in filters.sorted(by: { $0.key < $1.key }) {
+            _ = mosquitto_subscribe_v5(handle, nil, filter, qos.rawValue, 0, nil)
+        }
+        emit(.connected(sessionPresent: sessionPresent))
+    }
+
+    func didAcknowledge(mid: Int32, reason: Int32) {
+        let waiter = shared.withLock { s -> CheckedContinuation<Void, any Error>? in
+            if let c = s.pendingAcks.removeValue(forKey: mid) { return c }
+            s.earlyAcks.insert(mid)
+            return nil
+        }
+        guard let waiter else { return }
+        // MQTT 5 PUBACK reason codes >= 0x80 are refusals (e.g. not authorised).
+        if reason >= 0x80 {
+            waiter.resume(throwing: MQTTError.mosquitto(call: "PUBACK", code: reason, message: "broker refused the publish"))
+        } else {
+            waiter.resume()
+        }
+    }
+
+    func didReceive(_ message: mosquitto_message) {
+        let topic = message.topic.map { String(cString: $0) } ?? ""
+        let payload: [UInt8] = message.payloadlen > 0 && message.payload != nil
+            ? Array(UnsafeRawBufferPointer(start: message.payload, count: Int(message.payloadlen)))
+            : []
+        let qos: QoS = message.qos >= 1 ? .atLeastOnce : .atMostOnce
+        messageContinuation.yield(MQTTMessage(topic: topic, payload: payload, qos: qos, retain: message.retain))
+    }
+
+    func emit(_ event: MQTTConnectionEvent) {
+        eventContinuation.yield(event)
+    }
+}

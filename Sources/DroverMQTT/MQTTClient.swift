@@ -1,0 +1,164 @@
+import CMosquitto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An MQTT 5 client over libmosquitto.
+///
+/// The `mosquitto *` handle is owned by this one class and freed in `deinit`. A dedicated
+/// network thread (not the cooperative pool: libmosquitto's connect and loop block) runs the
+/// connection state machine: connect, loop, and on loss reconnect with jittered backoff.
+/// Publishing and subscribing are safe from any thread; libmosquitto locks internally.
+public final class MQTTClient: @unchecked Sendable {
+    public let configuration: MQTTConfiguration
+    let handle: OpaquePointer
+    let messageContinuation: AsyncStream<MQTTMessage>.Continuation
+    let eventContinuation: AsyncStream<MQTTConnectionEvent>.Continuation
+    public let messages: MQTTMessages
+    public let events: MQTTConnectionEvents
+
+    struct Shared {
+        var subscriptions: [String: QoS] = [:]
+        var connected = false
+        var pendingAcks: [Int32: CheckedContinuation<Void, any Error>] = [:]
+        /// PUBACKs that arrived before the publisher registered its wait.
+        var earlyAcks: Set<Int32> = []
+        var started = false
+        var finished: [CheckedContinuation<Void, Never>] = []
+        var threadDone = false
+    }
+    let shared = Mutex(Shared())
+    let stopping = Atomic<Bool>(false)
+
+    public init(_ configuration: MQTTConfiguration) throws(MQTTError) {
+        _ = mosquittoLibrary
+        self.configuration = configuration
+        guard let mosq = mosquitto_new(configuration.clientID, configuration.cleanStart, nil) else {
+            throw .mosquitto(call: "mosquitto_new", code: errno, message: "out of memory or invalid client id")
+        }
+        handle = mosq
+        (messages, messageContinuation) = {
+            let (s, c) = AsyncStream<MQTTMessage>.makeStream(bufferingPolicy: .unbounded)
+            return (MQTTMessages(stream: s), c)
+        }()
+        (events, eventContinuation) = {
+            let (s, c) = AsyncStream<MQTTConnectionEvent>.makeStream(bufferingPolicy: .bufferingNewest(64))
+            return (MQTTConnectionEvents(stream: s), c)
+        }()
+        do {
+            try configure()
+        } catch {
+            mosquitto_destroy(mosq)
+            throw error
+        }
+    }
+
+    deinit {
+        mosquitto_destroy(handle)
+    }
+
+    private func configure() throws(MQTTError) {
+        try mosqCheck(mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "protocol version")
+        try mosqCheck(mosquitto_threaded_set(handle, true), "mosquitto_threaded_set")
+        if let user = configuration.username {
+            try mosqCheck(mosquitto_username_pw_set(handle, user, configuration.password), "mosquitto_username_pw_set")
+        }
+        if let will = configuration.will {
+            try mosqCheck(
+                will.payload.withUnsafeBytes {
+                    mosquitto_will_set_v5(handle, will.topic, Int32($0.count), $0.baseAddress, will.qos.rawValue, will.retain, nil)
+                }, "mosquitto_will_set_v5")
+        }
+        mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
+        mosquitto_connect_v5_callback_set(handle) { _, obj, rc, flags, _ in
+            guard let obj else { return }
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didConnect(rc: rc, sessionPresent: flags & 1 == 1)
+        }
+        mosquitto_publish_v5_callback_set(handle) { _, obj, mid, reason, _ in
+            guard let obj else { return }
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didAcknowledge(mid: mid, reason: reason)
+        }
+        mosquitto_message_v5_callback_set(handle) { _, obj, message, _ in
+            guard let obj, let message else { return }
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didReceive(message.pointee)
+        }
+    }
+
+    /// Starts the network thread. Returns at once; watch `events` for `.connected`.
+    public func start() {
+        let alreadyStarted = shared.withLock { s in
+            defer { s.started = true }
+            return s.started
+        }
+        guard !alreadyStarted else { return }
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            let client = Unmanaged<MQTTClient>.fromOpaque(raw).takeRetainedValue()
+            client.runNetworkLoop()
+            return nil
+        }, box)
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<MQTTClient>.fromOpaque(box).release()
+            markThreadDone()
+        }
+    }
+
+    /// Whether a session is up right now.
+    public var isConnected: Bool { shared.withLock { $0.connected } }
+
+    /// Subscribes now if connected, and again on every reconnect.
+    public func subscribe(_ filter: String, qos: QoS = .atLeastOnce) {
+        let connected = shared.withLock { s in
+            s.subscriptions[filter] = qos
+            return s.connected
+        }
+        if connected { _ = mosquitto_subscribe_v5(handle, nil, filter, qos.rawValue, 0, nil) }
+    }
+
+    /// Publishes one message. With QoS 1 it returns once the broker acknowledged it and throws
+    /// if the connection is down or drops first; with QoS 0 once it is queued for sending.
+    public func publish(_ topic: String, _ payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false) async throws {
+        var mid: Int32 = 0
+        let rc = payload.withUnsafeBytes {
+            mosquitto_publish_v5(handle, &mid, topic, Int32($0.count), $0.baseAddress, qos.rawValue, retain, nil)
+        }
+        try mosqCheck(rc, "mosquitto_publish_v5(\(topic))")
+        guard qos == .atLeastOnce else { return }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let resumeNow = shared.withLock { s -> (any Error)?? in
+                if s.earlyAcks.remove(mid) != nil { return .some(nil) }
+                if !s.connected { return .some(MQTTError.connectionLost) }
+                s.pendingAcks[mid] = c
+                return .none
+            }
+            switch resumeNow {
+            case .some(nil): c.resume()
+            case .some(let error?): c.resume(throwing: error)
+            case .none: break
+            }
+        }
+    }
+
+    /// Disconnects and stops the network thread. `sendWill` asks the broker to publish the
+    /// last will anyway (MQTT 5 reason code 0x04), as for an unplanned exit.
+    public func shutdown(sendWill: Bool = false) async {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        _ = mosquitto_disconnect_v5(handle, sendWill ? 4 : 0, nil)
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let done = shared.withLock { s in
+                if s.threadDone || !s.started { return true }
+                s.finished.append(c)
+                return false
+            }
+            if done { c.resume() }
+        }
+        messageContinuation.finish()
+        eventContinuation.finish()
+    }
+}

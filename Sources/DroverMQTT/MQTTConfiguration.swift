@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Quality of service levels Drover uses.
+public enum QoS: Int32, Sendable {
+    case atMostOnce = 0
+    case atLeastOnce = 1
+}
+
+/// A message the broker publishes when the client disappears without a clean disconnect.
+public struct LastWill: Sendable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var qos: QoS
+    public var retain: Bool
+
+    public init(topic: String, payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = true) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+}
+
+/// Where a broker is: parsed from `mqtt://HOST:PORT`.
+public struct BrokerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(url: String) throws(MQTTError) {
+        guard url.hasPrefix("mqtt://") else { throw MQTTError.invalidURL(url, "must start with mqtt://") }
+        let rest = url.dropFirst("mqtt://".count).split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+        guard let colon = rest.lastIndex(of: ":") else {
+            self.init(host: rest, port: 1883)
+            guard !rest.isEmpty else { throw MQTTError.invalidURL(url, "has no host") }
+            return
+        }
+        let host = String(rest[..<colon])
+        guard !host.isEmpty else { throw MQTTError.invalidURL(url, "has no host") }
+        guard let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
+            throw MQTTError.invalidURL(url, "port must be 1-65535")
+        }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { "mqtt://\(host):\(port)" }
+}
+
+/// Exponential backoff with jitter between reconnect attempts: a thousand devices that lost
+/// the same broker must not all come back in the same second.
+public struct BackoffPolicy: Sendable, Hashable {
+    public var initial: Duration
+    public var maximum: Duration
+    public var multiplier: Double
+    /// Fraction of the delay that is random: 0.5 means a delay in [d/2, d].
+    public var jitter: Double
+
+    public init(initial: Duration = .milliseconds(500), maximum: Duration = .seconds(30), multiplier: Double = 2, jitter: Double = 0.5) {
+        self.initial = initial
+        self.maximum = maximum
+        self.multiplier = multiplier
+        self.jitter = min(max(jitter, 0), 1)
+    }
+
+    /// The delay before attempt `attempt` (1-based), with `random` in [0, 1).
+    public func delay(attempt: Int, random: Double) -> Duration {
+        let base = initial.seconds * pow(multiplier, Double(max(attempt - 1, 0)))
+        let capped = min(base, maximum.seconds)
+        let jittered = capped * (1 - jitter * random)
+        return .milliseconds(Int64((jittered * 1000).rounded()))
+    }
+}
+
+/// Everything needed to open one MQTT 5 session.
+public struct MQTTConfiguration: Sendable {
+    public var broker: BrokerAddress
+    public var clientID: String
+    public var username: String?
+    public var password: String?
+    public var keepAliveSeconds: Int32
+    /// Seconds the broker keeps the session (subscriptions, queued QoS 1 messages) after a
+    /// disconnect. In MQTT 5, clean start off alone keeps nothing without this.
+    public var sessionExpirySeconds: UInt32
+    public var cleanStart: Bool
+    public var will: LastWill?
+    public var backoff: BackoffPolicy
+
+    public init(
+        broker: BrokerAddress, clientID: String, username: String? = nil, password: String? = nil,
+        keepAliveSeconds: Int32 = 30, sessionExpirySeconds: UInt32 = 0, cleanStart: Bool = true,
+        will: LastWill? = nil, backoff: BackoffPolicy = BackoffPolicy()
+    ) {
+        self.broker = broker
+        self.clientID = clientID
+        self.username = username
+        self.password = password
+        self.keepAliveSeconds = keepAliveSeconds
+        self.sessionExpirySeconds = sessionExpirySeconds
+        self.cleanStart = cleanStart
+        self.will = will
+        self.backoff = backoff
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

@@ -1,0 +1,27 @@
+/// Counts dropped messages by reason and decides which drops are worth a log line:
+/// at most one per device and minute, so a device spewing garbage cannot flood the log.
+///
+/// Pure: the caller passes the time in.
+public struct DropLedger: Sendable {
+    public private(set) var counts: [DropReason: Int] = [:]
+    private var lastLogged: [String: Double] = [:]
+    public let logInterval: Double
+
+    public init(logInterval: Double = 60) {
+        self.logInterval = logInterval
+    }
+
+    public var total: Int { counts.values.reduce(0, +) }
+
+    /// Records one drop; returns true when it should be logged.
+    public mutating func record(_ reason: DropReason, device: String, now: Double) -> Bool {
+        counts[reason, default: 0] += 1
+        if let last = lastLogged[device], now - last < logInterval { return false }
+        if lastLogged.count > 10_000 {
+            // Bound the memory a flood of made-up device ids can take.
+            lastLogged = lastLogged.filter { now - $0.value < logInterval }
+        }
+        lastLogged[device] = now
+        return true
+    }
+}

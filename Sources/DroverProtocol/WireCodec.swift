@@ -1,0 +1,100 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import DroverCore
+
+/// Why an incoming message was dropped. Each is counted; none crashes anything.
+public enum DropReason: String, Codable, Sendable, CaseIterable, Error {
+    case oversized
+    case malformed
+    case unknownVersion
+    case deviceMismatch
+    case invalidField
+    case unknownTopic
+}
+
+/// A message the codec refused, with enough detail to log.
+public struct WireError: Error, Sendable, CustomStringConvertible {
+    public var reason: DropReason
+    public var detail: String
+
+    public init(_ reason: DropReason, _ detail: String) {
+        self.reason = reason
+        self.detail = detail
+    }
+
+    public var description: String { "\(reason.rawValue): \(detail)" }
+}
+
+/// The one JSON configuration of the wire protocol, with strict decoding.
+public enum WireCodec {
+    /// Larger payloads are dropped unread. Desired state for a device with hundreds of
+    /// replicas stays far below this.
+    public static let maxPayloadBytes = 256 * 1024
+
+    public static func encode<M: Encodable>(_ message: M) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding our own value types cannot fail: they hold only strings, numbers and
+        // collections of them, and every Double is checked finite before it is built.
+        return (try? Array(encoder.encode(message))) ?? []
+    }
+
+    private struct Header: Decodable {
+        var v: Int
+        var device: String
+    }
+
+    /// Decodes and checks one device message that arrived on a topic of `topicDevice`.
+    public static func decode<M: DeviceMessage>(_ type: M.Type, from payload: [UInt8], topicDevice: String) throws(WireError) -> M {
+        guard payload.count <= maxPayloadBytes else {
+            throw WireError(.oversized, "\(payload.count) bytes, limit \(maxPayloadBytes)")
+        }
+        let data = Data(payload)
+        let decoder = JSONDecoder()
+        let header: Header
+        do {
+            header = try decoder.decode(Header.self, from: data)
+        } catch {
+            throw WireError(.malformed, "no valid envelope (v, device): \(describe(error))")
+        }
+        guard header.v == wireVersion else {
+            throw WireError(.unknownVersion, "v=\(header.v), this build speaks v=\(wireVersion)")
+        }
+        guard header.device == topicDevice else {
+            throw WireError(.deviceMismatch, "payload device '\(header.device)' on the topic of '\(topicDevice)'")
+        }
+        let message: M
+        do {
+            message = try decoder.decode(M.self, from: data)
+        } catch {
+            throw WireError(.malformed, describe(error))
+        }
+        let problems = message.validate()
+        guard problems.isEmpty else {
+            throw WireError(.invalidField, problems.map(\.description).joined(separator: "; "))
+        }
+        return message
+    }
+
+    /// A decoding error as one line with the field path, e.g. `usage.cpuPercent: expected Double`.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func path(_ context: DecodingError.Context, _ extra: (any CodingKey)? = nil) -> String {
+            var text = ""
+            for key in context.codingPath + (extra.map { [$0] } ?? []) {
+                if let i = key.intValue { text += "[\(i)]" } else { text += (text.isEmpty ? "" : ".") + key.stringValue }
+            }
+            return text.isEmpty ? "(root)" : text
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context, key)): missing"
+        case .typeMismatch(let type, let context): return "\(path(context)): expected \(type)"
+        case .valueNotFound(let type, let context): return "\(path(context)): expected \(type), found null"
+        case .dataCorrupted(let context): return "\(path(context)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}
