@@ -23,7 +23,11 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
+        // Small glibc helpers that Swift's Glibc module hides behind _GNU_SOURCE.
+        .target(name: "CDroverSys"),
+
         .target(name: "DroverCore"),
+        .target(name: "DroverSystemd", dependencies: ["CSystemd"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
@@ -34,7 +38,7 @@ let package = Package(
             name: "DroverController",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverStore", "DroverScheduler",
-                "CSystemd",
+                "DroverSystemd",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -44,7 +48,7 @@ let package = Package(
         .target(
             name: "DroverAgent",
             dependencies: [
-                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "CSystemd",
+                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "CDroverSys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -98,3 +98,16 @@ public enum WireCodec {
         }
     }
 }
+
+extension WireCodec {
+    public static func encodeText<M: Encodable>(_ message: M) -> String {
+        String(decoding: encode(message), as: UTF8.self)
+    }
+}
+
+extension WireCodec {
+    /// Decodes a value that is not an envelope (e.g. a stored list of statuses).
+    public static func decodeValue<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        try JSONDecoder().decode(type, from: Data(text.utf8))
+    }
+}

@@ -1,0 +1,38 @@
+import DroverCore
+import DroverMQTT
+
+/// Everything an agent needs to start; the executable fills it from flags.
+public struct AgentConfiguration: Sendable {
+    public var deviceID: String
+    public var broker: BrokerAddress
+    public var dataDir: String
+    public var labels: [String: String]
+    /// Overrides what is read from the machine, dimension by dimension.
+    public var capacityCPU: Int?
+    public var capacityMemory: Int64?
+    public var beatInterval: Duration
+    public var username: String?
+    public var password: String?
+    public var stopGrace: Duration
+    public var maxLogBytes: Int64
+
+    public init(
+        deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,
+        capacityMemory: Int64? = nil, beatInterval: Duration = .seconds(5), username: String? = nil, password: String? = nil,
+        stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20
+    ) {
+        self.deviceID = deviceID
+        self.broker = broker
+        self.dataDir = dataDir
+        self.labels = labels
+        self.capacityCPU = capacityCPU
+        self.capacityMemory = capacityMemory
+        self.beatInterval = beatInterval
+        self.username = username
+        self.password = password
+        self.stopGrace = stopGrace
+        self.maxLogBytes = maxLogBytes
+    }
+
+    public static let agentVersion = "0.1.0"
+}

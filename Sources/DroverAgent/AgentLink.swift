@@ -1,0 +1,112 @@
+import DroverAgentStore
+import DroverCore
+import DroverMQTT
+import DroverProtocol
+import Logging
+
+/// The agent's side of the wire: announces the device on every connect, feeds desired state
+/// to the supervisor, sends beats and drains the outbox while connected.
+actor AgentLink {
+    let configuration: AgentConfiguration
+    let client: MQTTClient
+    let store: AgentStore
+    let supervisor: ReplicaSupervisor
+    let logger: Logger
+    private var cpu = CPUSampler()
+    private var ledger = DropLedger()
+    private var flushing = false
+
+    init(configuration: AgentConfiguration, client: MQTTClient, store: AgentStore, supervisor: ReplicaSupervisor, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.store = store
+        self.supervisor = supervisor
+        self.logger = logger
+    }
+
+    var deviceID: String { configuration.deviceID }
+
+    func facts() -> DeviceFacts {
+        let memory = MachineInfo.memory()
+        return DeviceFacts(
+            agentVersion: AgentConfiguration.agentVersion, arch: MachineInfo.arch(), os: MachineInfo.os(),
+            capacity: Resources(cpuMillis: configuration.capacityCPU ?? MachineInfo.cpuMillis(), memoryBytes: configuration.capacityMemory ?? memory.total),
+            labels: configuration.labels, runtimes: [.exec])
+    }
+
+    func handleEvents() async {
+        for await event in client.events {
+            guard case .connected(let sessionPresent) = event else {
+                logger.warning("broker connection lost; replicas keep running, reports are queued")
+                continue
+            }
+            logger.info("connected to broker", metadata: ["sessionPresent": "\(sessionPresent)"])
+            await announce()
+            await flushOutbox()
+        }
+    }
+
+    private func announce() async {
+        let generation = await supervisor.appliedGeneration
+        let hello = Hello(device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation)
+        do {
+            try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true)
+            try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce)
+        } catch {
+            logger.warning("cannot announce", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func handleMessages() async {
+        for await message in client.messages {
+            guard let (device, channel) = Topic.parse(message.topic), device == deviceID, channel == .desired else {
+                drop(.unknownTopic, message.topic)
+                continue
+            }
+            do {
+                let desired = try WireCodec.decode(Desired.self, from: message.payload, topicDevice: deviceID)
+                if !(await supervisor.apply(desired)) {
+                    logger.debug("ignored desired state that is not newer", metadata: ["generation": "\(desired.generation)"])
+                }
+            } catch {
+                drop(error.reason, "\(message.topic): \(error.detail)")
+            }
+        }
+    }
+
+    private func drop(_ reason: DropReason, _ detail: String) {
+        if ledger.record(reason, device: deviceID, now: Double(epochMillis()) / 1000) {
+            logger.warning("dropped message", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
+        }
+    }
+
+    /// Sends queued reports in order, each deleted only after the broker acknowledged it.
+    func flushOutbox() async {
+        guard !flushing, client.isConnected else { return }
+        flushing = true
+        defer { flushing = false }
+        while client.isConnected {
+            guard let batch = try? store.pending(limit: 50), !batch.isEmpty else { return }
+            for entry in batch {
+                guard let statuses = try? WireCodec.decodeValue([ReplicaStatus].self, from: entry.payload) else {
+                    try? store.acknowledge(seq: entry.seq)  // unreadable row: never blocks the queue
+                    continue
+                }
+                let report = Report(device: deviceID, seq: entry.seq, replicas: statuses)
+                do {
+                    try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce)
+                    try store.acknowledge(seq: entry.seq)
+                } catch {
+                    return
+                }
+            }
+        }
+    }
+
+    func sendBeat() async {
+        let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
+        let beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
+        guard client.isConnected else { return }
+        try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
+    }
+}

@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Small file-system helpers on plain POSIX calls: the agent links no full Foundation, and
+/// /proc files report a size of 0, so they are read until EOF.
+enum POSIX {
+    static func readFile(_ path: String, limit: Int = 1 << 20) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while bytes.count < limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes.append(contentsOf: buffer[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func makeDirectories(_ path: String) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            current += "/" + part
+            mkdir(current, 0o755)
+        }
+    }
+
+    static func fileSize(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_size)
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Fields of /proc/PID/stat after the command name (which may itself hold spaces and
+    /// parentheses, so the split happens after its last ')').
+    static func procStat(_ pid: Int32) -> [Substring]? {
+        guard let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(after: close)...].split(separator: " ")
+    }
+
+    /// The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+    static func startTicks(_ pid: Int32) -> Int64? {
+        guard let fields = procStat(pid), fields.count > 19 else { return nil }
+        return Int64(fields[19])
+    }
+
+    /// True when `pid` is a live (not zombie) process that started at `startTicks`.
+    static func isAlive(pid: Int32, startTicks: Int64?) -> Bool {
+        guard let fields = procStat(pid), let state = fields.first, state != "Z", state != "X" else { return false }
+        guard let expected = startTicks else { return true }
+        return fields.count > 19 && Int64(fields[19]) == expected
+    }
+
+    static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, for timestamps in reports and beats.
+func epochMillis() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
