@@ -1,0 +1,157 @@
+import DroverCore
+import DroverProtocol
+import DroverStore
+
+extension Fleet {
+    public func hello(_ m: Hello) async {
+        let now = Self.nowMillis()
+        var batch = StoreBatch()
+        var needsPlan = false
+        if var d = devices[m.device] {
+            needsPlan = d.facts != m.facts || d.presence != .online
+            if d.bootID != m.bootID { event("DeviceRebooted", m.device, "device \(m.device) rebooted", into: &batch) }
+            if d.presence != .online { event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch) }
+            d.facts = m.facts
+            d.presence = .online
+            d.lastSeen = now
+            d.bootID = m.bootID
+            d.lastAppliedGeneration = m.lastAppliedGeneration
+            devices[m.device] = d
+            batch.devices.append(d)
+        } else {
+            let d = DeviceRecord(id: m.device, facts: m.facts, presence: .online, lastSeen: now, joinedAt: now, bootID: m.bootID, lastAppliedGeneration: m.lastAppliedGeneration)
+            devices[m.device] = d
+            batch.devices.append(d)
+            needsPlan = true
+            event("DeviceJoined", m.device, "device \(m.device) joined (\(m.facts.arch), cpu \(Quantity.formatCPU(m.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(m.facts.capacity.memoryBytes)))", into: &batch)
+        }
+        let messages = needsPlan ? replan(into: &batch) : []
+        try? commit(batch)
+        await send(messages)
+    }
+
+    public func state(_ m: DeviceState) async {
+        guard var d = devices[m.device] else { return }
+        let presence: Presence = m.state == .online ? .online : .unreachable
+        guard d.presence != presence else { return }
+        var batch = StoreBatch()
+        d.presence = presence
+        if presence == .online { d.lastSeen = Self.nowMillis() }
+        devices[m.device] = d
+        batch.devices.append(d)
+        event(presence == .online ? "DeviceOnline" : "DeviceUnreachable", m.device,
+              presence == .online ? "device \(m.device) is online" : "device \(m.device) is unreachable (last will or clean disconnect)", into: &batch)
+        let messages = replan(into: &batch)
+        try? commit(batch)
+        await send(messages)
+    }
+
+    public func beat(_ m: Beat) async {
+        guard var d = devices[m.device] else { return }
+        d.lastSeen = Self.nowMillis()
+        d.usage = m.usage
+        d.phases = m.phases
+        let cameBack = d.presence != .online
+        d.presence = .online
+        devices[m.device] = d
+        // Beats are frequent and carry nothing that must survive a restart except presence;
+        // write only when presence changed.
+        guard cameBack else { return }
+        var batch = StoreBatch()
+        batch.devices.append(d)
+        event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch)
+        let messages = replan(into: &batch)
+        try? commit(batch)
+        await send(messages)
+    }
+
+    /// Applies a report once: a seq at or below the last one applied is a resend.
+    public func report(_ m: Report) {
+        guard var d = devices[m.device], m.seq > d.lastReportSeq else { return }
+        d.lastReportSeq = m.seq
+        d.lastSeen = Self.nowMillis()
+        devices[m.device] = d
+        var batch = StoreBatch()
+        batch.devices.append(d)
+        for status in m.replicas {
+            // A device may only speak for replicas placed on it.
+            guard var row = replicas[status.id], row.device == m.device, status.phase != .stopped else { continue }
+            if row.phase != status.phase {
+                event("Replica\(status.phase.rawValue.capitalized)", row.workload, "replica \(row.id) on \(m.device) is \(status.phase.rawValue)\(status.exitCode.map { " (exit code \($0))" } ?? "")", into: &batch)
+            }
+            row.phase = status.phase
+            row.pid = status.pid
+            row.exitCode = status.exitCode
+            row.restarts = status.restarts
+            row.message = status.message
+            row.updatedAt = Self.nowMillis()
+            replicas[row.id] = row
+            batch.replicas.append(row)
+        }
+        try? commit(batch)
+    }
+
+    /// Marks devices whose beats stopped as unreachable.
+    public func checkPresence(now: Int64) async {
+        let bound = Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
+        var batch = StoreBatch()
+        for (id, var d) in devices.sorted(by: { $0.key < $1.key }) where d.presence == .online && now - d.lastSeen > bound {
+            d.presence = .unreachable
+            devices[id] = d
+            batch.devices.append(d)
+            event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
+        }
+        guard !batch.isEmpty else { return }
+        let messages = replan(into: &batch)
+        try? commit(batch)
+        await send(messages)
+    }
+
+    /// Counts a dropped message; returns whether to log it (once per device and minute).
+    public func recordDrop(_ reason: DropReason, device: String) -> Bool {
+        drops.record(reason, device: device, now: Double(Self.nowMillis()) / 1000)
+    }
+
+    // MARK: reads
+
+    public func deviceList() -> [DeviceView] {
+        devices.values.sorted { $0.id < $1.id }.map(view)
+    }
+
+    public func device(_ id: String) throws(FleetError) -> DeviceView {
+        guard let d = devices[id] else { throw .notFound(kind: "device", name: id) }
+        return view(d)
+    }
+
+    func view(_ d: DeviceRecord) -> DeviceView {
+        let mine = replicas.values.filter { $0.device == d.id }.sorted { $0.id < $1.id }
+        let allocated = mine.compactMap { workloads[$0.workload]?.spec.resources }.reduce(Resources.zero, +)
+        return DeviceView(record: d, allocated: allocated, replicas: mine, generation: desired[d.id]?.generation ?? 0)
+    }
+
+    public func summary() -> FleetSummary {
+        FleetSummary(
+            devices: devices.count, online: devices.values.filter { $0.presence == .online }.count,
+            unreachable: devices.values.filter { $0.presence == .unreachable }.count, workloads: workloads.count,
+            desiredReplicas: workloads.values.map(\.spec.replicas).reduce(0, +),
+            runningReplicas: replicas.values.filter { $0.phase == .running }.count,
+            droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }))
+    }
+}
+
+public struct DeviceView: Codable, Sendable {
+    public var record: DeviceRecord
+    public var allocated: Resources
+    public var replicas: [ReplicaRow]
+    public var generation: Generation
+}
+
+public struct FleetSummary: Codable, Sendable {
+    public var devices: Int
+    public var online: Int
+    public var unreachable: Int
+    public var workloads: Int
+    public var desiredReplicas: Int
+    public var runningReplicas: Int
+    public var droppedMessages: [String: Int]
+}

@@ -1,0 +1,120 @@
+import DroverCore
+import DroverProtocol
+import DroverStore
+
+/// What `apply` did.
+public enum ApplyOutcome: String, Codable, Sendable {
+    case created, configured, unchanged
+}
+
+public enum FleetError: Error, Sendable {
+    case notFound(kind: String, name: String)
+    case invalid(ValidationFailure)
+    case storage(String)
+}
+
+extension Fleet {
+    public func apply(_ spec: WorkloadSpec) async throws(FleetError) -> ApplyOutcome {
+        let problems = spec.validate()
+        guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
+        let now = Self.nowMillis()
+        let outcome: ApplyOutcome
+        var record: WorkloadRecord
+        if var existing = workloads[spec.name] {
+            guard existing.spec != spec else { return .unchanged }
+            existing.spec = spec
+            existing.revision += 1
+            existing.updatedAt = now
+            record = existing
+            outcome = .configured
+        } else {
+            record = WorkloadRecord(spec: spec, revision: 1, createdAt: now, updatedAt: now)
+            outcome = .created
+        }
+        var batch = StoreBatch()
+        let previous = workloads[spec.name]
+        workloads[spec.name] = record
+        batch.workloads.append(record)
+        event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)", into: &batch)
+        let messages = replan(into: &batch)
+        do {
+            try commit(batch)
+        } catch {
+            workloads[spec.name] = previous
+            throw .storage("\(error)")
+        }
+        await send(messages)
+        return outcome
+    }
+
+    public func delete(workload name: String) async throws(FleetError) {
+        guard workloads[name] != nil else { throw .notFound(kind: "workload", name: name) }
+        var batch = StoreBatch()
+        workloads[name] = nil
+        batch.deletedWorkloads.append(name)
+        event("WorkloadDeleted", name, "workload \(name) deleted", into: &batch)
+        let messages = replan(into: &batch)
+        do { try commit(batch) } catch { throw .storage("\(error)") }
+        await send(messages)
+    }
+
+    public func scale(workload name: String, replicas count: Int) async throws(FleetError) -> WorkloadRecord {
+        guard var record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        guard (0...WorkloadSpec.maxReplicas).contains(count) else {
+            throw .invalid(ValidationFailure([FieldError(path: "replicas", reason: "must be between 0 and \(WorkloadSpec.maxReplicas)")]))
+        }
+        guard record.spec.replicas != count else { return record }
+        let from = record.spec.replicas
+        record.spec.replicas = count
+        record.updatedAt = Self.nowMillis()
+        var batch = StoreBatch()
+        workloads[name] = record
+        batch.workloads.append(record)
+        event("WorkloadScaled", name, "workload \(name) scaled from \(from) to \(count)", into: &batch)
+        let messages = replan(into: &batch)
+        do { try commit(batch) } catch { throw .storage("\(error)") }
+        await send(messages)
+        return record
+    }
+
+    // MARK: reads
+
+    public func workloadList() -> [WorkloadView] {
+        workloads.values.sorted { $0.spec.name < $1.spec.name }.map(view)
+    }
+
+    public func workload(_ name: String) throws(FleetError) -> WorkloadView {
+        guard let record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        return view(record)
+    }
+
+    func view(_ record: WorkloadRecord) -> WorkloadView {
+        let rows = replicas.values.filter { $0.workload == record.spec.name }.sorted { $0.ordinal < $1.ordinal }
+        let pending = (lastUnplaced[record.spec.name] ?? []).map {
+            PendingReplica(id: WorkloadSpec.replicaID(workload: $0.workload, ordinal: $0.ordinal), reasons: $0.reasons)
+        }
+        return WorkloadView(
+            name: record.spec.name, revision: record.revision, spec: record.spec, desiredReplicas: record.spec.replicas,
+            runningReplicas: rows.filter { $0.phase == .running }.count, replicas: rows, unplaced: pending,
+            createdAt: record.createdAt, updatedAt: record.updatedAt)
+    }
+}
+
+/// A replica the scheduler could not place, and why.
+public struct PendingReplica: Codable, Sendable, Hashable {
+    public var id: String
+    public var reasons: [String]
+}
+
+/// A workload as the API shows it: spec plus per-replica status.
+public struct WorkloadView: Codable, Sendable {
+    public var name: String
+    public var revision: Int
+    public var spec: WorkloadSpec
+    public var desiredReplicas: Int
+    public var runningReplicas: Int
+    public var replicas: [ReplicaRow]
+    public var unplaced: [PendingReplica]
+    public var createdAt: Int64
+    public var updatedAt: Int64
+}

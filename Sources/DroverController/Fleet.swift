@@ -1,0 +1,118 @@
+import DroverCore
+import DroverProtocol
+import DroverScheduler
+import DroverStore
+import Foundation
+import Logging
+
+/// Sends a device its whole desired state. The MQTT ingest implements it; tests record it.
+public protocol DesiredPublisher: Sendable {
+    func publish(_ desired: Desired) async
+}
+
+/// The controller's in-memory fleet: devices, workloads, replicas and each device's desired
+/// state, written through to the store in one transaction per change.
+public actor Fleet {
+    let store: any FleetStore
+    let logger: Logger
+    var publisher: (any DesiredPublisher)?
+    /// A device whose beats stop for this long is unreachable.
+    public let unreachableAfter: Duration
+    var devices: [String: DeviceRecord] = [:]
+    var workloads: [String: WorkloadRecord] = [:]
+    var replicas: [String: ReplicaRow] = [:]
+    var desired: [String: DesiredRecord] = [:]
+    var drops = DropLedger()
+
+    public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
+        self.store = store
+        self.logger = logger
+        self.unreachableAfter = unreachableAfter
+        let snapshot = try store.load()
+        devices = Dictionary(snapshot.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        workloads = Dictionary(snapshot.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
+        replicas = Dictionary(snapshot.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        desired = Dictionary(snapshot.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func setPublisher(_ publisher: any DesiredPublisher) {
+        self.publisher = publisher
+    }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    func event(_ kind: String, _ subject: String, _ message: String, into batch: inout StoreBatch) {
+        batch.events.append(EventRecord(time: Self.nowMillis(), kind: kind, subject: subject, message: message))
+        logger.info("\(message)", metadata: ["event": "\(kind)", "subject": "\(subject)"])
+    }
+
+    /// Writes a batch; a failed write is logged and reported, memory is reloaded from disk so
+    /// that the two never disagree.
+    func commit(_ batch: StoreBatch) throws {
+        do {
+            try store.write(batch)
+        } catch {
+            logger.error("store write failed", metadata: ["error": "\(error)"])
+            if let snapshot = try? store.load() {
+                devices = Dictionary(snapshot.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                workloads = Dictionary(snapshot.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
+                replicas = Dictionary(snapshot.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+                desired = Dictionary(snapshot.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+            }
+            throw error
+        }
+    }
+
+    // MARK: placement
+
+    /// Runs placement and turns the plan into replica rows and per-device desired state.
+    /// Only devices whose replica set changed get a new generation.
+    func replan(into batch: inout StoreBatch) -> [Desired] {
+        let snapshots = devices.values.map {
+            DeviceSnapshot(id: $0.id, labels: $0.facts.labels, capacity: $0.facts.capacity, runtimes: Set($0.facts.runtimes), presence: $0.presence)
+        }
+        let current = replicas.values.map { Assignment(workload: $0.workload, ordinal: $0.ordinal, device: $0.device) }
+        let plan = Placer.plan(devices: snapshots, workloads: workloads.values.map(\.spec), current: current)
+        var placed = Set<String>()
+        for a in plan.assignments {
+            placed.insert(a.replicaID)
+            if let row = replicas[a.replicaID], row.device == a.device { continue }
+            let row = ReplicaRow(id: a.replicaID, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: Self.nowMillis())
+            replicas[row.id] = row
+            batch.replicas.append(row)
+            event("ReplicaPlaced", a.workload, "replica \(a.replicaID) placed on \(a.device)", into: &batch)
+        }
+        for id in replicas.keys.sorted() where !placed.contains(id) {
+            batch.deletedReplicas.append(id)
+            replicas[id] = nil
+        }
+        lastUnplaced = Dictionary(grouping: plan.unplaced, by: \.workload)
+
+        var messages: [Desired] = []
+        let byDevice = plan.byDevice()
+        for id in Set(devices.keys).union(desired.keys).sorted() {
+            let specs = (byDevice[id] ?? []).compactMap { a in workloads[a.workload]?.spec.replica(ordinal: a.ordinal) }.sorted { $0.id < $1.id }
+            let previous = desired[id]
+            if let previous, previous.replicas == specs { continue }
+            if previous == nil, specs.isEmpty { continue }
+            // Generation never decreases: a stale retained message must not resurrect a replica.
+            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: specs)
+            desired[id] = record
+            batch.desired.append(record)
+            messages.append(Desired(device: id, generation: record.generation, replicas: specs))
+        }
+        return messages
+    }
+
+    var lastUnplaced: [String: [Unplaced]] = [:]
+
+    func send(_ messages: [Desired]) async {
+        guard let publisher else { return }
+        for m in messages { await publisher.publish(m) }
+    }
+
+    /// Every device's current desired state, for republishing after a broker restart.
+    public func allDesired() -> [Desired] {
+        desired.values.sorted { $0.device < $1.device }.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) }
+    }
+}

@@ -1,0 +1,73 @@
+import DroverCore
+import DroverMQTT
+import DroverProtocol
+import Logging
+
+/// The controller's MQTT side: decodes what devices send, hands it to the fleet, publishes
+/// desired state retained, and republishes everything after every (re)connect.
+public final class Ingest: DesiredPublisher {
+    let client: MQTTClient
+    let fleet: Fleet
+    let logger: Logger
+
+    public init(client: MQTTClient, fleet: Fleet, logger: Logger) {
+        self.client = client
+        self.fleet = fleet
+        self.logger = logger
+        for filter in Topic.controllerSubscriptions { client.subscribe(filter, qos: .atLeastOnce) }
+    }
+
+    public func publish(_ desired: Desired) async {
+        do {
+            try await client.publish(Topic.device(desired.device, .desired), WireCodec.encode(desired), qos: .atLeastOnce, retain: true)
+        } catch {
+            // Republished whole on the next connect; a device that missed it reads the retained one.
+            logger.warning("desired state not sent yet", metadata: ["device": "\(desired.device)", "error": "\(error)"])
+        }
+    }
+
+    func handleEvents() async {
+        for await event in client.events {
+            guard case .connected = event else {
+                logger.warning("broker connection lost")
+                continue
+            }
+            logger.info("connected to broker")
+            try? await client.publish(Topic.controllerState, Array("online".utf8), qos: .atLeastOnce, retain: true)
+            for desired in await fleet.allDesired() { await publish(desired) }
+        }
+    }
+
+    func handleMessages() async {
+        for await message in client.messages {
+            await handle(message)
+        }
+    }
+
+    /// One incoming message: decoded strictly; anything malformed is counted and dropped.
+    public func handle(_ message: MQTTMessage) async {
+        guard let (device, channel) = Topic.parse(message.topic) else {
+            await drop(.unknownTopic, device: "?", detail: message.topic)
+            return
+        }
+        // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
+        if channel == .state, message.payload.isEmpty { return }
+        do throws(WireError) {
+            switch channel {
+            case .hello: await fleet.hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))
+            case .state: await fleet.state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
+            case .beat: await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device))
+            case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
+            case .desired: return
+            }
+        } catch {
+            await drop(error.reason, device: device, detail: "\(message.topic): \(error.detail)")
+        }
+    }
+
+    private func drop(_ reason: DropReason, device: String, detail: String) async {
+        if await fleet.recordDrop(reason, device: device) {
+            logger.warning("dropped message", metadata: ["reason": "\(reason.rawValue)", "detail": "\(detail)"])
+        }
+    }
+}

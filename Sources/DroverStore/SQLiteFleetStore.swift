@@ -1,0 +1,117 @@
+import DroverCore
+import Foundation
+import GRDB
+
+/// `controller.db`: SQLite in WAL mode through GRDB. Rows hold the indexed keys as columns
+/// and the rest of each record as JSON, so that a new field needs no migration.
+public final class SQLiteFleetStore: FleetStore {
+    private let queue: DatabaseQueue
+    public let location: String
+
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        queue = try DatabaseQueue(path: path, configuration: configuration)
+        location = path
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode=WAL")
+        }
+        try Self.migrator.migrate(queue)
+    }
+
+    /// Append-only: a shipped migration is never edited, and none refers to app types.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-initial") { db in
+            try db.execute(sql: """
+                CREATE TABLE devices (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+                CREATE TABLE workloads (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+                CREATE TABLE replicas (id TEXT PRIMARY KEY, workload TEXT NOT NULL, device TEXT NOT NULL, record TEXT NOT NULL);
+                CREATE INDEX replicas_workload ON replicas(workload);
+                CREATE TABLE desired (device TEXT PRIMARY KEY, generation INTEGER NOT NULL, record TEXT NOT NULL);
+                CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, kind TEXT NOT NULL,
+                                     subject TEXT NOT NULL, message TEXT NOT NULL);
+                CREATE INDEX events_subject ON events(subject);
+                """)
+        }
+        return m
+    }
+
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    private func json<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try Self.encoder.encode(value), as: UTF8.self)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ rows: [Row]) throws -> [T] {
+        let decoder = JSONDecoder()
+        return try rows.map { row in try decoder.decode(type, from: Data((row["record"] as String).utf8)) }
+    }
+
+    public func load() throws -> FleetSnapshot {
+        try queue.read { db in
+            var s = FleetSnapshot()
+            s.devices = try decode(DeviceRecord.self, Row.fetchAll(db, sql: "SELECT record FROM devices ORDER BY id"))
+            s.workloads = try decode(WorkloadRecord.self, Row.fetchAll(db, sql: "SELECT record FROM workloads ORDER BY name"))
+            s.replicas = try decode(ReplicaRow.self, Row.fetchAll(db, sql: "SELECT record FROM replicas ORDER BY id"))
+            s.desired = try decode(DesiredRecord.self, Row.fetchAll(db, sql: "SELECT record FROM desired ORDER BY device"))
+            return s
+        }
+    }
+
+    public func write(_ batch: StoreBatch) throws {
+        guard !batch.isEmpty else { return }
+        try queue.write { db in
+            for d in batch.devices {
+                try db.execute(sql: "INSERT OR REPLACE INTO devices (id, record) VALUES (?, ?)", arguments: [d.id, json(d)])
+            }
+            for name in batch.deletedWorkloads {
+                try db.execute(sql: "DELETE FROM workloads WHERE name = ?", arguments: [name])
+            }
+            for w in batch.workloads {
+                try db.execute(sql: "INSERT OR REPLACE INTO workloads (name, record) VALUES (?, ?)", arguments: [w.spec.name, json(w)])
+            }
+            for id in batch.deletedReplicas {
+                try db.execute(sql: "DELETE FROM replicas WHERE id = ?", arguments: [id])
+            }
+            for r in batch.replicas {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)",
+                    arguments: [r.id, r.workload, r.device, json(r)])
+            }
+            for d in batch.desired {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)",
+                    arguments: [d.device, d.generation, json(d)])
+            }
+            for e in batch.events {
+                try db.execute(
+                    sql: "INSERT INTO events (time, kind, subject, message) VALUES (?, ?, ?, ?)",
+                    arguments: [e.time, e.kind, e.subject, e.message])
+            }
+            // Keep the event log bounded: the newest 100,000 are plenty for an operator.
+            if !batch.events.isEmpty {
+                try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - 100000")
+            }
+        }
+    }
+
+    public func events(limit: Int, subject: String?) throws -> [EventRecord] {
+        try queue.read { db in
+            let rows: [Row]
+            if let subject {
+                rows = try Row.fetchAll(
+                    db, sql: "SELECT * FROM events WHERE subject = ? ORDER BY id DESC LIMIT ?", arguments: [subject, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM events ORDER BY id DESC LIMIT ?", arguments: [limit])
+            }
+            return rows.reversed().map {
+                EventRecord(id: $0["id"], time: $0["time"], kind: $0["kind"], subject: $0["subject"], message: $0["message"])
+            }
+        }
+    }
+}
