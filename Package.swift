@@ -28,6 +28,7 @@ let package = Package(
 
         .target(name: "DroverCore"),
         .target(name: "DroverSystemd", dependencies: ["CSystemd"]),
+        .target(name: "DroverAPI", dependencies: ["DroverCore"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
@@ -38,7 +39,7 @@ let package = Package(
             name: "DroverController",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverStore", "DroverScheduler",
-                "DroverSystemd",
+                "DroverSystemd", "DroverAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -64,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCore", "DroverManifest",
+                "DroverCore", "DroverManifest", "DroverAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -74,14 +75,14 @@ let package = Package(
             name: "DroverUnitTests",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
-                "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore",
+                "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(
             name: "DroverIntegrationTests",
-            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT"]
+            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT", "DroverAPI"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -8,7 +8,7 @@ public final class BrokerSupervisor: @unchecked Sendable {
     public let port: Int
     let logger: Logger
     private let lock = NSLock()
-    private var process: Process?
+    private var child: pid_t?
     private var stopping = false
 
     /// Keeps the port of an earlier run (agents are configured with it); picks a free one the first time.
@@ -83,41 +83,63 @@ public final class BrokerSupervisor: @unchecked Sendable {
         let config = try writeConfig()
         var backoff = 0.5
         while !isStopping {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["-c", config]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
             let started = Date()
-            do {
-                try p.run()
-            } catch {
-                throw ControllerError("cannot start mosquitto: \(error)")
-            }
-            lock.withLock { process = p }
-            logger.info("broker started", metadata: ["pid": "\(p.processIdentifier)", "url": "\(url)"])
-            while p.isRunning { try? await Task.sleep(for: .milliseconds(100)) }
-            lock.withLock { process = nil }
+            let pid = try spawn(binary, ["-c", config])
+            lock.withLock { child = pid }
+            logger.info("broker started", metadata: ["pid": "\(pid)", "url": "\(url)"])
+            var status: Int32 = 0
+            // Polled rather than blocking in waitpid, so that no thread of the pool is held.
+            while waitpid(pid, &status, WNOHANG) == 0 { try? await Task.sleep(for: .milliseconds(100)) }
+            lock.withLock { child = nil }
             if isStopping { break }
             backoff = Date().timeIntervalSince(started) > 30 ? 0.5 : min(backoff * 2, 10)
-            logger.error("broker exited; restarting", metadata: ["status": "\(p.terminationStatus)", "after": "\(backoff)s"])
+            logger.error("broker exited; restarting", metadata: ["status": "\(status)", "after": "\(backoff)s"])
             try? await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
         }
     }
 
+    private func spawn(_ binary: String, _ arguments: [String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // mosquitto must get SIGTERM even though the controller handles it itself.
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw ControllerError("cannot start mosquitto: \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
     var isStopping: Bool { lock.withLock { stopping } }
 
-    /// Stops mosquitto (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
+    /// Stops mosquitto (SIGTERM, then SIGKILL after 5 s) and waits until it has exited.
     public func stop() async {
-        let p = lock.withLock { () -> Process? in
+        let pid = lock.withLock { () -> pid_t? in
             stopping = true
-            return process
+            return child
         }
-        guard let p, p.isRunning else { return }
-        p.terminate()
-        for _ in 0..<100 where p.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        guard let pid else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<100 {
+            if lock.withLock({ child }) == nil { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        kill(pid, SIGKILL)
+        while lock.withLock({ child }) != nil { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
 

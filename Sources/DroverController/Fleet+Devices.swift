@@ -1,3 +1,4 @@
+import DroverAPI
 import DroverCore
 import DroverProtocol
 import DroverStore
@@ -137,21 +138,4 @@ extension Fleet {
             runningReplicas: replicas.values.filter { $0.phase == .running }.count,
             droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }))
     }
-}
-
-public struct DeviceView: Codable, Sendable {
-    public var record: DeviceRecord
-    public var allocated: Resources
-    public var replicas: [ReplicaRow]
-    public var generation: Generation
-}
-
-public struct FleetSummary: Codable, Sendable {
-    public var devices: Int
-    public var online: Int
-    public var unreachable: Int
-    public var workloads: Int
-    public var desiredReplicas: Int
-    public var runningReplicas: Int
-    public var droppedMessages: [String: Int]
 }

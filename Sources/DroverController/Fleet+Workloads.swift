@@ -1,11 +1,7 @@
+import DroverAPI
 import DroverCore
 import DroverProtocol
 import DroverStore
-
-/// What `apply` did.
-public enum ApplyOutcome: String, Codable, Sendable {
-    case created, configured, unchanged
-}
 
 public enum FleetError: Error, Sendable {
     case notFound(kind: String, name: String)
@@ -98,23 +94,4 @@ extension Fleet {
             runningReplicas: rows.filter { $0.phase == .running }.count, replicas: rows, unplaced: pending,
             createdAt: record.createdAt, updatedAt: record.updatedAt)
     }
-}
-
-/// A replica the scheduler could not place, and why.
-public struct PendingReplica: Codable, Sendable, Hashable {
-    public var id: String
-    public var reasons: [String]
-}
-
-/// A workload as the API shows it: spec plus per-replica status.
-public struct WorkloadView: Codable, Sendable {
-    public var name: String
-    public var revision: Int
-    public var spec: WorkloadSpec
-    public var desiredReplicas: Int
-    public var runningReplicas: Int
-    public var replicas: [ReplicaRow]
-    public var unplaced: [PendingReplica]
-    public var createdAt: Int64
-    public var updatedAt: Int64
 }

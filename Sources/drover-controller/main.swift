@@ -1,1 +1,50 @@
-print("x")
+import ArgumentParser
+import DroverController
+import DroverMQTT
+import Logging
+import ServiceLifecycle
+
+@main
+struct DroverControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drover-controller",
+        abstract: "Drover control plane: REST API, placement, device registry; starts its own mosquitto unless --broker is given.")
+
+    @Option(help: "Directory for controller.db and the managed broker's files.")
+    var dataDir: String
+
+    @Option(help: "Address for the REST API, HOST:PORT.")
+    var listen: String = "127.0.0.1:7070"
+
+    @Option(help: "Use this broker (mqtt://HOST:PORT) instead of starting mosquitto.")
+    var broker: String?
+
+    @Option(help: "Seconds without a beat after which a device is unreachable.")
+    var unreachableAfter: Double = 30
+
+    func listenAddress() throws -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen: '\(listen)' must be HOST:PORT, e.g. 127.0.0.1:7070")
+        }
+        return (String(listen[..<colon]), port)
+    }
+
+    mutating func validate() throws {
+        _ = try listenAddress()
+        if let broker {
+            do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
+        }
+        guard unreachableAfter >= 0.5 else { throw ValidationError("--unreachable-after must be at least 0.5 seconds") }
+    }
+
+    func run() async throws {
+        let logger = Logger(label: "drover-controller")
+        let address = try listenAddress()
+        let configuration = ControllerConfiguration(
+            dataDir: dataDir, listenHost: address.host, listenPort: address.port, brokerURL: broker,
+            unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)))
+        let group = ServiceGroup(
+            services: [Controller(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+    }
+}

@@ -1,0 +1,124 @@
+import DroverCore
+
+/// The JSON shapes of the REST API, shared by the controller and the CLI.
+
+/// A replica the scheduler could not place, and why.
+public struct PendingReplica: Codable, Sendable, Hashable {
+    public var id: String
+    public var reasons: [String]
+
+    public init(id: String, reasons: [String]) {
+        self.id = id
+        self.reasons = reasons
+    }
+}
+
+/// A workload as the API shows it: spec plus per-replica status.
+public struct WorkloadView: Codable, Sendable {
+    public var name: String
+    public var revision: Int
+    public var spec: WorkloadSpec
+    public var desiredReplicas: Int
+    public var runningReplicas: Int
+    public var replicas: [ReplicaRow]
+    public var unplaced: [PendingReplica]
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(name: String, revision: Int, spec: WorkloadSpec, desiredReplicas: Int, runningReplicas: Int, replicas: [ReplicaRow], unplaced: [PendingReplica], createdAt: Int64, updatedAt: Int64) {
+        self.name = name
+        self.revision = revision
+        self.spec = spec
+        self.desiredReplicas = desiredReplicas
+        self.runningReplicas = runningReplicas
+        self.replicas = replicas
+        self.unplaced = unplaced
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// What `apply` did.
+public enum ApplyOutcome: String, Codable, Sendable {
+    case created, configured, unchanged
+}
+
+public struct DeviceView: Codable, Sendable {
+    public var record: DeviceRecord
+    public var allocated: Resources
+    public var replicas: [ReplicaRow]
+    public var generation: Generation
+
+    public init(record: DeviceRecord, allocated: Resources, replicas: [ReplicaRow], generation: Generation) {
+        self.record = record
+        self.allocated = allocated
+        self.replicas = replicas
+        self.generation = generation
+    }
+}
+
+public struct FleetSummary: Codable, Sendable {
+    public var devices: Int
+    public var online: Int
+    public var unreachable: Int
+    public var workloads: Int
+    public var desiredReplicas: Int
+    public var runningReplicas: Int
+    public var droppedMessages: [String: Int]
+
+    public init(devices: Int, online: Int, unreachable: Int, workloads: Int, desiredReplicas: Int, runningReplicas: Int, droppedMessages: [String: Int]) {
+        self.devices = devices
+        self.online = online
+        self.unreachable = unreachable
+        self.workloads = workloads
+        self.desiredReplicas = desiredReplicas
+        self.runningReplicas = runningReplicas
+        self.droppedMessages = droppedMessages
+    }
+}
+
+/// What `/v1/status` reports about the controller itself.
+public struct ControllerInfo: Codable, Sendable {
+    public var version: String
+    public var store: String
+    /// The URL agents should connect to.
+    public var brokerURL: String
+    public var brokerManaged: Bool
+
+    public init(version: String, store: String, brokerURL: String, brokerManaged: Bool) {
+        self.version = version
+        self.store = store
+        self.brokerURL = brokerURL
+        self.brokerManaged = brokerManaged
+    }
+}
+
+public struct StatusResponse: Codable, Sendable {
+    public var controller: ControllerInfo
+    public var brokerConnected: Bool
+    public var fleet: FleetSummary
+
+    public init(controller: ControllerInfo, brokerConnected: Bool, fleet: FleetSummary) {
+        self.controller = controller
+        self.brokerConnected = brokerConnected
+        self.fleet = fleet
+    }
+}
+
+public struct ScaleRequest: Codable, Sendable {
+    public var replicas: Int
+
+    public init(replicas: Int) {
+        self.replicas = replicas
+    }
+}
+
+public struct ApplyResponse: Codable, Sendable {
+    public var outcome: ApplyOutcome
+    public var workload: WorkloadView
+
+    public init(outcome: ApplyOutcome, workload: WorkloadView) {
+        self.outcome = outcome
+        self.workload = workload
+    }
+}

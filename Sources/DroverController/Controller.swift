@@ -1,0 +1,106 @@
+import DroverAPI
+import DroverMQTT
+import DroverProtocol
+import DroverStore
+import DroverSystemd
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Everything a controller needs to start; the executable fills it from flags.
+public struct ControllerConfiguration: Sendable {
+    public var dataDir: String
+    public var listenHost: String
+    public var listenPort: Int
+    /// nil: start and supervise a local mosquitto (the embedded default).
+    public var brokerURL: String?
+    public var unreachableAfter: Duration
+    public var presenceCheckInterval: Duration
+
+    public init(dataDir: String, listenHost: String = "127.0.0.1", listenPort: Int = 7070, brokerURL: String? = nil,
+                unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1)) {
+        self.dataDir = dataDir
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.brokerURL = brokerURL
+        self.unreachableAfter = unreachableAfter
+        self.presenceCheckInterval = presenceCheckInterval
+    }
+
+    public static let version = "0.1.0"
+}
+
+/// The control plane as one service: broker supervision, MQTT ingest, presence checks and
+/// the REST API, stopped in reverse order on SIGTERM/SIGINT.
+public struct Controller: Service {
+    let configuration: ControllerConfiguration
+    let logger: Logger
+
+    public init(configuration: ControllerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let config = configuration
+        try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        let store = try SQLiteFleetStore(path: config.dataDir + "/controller.db")
+        let fleet = try Fleet(store: store, logger: logger, unreachableAfter: config.unreachableAfter)
+
+        let broker = config.brokerURL == nil ? try BrokerSupervisor(dataDir: config.dataDir, logger: logger) : nil
+        let brokerURL = config.brokerURL ?? broker?.url ?? ""
+        let client = try MQTTClient(
+            MQTTConfiguration(
+                broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller", username: "drover-controller",
+                keepAliveSeconds: 15, sessionExpirySeconds: 24 * 3600, cleanStart: false,
+                will: LastWill(topic: Topic.controllerState, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true),
+                backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))))
+        let ingest = Ingest(client: client, fleet: fleet, logger: logger)
+        await fleet.setPublisher(ingest)
+
+        let info = ControllerInfo(version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil)
+        let notifier = SystemdNotifier()
+        let app = Application(
+            router: API.router(fleet: fleet, info: info, brokerConnected: { client.isConnected }),
+            configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "drover-controller"),
+            onServerRunning: { _ in notifier.ready(status: "API on \(config.listenHost):\(config.listenPort), broker \(brokerURL)") },
+            logger: logger)
+
+        await withThrowingTaskGroup(of: Void.self) { group in
+            if let broker {
+                group.addTask { try await broker.run() }
+            }
+            client.start()
+            group.addTask { await ingest.handleEvents() }
+            group.addTask { await ingest.handleMessages() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: config.presenceCheckInterval)
+                    await fleet.checkPresence(now: Fleet.nowMillis())
+                }
+            }
+            if let interval = notifier.watchdogInterval {
+                group.addTask {
+                    while !Task.isCancelled {
+                        notifier.watchdogPing()
+                        try? await Task.sleep(for: interval)
+                    }
+                }
+            }
+            group.addTask { try await app.run() }
+            logger.info("controller started", metadata: ["api": "\(config.listenHost):\(config.listenPort)", "broker": "\(brokerURL)"])
+            do {
+                try await gracefulShutdown()
+            } catch {
+                // Cancelled: shut down all the same.
+            }
+            notifier.stopping()
+            try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
+            await client.shutdown()
+            await broker?.stop()
+            group.cancelAll()
+        }
+        logger.info("controller stopped")
+    }
+}

@@ -1,0 +1,99 @@
+import DroverAPI
+import DroverCore
+import DroverManifest
+import DroverStore
+import Foundation
+import Hummingbird
+
+/// The REST API under `/v1`. Routes are grouped by resource; the OpenAPI document in
+/// `openapi.yaml` lists the same routes, and a test keeps the two in step.
+public enum API {
+    public static let maxBodyBytes = 1 << 20
+
+    public static func router(fleet: Fleet, info: ControllerInfo, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
+        let router = Router()
+        let v1 = router.group("v1")
+
+        v1.get("status") { _, _ in
+            APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))
+        }
+        v1.get("openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: ResponseBody(byteBuffer: ByteBuffer(string: openAPIDocument())))
+        }
+
+        v1.get("devices") { _, _ in APIJSON.response(await fleet.deviceList()) }
+        v1.get("devices/:id") { _, context in
+            let id = try context.parameters.require("id")
+            do { return APIJSON.response(try await fleet.device(id)) } catch { throw APIError(error) }
+        }
+
+        v1.get("workloads") { _, _ in APIJSON.response(await fleet.workloadList()) }
+        v1.post("workloads") { request, context in
+            let text = try await bodyText(request)
+            let spec: WorkloadSpec
+            do { spec = try Manifest.parseWorkload(text) } catch {
+                let failure = error as? ValidationFailure ?? ValidationFailure([])
+                throw APIError(.unprocessableContent, "manifest is invalid: \(failure)", errors: failure.errors)
+            }
+            do {
+                let outcome = try await fleet.apply(spec)
+                return APIJSON.response(ApplyResponse(outcome: outcome, workload: try await fleet.workload(spec.name)), status: outcome == .created ? .created : .ok)
+            } catch { throw APIError(error) }
+        }
+        v1.get("workloads/:name") { _, context in
+            let name = try context.parameters.require("name")
+            do { return APIJSON.response(try await fleet.workload(name)) } catch { throw APIError(error) }
+        }
+        v1.delete("workloads/:name") { _, context in
+            let name = try context.parameters.require("name")
+            do { try await fleet.delete(workload: name) } catch { throw APIError(error) }
+            return Response(status: .noContent)
+        }
+        v1.post("workloads/:name/scale") { request, context in
+            let name = try context.parameters.require("name")
+            let text = try await bodyText(request)
+            guard let scale = try? JSONDecoder().decode(ScaleRequest.self, from: Data(text.utf8)) else {
+                throw APIError(.badRequest, "body must be JSON {\"replicas\": N}", errors: [FieldError(path: "replicas", reason: "is required and must be a whole number")])
+            }
+            do {
+                _ = try await fleet.scale(workload: name, replicas: scale.replicas)
+                return APIJSON.response(try await fleet.workload(name))
+            } catch { throw APIError(error) }
+        }
+
+        v1.get("events") { request, _ in
+            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
+            guard (1...10_000).contains(limit) else {
+                throw APIError(.badRequest, "limit must be 1-10000", errors: [FieldError(path: "limit", reason: "must be 1-10000")])
+            }
+            let subject = request.uri.queryParameters.get("subject")
+            do { return APIJSON.response(try await fleet.events(limit: limit, subject: subject)) } catch {
+                throw APIError(.internalServerError, "cannot read events: \(error)")
+            }
+        }
+        return router
+    }
+
+    static func bodyText(_ request: Request) async throws -> String {
+        do {
+            let buffer = try await request.body.collect(upTo: maxBodyBytes)
+            return String(buffer: buffer)
+        } catch {
+            throw APIError(.contentTooLarge, "body larger than \(maxBodyBytes) bytes")
+        }
+    }
+
+    /// The OpenAPI document shipped with the controller.
+    public static func openAPIDocument() -> String {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+            let text = try? String(contentsOf: url, encoding: .utf8)
+        else { return "" }
+        return text
+    }
+}
+
+extension Fleet {
+    public func events(limit: Int, subject: String?) throws -> [EventRecord] {
+        try store.events(limit: limit, subject: subject)
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import DroverAPI
+import DroverCore
+import DroverManifest
+import Foundation
+
+struct ApplyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "apply", abstract: "Create or update a workload from a manifest file.")
+    @OptionGroup var options: GlobalOptions
+    @Option(name: .shortAndLong, help: "Manifest file (YAML or JSON); - for standard input.") var file: String
+
+    func run() async {
+        let text: String
+        if file == "-" {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        } else {
+            guard let contents = FileManager.default.contents(atPath: file) else { fail("cannot read \(file)") }
+            text = String(decoding: contents, as: UTF8.self)
+        }
+        // Checked here first so that a bad manifest fails without a round trip; the
+        // controller checks again, since not every client is this CLI.
+        do {
+            _ = try Manifest.parseWorkload(text)
+        } catch {
+            fail("\(file): \(error)")
+        }
+        let data = await options.client.send("POST", "/v1/workloads", body: Data(text.utf8), contentType: "application/yaml")
+        guard let answer = try? JSONDecoder().decode(ApplyResponse.self, from: data) else { fail("unexpected answer from the controller") }
+        if options.output == .table {
+            print("workload/\(answer.workload.name) \(answer.outcome.rawValue) (revision \(answer.workload.revision))")
+        } else {
+            Output.print(data, format: options.output) { [] }
+        }
+    }
+}
+
+struct DeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a workload; its replicas stop.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "workload") var kind: String
+    @Argument(help: "The workload's name.") var name: String
+
+    func validate() throws {
+        guard kind == "workload" else { throw ValidationError("only 'workload' can be deleted, not '\(kind)'") }
+    }
+
+    func run() async {
+        _ = await options.client.send("DELETE", "/v1/workloads/\(name.pathEscaped)")
+        print("workload/\(name) deleted")
+    }
+}
+
+struct ScaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Set a workload's replica count.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The workload's name.") var name: String
+    @Option(help: "New replica count.") var replicas: Int
+
+    func validate() throws {
+        guard (0...WorkloadSpec.maxReplicas).contains(replicas) else { throw ValidationError("--replicas must be between 0 and \(WorkloadSpec.maxReplicas)") }
+    }
+
+    func run() async {
+        let body = (try? JSONEncoder().encode(ScaleRequest(replicas: replicas))) ?? Data()
+        let data = await options.client.send("POST", "/v1/workloads/\(name.pathEscaped)/scale", body: body)
+        if options.output == .table {
+            print("workload/\(name) scaled to \(replicas)")
+        } else {
+            Output.print(data, format: options.output) { [] }
+        }
+    }
+}
