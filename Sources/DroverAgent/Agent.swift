@@ -28,7 +28,7 @@ public struct Agent: Service {
         }
         // Orphans of replicas come back to the agent, which reaps them; none stays a zombie.
         _ = drover_set_child_subreaper()
-        let reaper = ChildReaper()
+        let reaper = ChildReaper(reapsOrphans: true)
         let supervisor = ReplicaSupervisor(
             deviceID: config.deviceID, store: store, drivers: [ExecDriver(reaper: reaper)], dataDir: config.dataDir,
             logger: logger, maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)

@@ -21,19 +21,23 @@ public enum ExitStatus: Sendable, Hashable {
 /// as a child subreaper, and keeps the exit status of each pid until it is asked for.
 public final class ChildReaper: Sendable {
     private let statuses = Mutex<[Int32: ExitStatus]>([:])
+    /// Reap any child (the agent as a subreaper), or only the pids asked about (when the
+    /// process hosts other code that waits for its own children, as a test runner does).
+    let reapsOrphans: Bool
 
-    public init() {}
+    public init(reapsOrphans: Bool) {
+        self.reapsOrphans = reapsOrphans
+    }
 
-    /// Collects every child that has exited, without blocking.
-    public func reap() {
+    /// Collects exited children without blocking: all of them, or just `pid`.
+    public func reap(_ pid: Int32) {
         var collected: [(Int32, ExitStatus)] = []
         while true {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            guard pid > 0 else { break }
-            // WIFEXITED / WEXITSTATUS / WTERMSIG are macros; these are their definitions.
-            let termSignal = status & 0x7f
-            collected.append((pid, termSignal == 0 ? .exited((status >> 8) & 0xff) : .signalled(termSignal)))
+            let reaped = waitpid(reapsOrphans ? -1 : pid, &status, WNOHANG)
+            guard reaped > 0 else { break }
+            collected.append((reaped, Self.decode(status)))
+            if !reapsOrphans { break }
         }
         guard !collected.isEmpty else { return }
         statuses.withLock { map in
@@ -41,6 +45,12 @@ public final class ChildReaper: Sendable {
             // Orphaned grandchildren nobody asks about must not pile up.
             if map.count > 4096 { map.removeAll() }
         }
+    }
+
+    /// WIFEXITED / WEXITSTATUS / WTERMSIG are macros; these are their definitions.
+    static func decode(_ status: Int32) -> ExitStatus {
+        let termSignal = status & 0x7f
+        return termSignal == 0 ? .exited((status >> 8) & 0xff) : .signalled(termSignal)
     }
 
     /// The exit status of `pid` if it has been reaped; taken out of the table.

@@ -59,7 +59,7 @@ public struct ExecDriver: RuntimeDriver {
     }
 
     public func state(of process: RuntimeProcess) -> ProcessState {
-        reaper.reap()
+        reaper.reap(process.pid)
         if let status = reaper.takeStatus(of: process.pid) { return .ended(status) }
         return POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) ? .running : .ended(nil)
     }
@@ -69,20 +69,20 @@ public struct ExecDriver: RuntimeDriver {
         // Only signal the group while its leader is provably ours: a recycled pid must not be hit.
         guard POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) else {
             kill(group, SIGKILL)  // stragglers of an already dead leader; ESRCH when none
-            reaper.reap()
+            reaper.reap(process.pid)
             return
         }
         kill(group, SIGTERM)
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline {
-            reaper.reap()
+            reaper.reap(process.pid)
             if !POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) { break }
             try? await Task.sleep(for: .milliseconds(50))
         }
         // Whatever is left of the group, leader or children that ignored SIGTERM.
         kill(group, SIGKILL)
         for _ in 0..<40 {
-            reaper.reap()
+            reaper.reap(process.pid)
             if !POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) { break }
             try? await Task.sleep(for: .milliseconds(25))
         }

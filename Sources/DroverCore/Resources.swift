@@ -61,16 +61,13 @@ public enum Quantity {
         millis % 1000 == 0 ? String(millis / 1000) : "\(millis)m"
     }
 
+    /// In the largest binary unit the value reaches, with one decimal when not whole.
     public static func formatMemory(_ bytes: Int64) -> String {
         let units: [(String, Int64)] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)]
-        for (unit, scale) in units where bytes >= scale && bytes % scale == 0 {
-            return "\(bytes / scale)\(unit)"
-        }
-        for (unit, scale) in units where bytes >= scale {
-            let tenths = (bytes * 10 + scale / 2) / scale
-            return "\(tenths / 10).\(tenths % 10)\(unit)"
-        }
-        return String(bytes)
+        guard let (unit, scale) = units.first(where: { bytes >= $0.1 }) else { return String(bytes) }
+        if bytes % scale == 0 { return "\(bytes / scale)\(unit)" }
+        let tenths = (bytes * 10 + scale / 2) / scale
+        return "\(tenths / 10).\(tenths % 10)\(unit)"
     }
 }
 

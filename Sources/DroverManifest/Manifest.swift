@@ -29,19 +29,18 @@ public enum Manifest {
         let name = reader.string(metadata["name"], "metadata.name") ?? ""
         let spec = reader.object(top["spec"], "spec") ?? [:]
         let workload = readSpec(spec, name: name, reader: &reader)
+        // Semantic checks run even when some fields did not read, so that every fault is
+        // reported at once; a path the reader already reported is not repeated.
         var errors = reader.errors
-        if let workload {
-            // Field paths already reported by the reader are not repeated.
-            let known = Set(errors.map(\.path))
-            errors += workload.validate().filter { !known.contains($0.path) }
-        }
-        guard errors.isEmpty, let workload else {
-            throw ValidationFailure(errors.isEmpty ? [FieldError(path: "spec", reason: "invalid")] : errors)
-        }
-        return workload
+        let known = Set(errors.map(\.path))
+        errors += workload.spec.validate().filter { !known.contains($0.path) }
+        guard errors.isEmpty, workload.complete else { throw ValidationFailure(errors) }
+        return workload.spec
     }
 
-    private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> WorkloadSpec? {
+    /// The spec as far as it could be read; fields that could not be read hold placeholders
+    /// and `complete` is false.
+    private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> (spec: WorkloadSpec, complete: Bool) {
         reader.allowOnly(spec, ["replicas", "selector", "resources", "runtime", "command", "env", "restartPolicy"], at: "spec")
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
         var selector: [String: String] = [:]
@@ -67,10 +66,11 @@ public enum Manifest {
         let restart = reader.enumValue(spec["restartPolicy"], "spec.restartPolicy", default: RestartPolicy.always)
         let command = reader.stringList(spec["command"], "spec.command")
         let env = reader.stringMap(spec["env"], "spec.env")
-        guard let replicas, let runtime, let restart, let command else { return nil }
-        return WorkloadSpec(
-            name: name, replicas: replicas, selector: selector, resources: resources, runtime: runtime,
-            command: command, env: env, restartPolicy: restart)
+        let complete = replicas != nil && runtime != nil && restart != nil && command != nil
+        let workload = WorkloadSpec(
+            name: name, replicas: replicas ?? 0, selector: selector, resources: resources, runtime: runtime ?? .exec,
+            command: command ?? ["-"], env: env, restartPolicy: restart ?? .always)
+        return (workload, complete)
     }
 
     private static func syntaxMessage(_ error: any Error) -> String {

@@ -1,0 +1,79 @@
+import DroverCore
+import DroverManifest
+import Testing
+
+@Suite("Manifests")
+struct ManifestTests {
+    @Test("the demo's manifest parses into the workload it describes")
+    func demoManifest() throws {
+        let spec = try Manifest.parseWorkload(try Fixtures.fleetConfig("workloads/sensor-reader.yaml"))
+        #expect(spec.name == "sensor-reader")
+        #expect(spec.replicas == 3)
+        #expect(spec.selector == ["role": "gateway"])
+        #expect(spec.resources == Resources(cpuMillis: 100, memoryBytes: 32 << 20))
+        #expect(spec.restartPolicy == .always)
+        #expect(spec.env == ["INTERVAL": "1"])
+        #expect(spec.command.first == "/bin/sh")
+    }
+
+    @Test("JSON manifests are accepted too")
+    func json() throws {
+        let spec = try Manifest.parseWorkload(#"{"apiVersion":"drover/v1","kind":"Workload","metadata":{"name":"j"},"spec":{"command":["true"],"resources":{"cpu":0.25,"memory":"1Gi"}}}"#)
+        #expect(spec.replicas == 1)
+        #expect(spec.resources == Resources(cpuMillis: 250, memoryBytes: 1 << 30))
+    }
+
+    @Test("a manifest with many faults names every bad field at once")
+    func everyErrorNamed() throws {
+        let text = try Fixtures.fleetConfig("invalid/bad-workload.yaml")
+        let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(text) }
+        let paths = Set(failure?.errors.map(\.path) ?? [])
+        for path in ["apiVersion", "metadata.name", "spec.replicas", "spec.resources.cpu", "spec.resources.memory", "spec.restartPolicy", "spec.command", "spec.replica"] {
+            #expect(paths.contains(path), "expected an error at \(path), got \(paths.sorted())")
+        }
+    }
+
+    static func manifest(kind: String = "Workload", name: String = "w", spec: String) -> String {
+        "apiVersion: drover/v1\nkind: \(kind)\nmetadata:\n  name: \(name)\nspec:\n" + spec
+    }
+
+    static let command = "  command: [\"/bin/true\"]\n"
+
+    @Test("each single fault in spec is reported at its path", arguments: [
+        ("  replicas: 2.5\n" + command, "spec.replicas"),
+        ("  replicas: 100001\n" + command, "spec.replicas"),
+        ("  resources: {cpu: -1}\n" + command, "spec.resources.cpu"),
+        ("  resources: {memory: 1Xi}\n" + command, "spec.resources.memory"),
+        ("  resources: {gpu: 1}\n" + command, "spec.resources.gpu"),
+        ("  runtime: docker\n" + command, "spec.runtime"),
+        ("  replicas: 1\n", "spec.command"),
+        ("  command: []\n", "spec.command"),
+        ("  command: [\"\"]\n", "spec.command[0]"),
+        ("  env: {A: [1]}\n" + command, "spec.env.A"),
+        ("  selector: {matchLabels: {\"bad key!\": x}}\n" + command, "spec.selector.bad key!"),
+        ("  selector: {role: gateway}\n" + command, "spec.selector.role"),
+    ])
+    func specFault(spec: String, path: String) {
+        let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(spec: spec)) }
+        #expect(failure?.errors.contains { $0.path == path } == true, "\(failure?.errors ?? []) lacks \(path)")
+    }
+
+    @Test("a wrong kind or a bad name is reported at its path")
+    func headerFaults() {
+        let kind = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(kind: "Device", spec: Self.command)) }
+        #expect(kind?.errors.map(\.path) == ["kind"])
+        let name = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(name: "-w", spec: Self.command)) }
+        #expect(name?.errors.map(\.path) == ["metadata.name"])
+    }
+
+    @Test("text that is not YAML is refused with a syntax message")
+    func notYAML() {
+        let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload("spec: [unclosed") }
+        #expect(failure?.description.contains("not valid YAML") == true)
+    }
+
+    @Test("a list at the top is refused")
+    func notAMapping() {
+        #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload("- a\n- b\n") }
+    }
+}
