@@ -39,7 +39,7 @@ public actor Fleet {
         self.publisher = publisher
     }
 
-    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    public static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func event(_ kind: String, _ subject: String, _ message: String, into batch: inout StoreBatch) {
         batch.events.append(EventRecord(time: Self.nowMillis(), kind: kind, subject: subject, message: message))

@@ -1,0 +1,107 @@
+import DroverAPI
+import DroverController
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import Yams
+
+@Suite("REST API")
+struct APITests {
+    static func app() async throws -> (some ApplicationProtocol, Fleet) {
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("gw-1", labels: ["role": "gateway"]))
+        let info = ControllerInfo(version: "t", store: "sqlite:test", brokerURL: "mqtt://127.0.0.1:1", brokerManaged: true)
+        return (Application(router: API.router(fleet: fleet, info: info, brokerConnected: { true })), fleet)
+    }
+
+    static func json(_ buffer: ByteBuffer) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+    }
+
+    @Test("a manifest is applied, listed, scaled and deleted")
+    func lifecycle() async throws {
+        let (app, _) = try await Self.app()
+        let manifest = try Fixtures.fleetConfig("workloads/sensor-reader.yaml")
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/workloads", method: .post, body: ByteBuffer(string: manifest)) { r in
+                #expect(r.status == .created)
+                #expect(Self.json(r.body)["outcome"] as? String == "created")
+            }
+            try await client.execute(uri: "/v1/workloads/sensor-reader", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect((Self.json(r.body)["replicas"] as? [Any])?.count == 1)
+                #expect((Self.json(r.body)["unplaced"] as? [Any])?.count == 2)
+            }
+            try await client.execute(uri: "/v1/workloads/sensor-reader/scale", method: .post, body: ByteBuffer(string: #"{"replicas": 0}"#)) { r in
+                #expect(r.status == .ok)
+                #expect(Self.json(r.body)["desiredReplicas"] as? Int == 0)
+            }
+            try await client.execute(uri: "/v1/workloads/sensor-reader", method: .delete) { #expect($0.status == .noContent) }
+            try await client.execute(uri: "/v1/workloads/sensor-reader", method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/events?limit=10", method: .get) { r in
+                #expect(String(buffer: r.body).contains("WorkloadDeleted"))
+            }
+        }
+    }
+
+    @Test("an invalid manifest is refused as JSON naming each field, and nothing changes")
+    func invalidManifest() async throws {
+        let (app, fleet) = try await Self.app()
+        let manifest = try Fixtures.fleetConfig("invalid/bad-workload.yaml")
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/workloads", method: .post, body: ByteBuffer(string: manifest)) { r in
+                #expect(r.status == .unprocessableContent)
+                let errors = Self.json(r.body)["errors"] as? [[String: String]] ?? []
+                #expect(errors.contains { $0["path"] == "spec.replicas" })
+                #expect(errors.contains { $0["path"] == "spec.restartPolicy" })
+            }
+            try await client.execute(uri: "/v1/workloads/x/scale", method: .post, body: ByteBuffer(string: "replicas=3")) { r in
+                #expect(r.status == .badRequest)
+                #expect((Self.json(r.body)["errors"] as? [[String: String]])?.first?["path"] == "replicas")
+            }
+            try await client.execute(uri: "/v1/events?limit=0", method: .get) { #expect($0.status == .badRequest) }
+            try await client.execute(uri: "/v1/devices/nope", method: .get) { r in
+                #expect(r.status == .notFound)
+                #expect(Self.json(r.body)["message"] as? String == "device 'nope' not found")
+            }
+        }
+        #expect(await fleet.workloadList().isEmpty)
+    }
+
+    @Test("status names the version, the store and the broker URL for agents")
+    func status() async throws {
+        let (app, _) = try await Self.app()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/status", method: .get) { r in
+                let controller = Self.json(r.body)["controller"] as? [String: Any]
+                #expect(controller?["brokerURL"] as? String == "mqtt://127.0.0.1:1")
+                #expect(controller?["store"] as? String == "sqlite:test")
+                #expect((Self.json(r.body)["fleet"] as? [String: Any])?["devices"] as? Int == 1)
+            }
+        }
+    }
+
+    @Test("every route in the OpenAPI document exists")
+    func openAPIRoutesExist() async throws {
+        let document = API.openAPIDocument()
+        let root = try #require(try Yams.load(yaml: document) as? [String: Any])
+        let paths = try #require(root["paths"] as? [String: Any])
+        #expect(paths.count >= 8)
+        let routes: [(path: String, method: String)] = paths.keys.sorted().flatMap { path in
+            (paths[path] as? [String: Any] ?? [:]).keys.filter { ["get", "post", "delete", "put", "patch"].contains($0) }.sorted().map { (path, $0) }
+        }
+        let (app, _) = try await Self.app()
+        try await app.test(.router) { client in
+            for (path, method) in routes {
+                let uri = path.replacingOccurrences(of: "{id}", with: "gw-1").replacingOccurrences(of: "{name}", with: "missing")
+                let verb = try #require(HTTPRequest.Method(rawValue: method.uppercased()))
+                try await client.execute(uri: uri, method: verb, body: ByteBuffer(string: "{}")) { r in
+                    // A route that exists answers; one that does not gets the router's bare 404.
+                    let answered = r.status != .notFound || Self.json(r.body)["message"] != nil
+                    #expect(answered, "\(method.uppercased()) \(path) is in openapi.yaml but not routed")
+                }
+            }
+        }
+    }
+}

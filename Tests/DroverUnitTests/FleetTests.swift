@@ -1,0 +1,117 @@
+import DroverCore
+import DroverController
+import DroverProtocol
+import DroverStore
+import Logging
+import Synchronization
+import Testing
+
+/// Records what the fleet would publish, in order.
+final class RecordingPublisher: DesiredPublisher {
+    let sent = Mutex<[Desired]>([])
+    func publish(_ desired: Desired) async { sent.withLock { $0.append(desired) } }
+    var all: [Desired] { sent.withLock { $0 } }
+    func last(for device: String) -> Desired? { all.last { $0.device == device } }
+}
+
+enum FleetFixture {
+    static let logger = Logger(label: "test")
+
+    static func fleet(dir: String? = nil, unreachableAfter: Duration = .seconds(30)) async throws -> (Fleet, RecordingPublisher, String) {
+        let dir = try dir ?? Fixtures.temporaryDirectory()
+        let fleet = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: logger, unreachableAfter: unreachableAfter)
+        let publisher = RecordingPublisher()
+        await fleet.setPublisher(publisher)
+        return (fleet, publisher, dir)
+    }
+
+    static func hello(_ id: String, labels: [String: String] = [:], memory: Int64 = 1 << 30) -> Hello {
+        Hello(device: id, facts: DeviceFacts(agentVersion: "t", arch: "amd64", os: "test", capacity: Resources(cpuMillis: 2000, memoryBytes: memory), labels: labels, runtimes: [.exec]), bootID: "boot", lastAppliedGeneration: 0)
+    }
+
+    static func workload(_ name: String, replicas: Int, selector: [String: String] = [:]) -> WorkloadSpec {
+        WorkloadSpec(name: name, replicas: replicas, selector: selector, resources: Resources(cpuMillis: 100, memoryBytes: 32 << 20), command: ["/bin/sleep", "1000"])
+    }
+}
+
+@Suite("Fleet")
+struct FleetTests {
+    @Test("applying a workload places replicas and publishes each device's whole desired state")
+    func applyPublishes() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        for id in ["a", "b", "c"] { await fleet.hello(FleetFixture.hello(id, labels: ["role": id == "c" ? "other" : "gateway"])) }
+        #expect(try await fleet.apply(FleetFixture.workload("w", replicas: 2, selector: ["role": "gateway"])) == .created)
+        #expect(Set(publisher.all.map(\.device)) == ["a", "b"])
+        #expect(publisher.all.allSatisfy { $0.generation == 1 && $0.replicas.count == 1 })
+        #expect(try await fleet.apply(FleetFixture.workload("w", replicas: 2, selector: ["role": "gateway"])) == .unchanged)
+    }
+
+    @Test("generations only grow, and only for devices whose replica set changed")
+    func generations() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 2))
+        let before = publisher.all.count
+        _ = try await fleet.scale(workload: "w", replicas: 1)
+        let after = Array(publisher.all.dropFirst(before))
+        #expect(after.count == 1)
+        #expect(after.first?.generation == 2)
+        #expect(after.first?.replicas.isEmpty == true)
+        try await fleet.delete(workload: "w")
+        #expect(publisher.all.last?.generation == 2)
+        #expect(publisher.all.last?.replicas.isEmpty == true)
+    }
+
+    @Test("a report is applied once and only for replicas placed on the reporting device")
+    func reports() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let row = try await fleet.workload("w").replicas[0]
+        let other = row.device == "a" ? "b" : "a"
+        await fleet.report(Report(device: other, seq: 1, replicas: [ReplicaStatus(id: row.id, workload: "w", phase: .failed, generation: 1, time: 0)]))
+        #expect(try await fleet.workload("w").replicas[0].phase == .pending)
+        await fleet.report(Report(device: row.device, seq: 5, replicas: [ReplicaStatus(id: row.id, workload: "w", phase: .running, generation: 1, pid: 9, time: 0)]))
+        #expect(try await fleet.workload("w").replicas[0].phase == .running)
+        await fleet.report(Report(device: row.device, seq: 5, replicas: [ReplicaStatus(id: row.id, workload: "w", phase: .exited, generation: 1, time: 0)]))
+        #expect(try await fleet.workload("w").runningReplicas == 1)
+    }
+
+    @Test("a device without beats for longer than the bound becomes unreachable and gets no new replicas")
+    func presence() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(5))
+        await fleet.hello(FleetFixture.hello("a"))
+        await fleet.checkPresence(now: Fleet.nowMillis() + 6000)
+        #expect(try await fleet.device("a").record.presence == .unreachable)
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let view = try await fleet.workload("w")
+        #expect(view.replicas.isEmpty)
+        #expect(view.unplaced.first?.reasons == ["1 device: unreachable"])
+        await fleet.state(DeviceState(device: "a", state: .online))
+        #expect(try await fleet.workload("w").replicas.count == 1)
+    }
+
+    @Test("a restarted controller has the same fleet, and generations continue from the store")
+    func restart() async throws {
+        let (fleet, _, dir) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let (again, publisher, _) = try await FleetFixture.fleet(dir: dir)
+        #expect(try await again.workload("w").replicas.map(\.device) == ["a"])
+        #expect(await again.allDesired().map(\.generation) == [1])
+        _ = try await again.scale(workload: "w", replicas: 0)
+        #expect(publisher.last(for: "a")?.generation == 2)
+    }
+
+    @Test("an invalid spec changes nothing")
+    func invalidSpec() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        var spec = FleetFixture.workload("w", replicas: 1)
+        spec.command = []
+        await #expect(throws: FleetError.self) { try await fleet.apply(spec) }
+        #expect(await fleet.workloadList().isEmpty)
+        #expect(publisher.all.isEmpty)
+        await #expect(throws: FleetError.self) { try await fleet.scale(workload: "missing", replicas: 1) }
+    }
+}
