@@ -1,0 +1,229 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// A process a test started; stopped by pid, always.
+final class TestProcess: @unchecked Sendable {
+    let pid: pid_t
+    let name: String
+    let logPath: String
+    private var exited = false
+
+    init(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = [:]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Default signal handling in the child: the test runner's ignored or blocked signals
+        // would otherwise be inherited, and SIGTERM would not stop it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw HarnessError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+        self.name = URL(fileURLWithPath: executable).lastPathComponent
+        self.logPath = log
+    }
+
+    var isRunning: Bool {
+        if exited { return false }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+        return !exited
+    }
+
+    /// SIGTERM (or `signal`), then SIGKILL if it has not exited within `grace`.
+    func stop(signal: Int32 = SIGTERM, grace: Duration = .seconds(10)) async {
+        guard isRunning else { return }
+        kill(pid, signal)
+        let deadline = ContinuousClock.now + grace
+        while isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            exited = true
+        }
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum Harness {
+    /// The executables sit next to the test bundle in the build directory.
+    static let binDir: String = {
+        if let dir = ProcessInfo.processInfo.environment["DROVER_BIN_DIR"] { return dir }
+        var url = URL(fileURLWithPath: CommandLine.arguments.first { $0.contains(".xctest") } ?? CommandLine.arguments[0])
+        while url.path != "/", !FileManager.default.fileExists(atPath: url.appendingPathComponent("drover-agent").path) {
+            url.deleteLastPathComponent()
+        }
+        return url.path
+    }()
+
+    static func binary(_ name: String) -> String { binDir + "/" + name }
+
+    static let repoRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static func temporaryDirectory(_ label: String) throws -> String {
+        let path = NSTemporaryDirectory() + "drover-it-\(label)-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw HarnessError("no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes.
+    static func eventually(_ timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return try await condition()
+    }
+
+    /// Runs a command to completion and returns its exit status.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
+        let p = try TestProcess(executable, arguments, log: "/dev/null")
+        var status: Int32 = 0
+        waitpid(p.pid, &status, 0)
+        return (status >> 8) & 0xff
+    }
+
+    /// Kills, by pid, every process whose working directory lies under `dir`: the replicas
+    /// that agents started, which outlive their agent by design.
+    static func killProcesses(under dir: String) {
+        for pid in processes(under: dir) { kill(pid, SIGKILL) }
+    }
+
+    static func processes(under dir: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd") else { return false }
+            return cwd.hasPrefix(dir + "/")
+        }
+    }
+
+    /// True when `pid` is a live, non-zombie process.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+}
+
+/// A mosquitto the test owns, on a random loopback port.
+final class TestBroker: @unchecked Sendable {
+    let port: Int
+    let dir: String
+    private(set) var process: TestProcess
+
+    init(dir: String, port: Int? = nil) throws {
+        self.dir = dir
+        self.port = try port ?? Harness.freePort()
+        let config = dir + "/mosquitto.conf"
+        var lines = ["listener \(self.port) 127.0.0.1", "allow_anonymous true", "max_queued_messages 10000", "persistence false"]
+        if geteuid() == 0 { lines.append("user root") }
+        try lines.joined(separator: "\n").appending("\n").write(toFile: config, atomically: true, encoding: .utf8)
+        process = try Self.start(config: config, dir: dir)
+        try Self.waitForListener(port: self.port)
+    }
+
+    var url: String { "mqtt://127.0.0.1:\(port)" }
+
+    private static func start(config: String, dir: String) throws -> TestProcess {
+        try TestProcess("/usr/sbin/mosquitto", ["-c", config], log: dir + "/mosquitto.log")
+    }
+
+    static func waitForListener(port: Int) throws {
+        for _ in 0..<100 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if ok { return }
+            usleep(50_000)
+        }
+        throw HarnessError("broker did not listen on \(port)")
+    }
+
+    func restart() async throws {
+        await process.stop()
+        process = try Self.start(config: dir + "/mosquitto.conf", dir: dir)
+        try Self.waitForListener(port: port)
+    }
+
+    func stop() async { await process.stop() }
+}
+
+/// The REST API, as a client outside the controller sees it.
+struct APIClient {
+    let base: String
+
+    func request(_ method: String, _ path: String, body: String? = nil) async throws -> (Int, [String: Any], Data) {
+        guard let url = URL(string: base + path) else { throw HarnessError("bad URL \(base + path)") }
+        var request = URLRequest(url: url, timeoutInterval: 10)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, json, data)
+    }
+
+    func get(_ path: String) async throws -> [String: Any] { try await request("GET", path).1 }
+
+    func list(_ path: String) async throws -> [[String: Any]] {
+        let (_, _, data) = try await request("GET", path)
+        return (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+    }
+
+    func isUp() async -> Bool { ((try? await request("GET", "/v1/status"))?.0 ?? 0) == 200 }
+}

@@ -1,0 +1,134 @@
+import DroverMQTT
+import Foundation
+import Testing
+
+/// The MQTT client against a real mosquitto on a random loopback port.
+@Suite("MQTT client with a real broker", .serialized)
+struct MQTTClientTests {
+    static func client(_ broker: TestBroker, id: String, cleanStart: Bool = true, expiry: UInt32 = 0, will: LastWill? = nil) throws -> MQTTClient {
+        try MQTTClient(MQTTConfiguration(
+            broker: try BrokerAddress(url: broker.url), clientID: id, username: id, sessionExpirySeconds: expiry,
+            cleanStart: cleanStart, will: will, backoff: BackoffPolicy(initial: .milliseconds(100), maximum: .seconds(1))))
+    }
+
+    static func waitConnected(_ client: MQTTClient) async -> Bool {
+        await Harness.eventually(.seconds(10)) { client.isConnected }
+    }
+
+    /// The next message within `timeout`, or nil.
+    static func next(_ client: MQTTClient, within timeout: Duration = .seconds(10)) async -> MQTTMessage? {
+        await withTaskGroup(of: MQTTMessage?.self) { group in
+            group.addTask {
+                var iterator = client.messages.makeAsyncIterator()
+                return await iterator.next()
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    @Test("QoS 1 publish is acknowledged and delivered; retained messages reach late subscribers")
+    func publishSubscribeRetain() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("mqtt"))
+        let sub = try Self.client(broker, id: "sub")
+        let pub = try Self.client(broker, id: "pub")
+        defer { Task { await broker.stop() } }
+        sub.subscribe("t/#", qos: .atLeastOnce)
+        sub.start()
+        pub.start()
+        #expect(await Self.waitConnected(sub))
+        #expect(await Self.waitConnected(pub))
+        try await Task.sleep(for: .milliseconds(200))  // SUBACK
+        try await pub.publish("t/a", Array("hello".utf8), qos: .atLeastOnce)
+        let got = await Self.next(sub)
+        #expect(got?.topic == "t/a")
+        #expect(got?.payload == Array("hello".utf8))
+
+        try await pub.publish("r/x", Array("kept".utf8), qos: .atLeastOnce, retain: true)
+        let late = try Self.client(broker, id: "late")
+        late.subscribe("r/x")
+        late.start()
+        let retained = await Self.next(late)
+        #expect(retained?.retain == true)
+        #expect(retained?.payload == Array("kept".utf8))
+        for c in [sub, pub, late] { await c.shutdown() }
+        await broker.stop()
+    }
+
+    @Test("the last will is published when a client leaves without a clean disconnect")
+    func lastWill() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("will"))
+        let watcher = try Self.client(broker, id: "watcher")
+        watcher.subscribe("dev/state")
+        watcher.start()
+        let device = try Self.client(broker, id: "device", will: LastWill(topic: "dev/state", payload: Array("offline".utf8), qos: .atLeastOnce, retain: true))
+        device.start()
+        #expect(await Self.waitConnected(device))
+        #expect(await Self.waitConnected(watcher))
+        try await Task.sleep(for: .milliseconds(200))
+        await device.shutdown(sendWill: true)
+        let will = await Self.next(watcher)
+        #expect(will?.payload == Array("offline".utf8))
+        await watcher.shutdown()
+        await broker.stop()
+    }
+
+    @Test("a persistent session keeps QoS 1 messages sent while the client was away")
+    func persistentSession() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("session"))
+        let first = try Self.client(broker, id: "keeper", cleanStart: false, expiry: 300)
+        first.subscribe("q/1", qos: .atLeastOnce)
+        first.start()
+        #expect(await Self.waitConnected(first))
+        try await Task.sleep(for: .milliseconds(200))
+        await first.shutdown()
+
+        let pub = try Self.client(broker, id: "pub2")
+        pub.start()
+        #expect(await Self.waitConnected(pub))
+        try await pub.publish("q/1", Array("while away".utf8), qos: .atLeastOnce)
+
+        // No subscribe call this time: the session remembers the subscription.
+        let again = try Self.client(broker, id: "keeper", cleanStart: false, expiry: 300)
+        again.start()
+        let queued = await Self.next(again)
+        #expect(queued?.payload == Array("while away".utf8))
+        await again.shutdown()
+        await pub.shutdown()
+        await broker.stop()
+    }
+
+    @Test("the client reconnects by itself after the broker restarts, and resubscribes")
+    func reconnect() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("reconnect"))
+        let client = try Self.client(broker, id: "survivor")
+        client.subscribe("back/#")
+        client.start()
+        #expect(await Self.waitConnected(client))
+        try await broker.restart()
+        #expect(await Harness.eventually(.seconds(15)) { client.isConnected })
+        try await Task.sleep(for: .milliseconds(300))
+        let pub = try Self.client(broker, id: "pub3")
+        pub.start()
+        #expect(await Self.waitConnected(pub))
+        try await pub.publish("back/1", Array("after restart".utf8), qos: .atLeastOnce)
+        #expect(await Self.next(client)?.payload == Array("after restart".utf8))
+        await client.shutdown()
+        await pub.shutdown()
+        await broker.stop()
+    }
+
+    @Test("publishing while disconnected fails at once instead of hanging")
+    func notConnected() async throws {
+        let port = try Harness.freePort()
+        let client = try MQTTClient(MQTTConfiguration(broker: BrokerAddress(host: "127.0.0.1", port: port), clientID: "lonely"))
+        client.start()
+        await #expect(throws: MQTTError.self) { try await client.publish("x", [1], qos: .atLeastOnce) }
+        await client.shutdown()
+    }
+}
