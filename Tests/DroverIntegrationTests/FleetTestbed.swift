@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+/// A controller on the embedded default and a set of agents, each a real process, in a temp
+/// dir. `shutdown()` stops all of them and every replica they started, by pid.
+final class FleetTestbed: @unchecked Sendable {
+    let dir: String
+    let apiPort: Int
+    let api: APIClient
+    var controller: TestProcess?
+    var agents: [String: TestProcess] = [:]
+    private(set) var brokerURL = ""
+    let unreachableAfter: Double
+
+    init(label: String, unreachableAfter: Double = 2) throws {
+        dir = try Harness.temporaryDirectory(label)
+        apiPort = try Harness.freePort()
+        api = APIClient(base: "http://127.0.0.1:\(apiPort)")
+        self.unreachableAfter = unreachableAfter
+    }
+
+    func startController() async throws {
+        controller = try TestProcess(
+            Harness.binary("drover-controller"),
+            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)"],
+            log: dir + "/controller.log")
+        guard await Harness.eventually(.seconds(20), { await self.api.isUp() }) else {
+            throw HarnessError("controller did not come up:\n\(controller?.log ?? "")")
+        }
+        let status = try await api.get("/v1/status")
+        brokerURL = (status["controller"] as? [String: Any])?["brokerURL"] as? String ?? ""
+        guard await Harness.eventually(.seconds(10), { ((try? await self.api.get("/v1/status"))?["brokerConnected"] as? Bool) == true }) else {
+            throw HarnessError("controller did not reach its broker:\n\(controller?.log ?? "")")
+        }
+    }
+
+    func stopController() async {
+        await controller?.stop()
+    }
+
+    func agentDir(_ id: String) -> String { dir + "/agents/" + id }
+
+    func startAgent(_ id: String, labels: String, capacity: String) throws {
+        agents[id] = try TestProcess(
+            Harness.binary("drover-agent"),
+            ["--id", id, "--broker", brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"],
+            log: dir + "/agent-\(id).log")
+    }
+
+    /// The devices of fleet-configs/fleet.env, as the demo starts them.
+    func startDemoAgents() throws -> [String] {
+        let text = try String(contentsOfFile: Harness.repoRoot + "/fleet-configs/fleet.env", encoding: .utf8)
+        var ids: [String] = []
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ").map(String.init)
+            guard parts.count == 3 else { continue }
+            try startAgent(parts[0], labels: parts[1], capacity: parts[2])
+            ids.append(parts[0])
+        }
+        return ids
+    }
+
+    func waitForDevices(online count: Int) async throws {
+        let ok = await Harness.eventually(.seconds(20)) {
+            (try? await self.api.list("/v1/devices"))?.filter { ($0["record"] as? [String: Any])?["presence"] as? String == "online" }.count == count
+        }
+        guard ok else { throw HarnessError("devices did not come online: \((try? await api.list("/v1/devices")) ?? [])") }
+    }
+
+    /// (replica id, device, pid) of replicas the controller sees running.
+    func running(_ workload: String) async throws -> [(id: String, device: String, pid: Int32)] {
+        let view = try await api.get("/v1/workloads/\(workload)")
+        return (view["replicas"] as? [[String: Any]] ?? []).compactMap { r in
+            guard r["phase"] as? String == "running", let id = r["id"] as? String, let device = r["device"] as? String, let pid = r["pid"] as? Int else { return nil }
+            return (id, device, Int32(pid))
+        }
+    }
+
+    func shutdown() async {
+        for agent in agents.values { await agent.stop(grace: .seconds(5)) }
+        await controller?.stop()
+        Harness.killProcesses(under: dir)
+        // A controller killed hard leaves its broker behind; its pid file names it.
+        if let text = try? String(contentsOfFile: dir + "/controller/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+           (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir) == true {
+            kill(pid, SIGKILL)
+        }
+    }
+}
