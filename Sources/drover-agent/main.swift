@@ -28,6 +28,12 @@ struct DroverAgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds between beats.")
     var beatInterval: Double = 5
 
+    @Option(help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi.")
+    var logLimit: String = "1Mi"
+
+    @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
+    var stopGrace: Double = 5
+
     @Option(help: "MQTT password (the username is the device id).")
     var password: String?
 
@@ -35,6 +41,10 @@ struct DroverAgentCommand: AsyncParsableCommand {
         guard Names.isValidDeviceID(id) else { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
         do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
         guard beatInterval >= 0.1 else { throw ValidationError("--beat-interval must be at least 0.1 seconds") }
+        guard (Quantity.parseMemory(logLimit) ?? 0) >= 1024 else {
+            throw ValidationError("--log-limit: '\(logLimit)' must be a size of at least 1Ki, e.g. 512Ki or 1Mi")
+        }
+        guard stopGrace >= 0 else { throw ValidationError("--stop-grace must not be negative") }
         _ = try parsedLabels()
         _ = try parsedCapacity()
     }
@@ -74,7 +84,7 @@ struct DroverAgentCommand: AsyncParsableCommand {
         let configuration = AgentConfiguration(
             deviceID: id, broker: try BrokerAddress(url: broker), dataDir: dataDir, labels: try parsedLabels(),
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
-            password: password)
+            password: password, stopGrace: .milliseconds(Int64(stopGrace * 1000)), maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
         let group = ServiceGroup(
             services: [Agent(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

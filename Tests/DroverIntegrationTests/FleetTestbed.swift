@@ -40,11 +40,27 @@ final class FleetTestbed: @unchecked Sendable {
 
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
 
-    func startAgent(_ id: String, labels: String, capacity: String) throws {
+    func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = []) throws {
         agents[id] = try TestProcess(
             Harness.binary("drover-agent"),
-            ["--id", id, "--broker", brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"],
-            log: dir + "/agent-\(id).log")
+            ["--id", id, "--broker", brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"] + extra,
+            log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
+        agentStarts += 1
+    }
+
+    private var agentStarts = 0
+
+    /// Extra environment for agents started from now on.
+    var environment: [String: String] = [:]
+
+    func apply(_ manifest: String) async throws {
+        let (code, body, _) = try await api.request("POST", "/v1/workloads", body: manifest)
+        guard code == 201 || code == 200 else { throw HarnessError("apply answered \(code): \(body)") }
+    }
+
+    /// The workload's replicas as the API shows them, whatever their phase.
+    func replicas(_ workload: String) async throws -> [[String: Any]] {
+        try await api.get("/v1/workloads/\(workload)")["replicas"] as? [[String: Any]] ?? []
     }
 
     /// The devices of fleet-configs/fleet.env, as the demo starts them.
@@ -84,6 +100,9 @@ final class FleetTestbed: @unchecked Sendable {
         if let text = try? String(contentsOfFile: dir + "/controller/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir) == true {
             kill(pid, SIGKILL)
+        }
+        if ProcessInfo.processInfo.environment["DROVER_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(atPath: dir)
         }
     }
 }

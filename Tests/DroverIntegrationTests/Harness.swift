@@ -201,7 +201,10 @@ final class TestBroker: @unchecked Sendable {
         try Self.waitForListener(port: port)
     }
 
-    func stop() async { await process.stop() }
+    func stop() async {
+        await process.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
 }
 
 /// The REST API, as a client outside the controller sees it.

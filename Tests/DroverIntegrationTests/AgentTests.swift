@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// The agent's supervision of real processes, through a real controller.
+@Suite("Agent supervision", .serialized)
+struct AgentTests {
+    static func manifest(_ name: String, command: String, restart: String = "always", replicas: Int = 1) -> String {
+        """
+        apiVersion: drover/v1
+        kind: Workload
+        metadata: {name: \(name)}
+        spec:
+          replicas: \(replicas)
+          restartPolicy: \(restart)
+          resources: {cpu: 10m, memory: 1Mi}
+          command: ["/bin/sh", "-c", \(String(reflecting: command))]
+        """
+    }
+
+    static func withFleet(_ label: String, agentFlags: [String] = [], _ body: (FleetTestbed) async throws -> Void) async throws {
+        let bed = try FleetTestbed(label: label)
+        do {
+            try await bed.startController()
+            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: agentFlags)
+            try await bed.waitForDevices(online: 1)
+            try await body(bed)
+        } catch {
+            Issue.record("\(error)")
+        }
+        await bed.shutdown()
+    }
+
+    @Test("a failing replica is restarted by its policy and its exit code is reported")
+    func restartOnFailure() async throws {
+        try await Self.withFleet("restart") { bed in
+            try await bed.apply(Self.manifest("flaky", command: "sleep 0.2; exit 3", restart: "on-failure"))
+            let restarted = await Harness.eventually(.seconds(20)) {
+                guard let r = try? await bed.replicas("flaky").first else { return false }
+                return (r["restarts"] as? Int ?? 0) >= 2 && r["exitCode"] as? Int == 3
+            }
+            let seen = (try? await bed.replicas("flaky")) ?? []
+            #expect(restarted, "replica: \(seen)")
+            let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=flaky").2, as: UTF8.self)
+            #expect(events.contains("exit code 3"))
+        }
+    }
+
+    @Test("a replica that exits 0 under on-failure is left exited")
+    func exitedCleanly() async throws {
+        try await Self.withFleet("clean") { bed in
+            try await bed.apply(Self.manifest("oneshot", command: "echo done", restart: "on-failure"))
+            #expect(await Harness.eventually {
+                let r = try? await bed.replicas("oneshot").first
+                return r?["phase"] as? String == "exited" && r?["exitCode"] as? Int == 0
+            })
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(try await bed.replicas("oneshot").first?["restarts"] as? Int == 0)
+        }
+    }
+
+    @Test("stopping a replica stops its whole process group")
+    func processGroup() async throws {
+        try await Self.withFleet("group") { bed in
+            try await bed.apply(Self.manifest("forker", command: "sleep 1000 & sleep 1000 & wait"))
+            #expect(await Harness.eventually { Harness.processes(under: bed.agentDir("gw-1")).count >= 3 })
+            #expect(try await bed.api.request("DELETE", "/v1/workloads/forker").0 == 204)
+            #expect(await Harness.eventually { Harness.processes(under: bed.agentDir("gw-1")).allSatisfy { !Harness.isAlive($0) } })
+        }
+    }
+
+    @Test("a restarted agent adopts its running replicas instead of starting them again")
+    func adoption() async throws {
+        try await Self.withFleet("adopt") { bed in
+            try await bed.apply(Self.manifest("steady", command: "exec sleep 1000"))
+            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
+            let before = try await bed.running("steady")
+            await bed.agents["gw-1"]?.stop()
+            #expect(before.allSatisfy { Harness.isAlive($0.pid) }, "replicas must outlive the agent")
+            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
+            try await bed.waitForDevices(online: 1)
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(try await bed.running("steady").map(\.pid) == before.map(\.pid))
+            let log = bed.agents["gw-1"]?.log ?? ""
+            #expect(log.contains("adopted running replica"))
+            #expect(!log.contains("started replica"))
+        }
+    }
+
+    @Test("a replica's log is rotated at the size limit")
+    func logCap() async throws {
+        try await Self.withFleet("logs", agentFlags: ["--log-limit", "16Ki"]) { bed in
+            try await bed.apply(Self.manifest("chatty", command: "while true; do echo 0123456789012345678901234567890123456789012345678901234567890123456789; sleep 0.005; done"))
+            let log = bed.agentDir("gw-1") + "/replicas/chatty-0/output.log"
+            #expect(await Harness.eventually { FileManager.default.fileExists(atPath: log + ".1") })
+            for _ in 0..<10 {
+                let size = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) ?? 0
+                // One supervision pass (0.5 s) of output past the limit at most.
+                #expect(size < 16 * 1024 + 64 * 1024, "output.log grew to \(size) bytes")
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+    }
+}
