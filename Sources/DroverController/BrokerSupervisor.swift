@@ -116,10 +116,18 @@ public final class BrokerSupervisor: @unchecked Sendable {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // mosquitto speaks sd_notify itself: with the controller's NOTIFY_SOCKET it would
+        // report READY and feed the watchdog on the controller's behalf, hiding a hung controller.
+        let hidden: Set<String> = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
+        let environment = ProcessInfo.processInfo.environment.filter { !hidden.contains($0.key) }
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
+        let rc = posix_spawn(&pid, binary, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw ControllerError("cannot start mosquitto: \(String(cString: strerror(rc)))") }
         return pid
     }

@@ -9,7 +9,7 @@ final class FleetTestbed: @unchecked Sendable {
     let api: APIClient
     var controller: TestProcess?
     var agents: [String: TestProcess] = [:]
-    private(set) var brokerURL = ""
+    var brokerURL = ""
     let unreachableAfter: Double
 
     init(label: String, unreachableAfter: Double = 2) throws {
