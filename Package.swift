@@ -26,6 +26,7 @@ let package = Package(
         // Small glibc helpers that Swift's Glibc module hides behind _GNU_SOURCE.
         .target(name: "CDroverSys"),
 
+        .target(name: "DroverPOSIX", dependencies: ["CDroverSys"]),
         .target(name: "DroverCore"),
         .target(name: "DroverSystemd", dependencies: ["CSystemd"]),
         .target(name: "DroverAPI", dependencies: ["DroverCore"]),
@@ -39,7 +40,7 @@ let package = Package(
             name: "DroverController",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverStore", "DroverScheduler",
-                "DroverSystemd", "DroverAPI",
+                "DroverSystemd", "DroverAPI", "DroverPOSIX",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -49,7 +50,7 @@ let package = Package(
         .target(
             name: "DroverAgent",
             dependencies: [
-                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "CDroverSys",
+                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "DroverPOSIX", "CDroverSys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -82,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverIntegrationTests",
-            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT", "DroverAPI"]
+            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT", "DroverAPI", "DroverPOSIX"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -64,14 +64,7 @@ public struct Agent: Service {
                         try? await Task.sleep(for: config.beatInterval)
                     }
                 }
-                if let interval = notifier.watchdogInterval {
-                    group.addTask {
-                        while !Task.isCancelled {
-                            notifier.watchdogPing()
-                            try? await Task.sleep(for: interval)
-                        }
-                    }
-                }
+                group.addTask { await notifier.runWatchdog() }
                 try? await gracefulShutdown()
                 group.cancelAll()
             }

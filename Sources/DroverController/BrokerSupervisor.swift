@@ -1,3 +1,4 @@
+import DroverPOSIX
 import Foundation
 import Logging
 
@@ -19,28 +20,13 @@ public final class BrokerSupervisor: @unchecked Sendable {
         if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let saved = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
             port = saved
         } else {
-            port = try Self.freeLoopbackPort()
+            guard let free = freeLoopbackPort() else { throw ControllerError("cannot find a free loopback port") }
+            port = free
             try "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
         }
     }
 
     public var url: String { "mqtt://127.0.0.1:\(port)" }
-
-    static func freeLoopbackPort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControllerError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard bound else { throw ControllerError("cannot find a free loopback port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
 
     static func mosquittoPath() -> String? {
         let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/local/sbin"]
@@ -99,37 +85,16 @@ public final class BrokerSupervisor: @unchecked Sendable {
     }
 
     private func spawn(_ binary: String, _ arguments: [String]) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // mosquitto must get SIGTERM even though the controller handles it itself.
-        var all = sigset_t()
-        sigfillset(&all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         // mosquitto speaks sd_notify itself: with the controller's NOTIFY_SOCKET it would
         // report READY and feed the watchdog on the controller's behalf, hiding a hung controller.
         let hidden: Set<String> = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"]
-        let environment = ProcessInfo.processInfo.environment.filter { !hidden.contains($0.key) }
-        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        var spawn = Spawn(executable: binary, arguments: arguments, environment: Spawn.currentEnvironment.filter { !hidden.contains($0.key) })
+        spawn.outputPath = dataDir + "/mosquitto.stderr"
+        do {
+            return try spawn.run()
+        } catch {
+            throw ControllerError(error.description)
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, binary, &actions, &attributes, argv, envp)
-        guard rc == 0 else { throw ControllerError("cannot start mosquitto: \(String(cString: strerror(rc)))") }
-        return pid
     }
 
     var isStopping: Bool { lock.withLock { stopping } }

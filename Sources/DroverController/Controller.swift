@@ -80,14 +80,7 @@ public struct Controller: Service {
                     await fleet.checkPresence(now: Fleet.nowMillis())
                 }
             }
-            if let interval = notifier.watchdogInterval {
-                group.addTask {
-                    while !Task.isCancelled {
-                        notifier.watchdogPing()
-                        try? await Task.sleep(for: interval)
-                    }
-                }
-            }
+            group.addTask { await notifier.runWatchdog() }
             group.addTask { try await app.run() }
             logger.info("controller started", metadata: ["api": "\(config.listenHost):\(config.listenPort)", "broker": "\(brokerURL)"])
             do {

@@ -23,4 +23,14 @@ public struct SystemdNotifier: Sendable {
         guard sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
         return .microseconds(Int64(usec / 2))
     }
+
+    /// Pings the watchdog at half the requested interval until the task is cancelled;
+    /// returns at once when no watchdog is configured.
+    public func runWatchdog() async {
+        guard let interval = watchdogInterval else { return }
+        while !Task.isCancelled {
+            watchdogPing()
+            try? await Task.sleep(for: interval)
+        }
+    }
 }

@@ -18,16 +18,11 @@ struct AgentTests {
     }
 
     static func withFleet(_ label: String, agentFlags: [String] = [], _ body: (FleetTestbed) async throws -> Void) async throws {
-        let bed = try FleetTestbed(label: label)
-        do {
-            try await bed.startController()
+        try await FleetTestbed.run(label) { bed in
             try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: agentFlags)
             try await bed.waitForDevices(online: 1)
             try await body(bed)
-        } catch {
-            Issue.record("\(error)")
         }
-        await bed.shutdown()
     }
 
     @Test("a failing replica is restarted by its policy and its exit code is reported")

@@ -13,9 +13,7 @@ struct FleetEndToEndTests {
 
     @Test("apply 3 replicas: 3 processes on the matching devices; scale to 1: two stop; delete: none left")
     func applyScaleDelete() async throws {
-        let bed = try FleetTestbed(label: "e2e")
-        do {
-            try await bed.startController()
+        try await FleetTestbed.run("e2e") { bed in
             _ = try bed.startDemoAgents()
             try bed.startAgent("cam-1", labels: "role=camera", capacity: "cpu=4,memory=4Gi")
             try await bed.waitForDevices(online: 4)
@@ -43,17 +41,12 @@ struct FleetEndToEndTests {
             #expect(try await bed.api.request("DELETE", "/v1/workloads/sensor-reader").0 == 204)
             #expect(await Harness.eventually { kept.map { !Harness.isAlive($0.pid) } ?? true })
             #expect(await Harness.eventually { Harness.processes(under: bed.dir + "/agents").isEmpty })
-        } catch {
-            Issue.record("\(error)")
         }
-        await bed.shutdown()
     }
 
     @Test("kill -9 of an agent: its device is unreachable within the configured bound, its replicas keep running")
     func agentKilled() async throws {
-        let bed = try FleetTestbed(label: "kill", unreachableAfter: 2)
-        do {
-            try await bed.startController()
+        try await FleetTestbed.run("kill") { bed in
             try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=512Mi")
             try await bed.waitForDevices(online: 1)
             try await Self.apply(bed)
@@ -69,10 +62,7 @@ struct FleetEndToEndTests {
             #expect(replica.map { Harness.isAlive($0.pid) } == true, "a replica must outlive its agent")
             let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=gw-1").2, as: UTF8.self)
             #expect(events.contains("DeviceUnreachable"))
-        } catch {
-            Issue.record("\(error)")
         }
-        await bed.shutdown()
     }
 
     @Test("garbage on device topics is counted and dropped; the controller stays healthy and its state unchanged")
@@ -122,9 +112,7 @@ struct FleetEndToEndTests {
 
     @Test("a restarted controller comes back with the same state from controller.db")
     func controllerRestart() async throws {
-        let bed = try FleetTestbed(label: "restart")
-        do {
-            try await bed.startController()
+        try await FleetTestbed.run("restart") { bed in
             _ = try bed.startDemoAgents()
             try await bed.waitForDevices(online: 3)
             try await Self.apply(bed)
@@ -142,9 +130,6 @@ struct FleetEndToEndTests {
             #expect(after.map(\.pid) == before.map(\.pid), "replicas were not restarted")
             let view = try await bed.api.get("/v1/workloads/sensor-reader")
             #expect(view["revision"] as? Int == 1)
-        } catch {
-            Issue.record("\(error)")
         }
-        await bed.shutdown()
     }
 }

@@ -19,6 +19,19 @@ final class FleetTestbed: @unchecked Sendable {
         self.unreachableAfter = unreachableAfter
     }
 
+    /// Runs `body` against a fresh testbed with its controller up; records any error as an
+    /// issue and always shuts everything down.
+    static func run(_ label: String, unreachableAfter: Double = 2, _ body: (FleetTestbed) async throws -> Void) async throws {
+        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter)
+        do {
+            try await bed.startController()
+            try await body(bed)
+        } catch {
+            Issue.record("\(error)")
+        }
+        await bed.shutdown()
+    }
+
     func startController() async throws {
         controller = try TestProcess(
             Harness.binary("drover-controller"),

@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CDroverSys
+
+/// The one way Drover starts a process (replicas, the managed broker, test daemons).
+///
+/// The child always gets default signal dispositions and an empty signal mask: signals the
+/// parent ignores or blocks (a service handling SIGTERM itself, a test runner) would otherwise
+/// be inherited, and SIGTERM would not stop the child. It inherits no descriptor beyond
+/// stdin/stdout/stderr, so it never holds the parent's broker socket open.
+public struct Spawn: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    /// The child's whole environment.
+    public var environment: [String: String]
+    public var stdinPath = "/dev/null"
+    /// stdout and stderr go to this file, appended to.
+    public var outputPath = "/dev/null"
+    public var directory: String?
+    /// Put the child in a process group of its own (pgid = pid), so the whole group can be
+    /// signalled at once.
+    public var newProcessGroup = false
+    /// Search PATH for a bare executable name.
+    public var searchPath = false
+
+    public init(executable: String, arguments: [String] = [], environment: [String: String]) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+    }
+
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var executable: String
+        public var code: Int32
+        public var description: String { "cannot start \(executable): \(String(cString: strerror(code)))" }
+    }
+
+    public func run() throws(Failure) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        drover_spawn_addclosefrom(&actions, 3)
+        if let directory { drover_spawn_addchdir(&actions, directory) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = searchPath
+            ? posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
+            : posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw Failure(executable: executable, code: rc) }
+        return pid
+    }
+
+    /// This process's environment, for a child that should inherit it.
+    public static var currentEnvironment: [String: String] {
+        var result: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") { result[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+            p += 1
+        }
+        return result
+    }
+}
+
+/// A free TCP port on 127.0.0.1, found by binding port 0.
+public func freeLoopbackPort() -> Int? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    return bound ? Int(UInt16(bigEndian: addr.sin_port)) : nil
+}
