@@ -54,6 +54,9 @@ public struct Agent: Service {
                 group.addTask {
                     while !Task.isCancelled {
                         await supervisor.tick()
+                        // Through a long outage only the newest reports matter: each carries
+                        // the whole status of the replicas it names.
+                        _ = try? store.trimOutbox(keep: 10_000)
                         await link.flushOutbox()
                         try? await Task.sleep(for: .milliseconds(500))
                     }

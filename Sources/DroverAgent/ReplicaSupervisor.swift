@@ -84,15 +84,16 @@ public actor ReplicaSupervisor {
     /// start what is missing.
     func reconcile() async {
         var changed: [ReplicaStatus] = []
-        for (id, record) in records.sorted(by: { $0.key < $1.key }) {
-            guard let spec = desired[id], spec.revisionKey == record.spec.revisionKey else {
-                await stopReplica(id)
-                changed.append(status(of: record, phase: .stopped))
-                records[id] = nil
-                live[id] = nil
-                try? store.deleteReplica(id: id)
-                continue
-            }
+        let obsolete = records.filter { id, record in desired[id]?.revisionKey != record.spec.revisionKey }
+        // Stopped side by side: each may take its whole grace period.
+        await withTaskGroup(of: Void.self) { group in
+            for id in obsolete.keys { group.addTask { await self.stopReplica(id) } }
+        }
+        for (id, record) in obsolete.sorted(by: { $0.key < $1.key }) {
+            changed.append(status(of: record, phase: .stopped))
+            records[id] = nil
+            live[id] = nil
+            try? store.deleteReplica(id: id)
         }
         for (id, spec) in desired.sorted(by: { $0.key < $1.key }) where records[id] == nil {
             records[id] = ReplicaRecord(spec: spec, phase: .pending)

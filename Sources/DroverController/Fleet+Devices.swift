@@ -26,7 +26,19 @@ extension Fleet {
             needsPlan = true
             event("DeviceJoined", m.device, "device \(m.device) joined (\(m.facts.arch), cpu \(Quantity.formatCPU(m.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(m.facts.capacity.memoryBytes)))", into: &batch)
         }
-        let messages = needsPlan ? replan(into: &batch) : []
+        var messages = needsPlan ? replan(into: &batch) : []
+        // A device that applied a generation this controller never sent (the controller's
+        // store was restored from an older copy) would ignore everything until the counter
+        // caught up: jump past it, sending the whole state, which may well be empty.
+        if m.lastAppliedGeneration > (desired[m.device]?.generation ?? 0) {
+            var record = desired[m.device] ?? DesiredRecord(device: m.device, generation: 0, replicas: [])
+            record.generation = m.lastAppliedGeneration + 1
+            desired[m.device] = record
+            batch.desired.append(record)
+            messages.removeAll { $0.device == m.device }
+            messages.append(Desired(device: m.device, generation: record.generation, replicas: record.replicas))
+            event("GenerationResynced", m.device, "device \(m.device) had applied generation \(m.lastAppliedGeneration); desired state resent as \(record.generation)", into: &batch)
+        }
         try? commit(batch)
         await send(messages)
     }

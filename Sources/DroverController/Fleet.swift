@@ -29,10 +29,16 @@ public actor Fleet {
         self.logger = logger
         self.unreachableAfter = unreachableAfter
         let snapshot = try store.load()
-        devices = Dictionary(snapshot.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        workloads = Dictionary(snapshot.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
-        replicas = Dictionary(snapshot.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        desired = Dictionary(snapshot.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+        (devices, workloads, replicas, desired) = Self.index(snapshot)
+    }
+
+    static func index(_ s: FleetSnapshot) -> ([String: DeviceRecord], [String: WorkloadRecord], [String: ReplicaRow], [String: DesiredRecord]) {
+        (
+            Dictionary(s.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }),
+            Dictionary(s.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a }),
+            Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }),
+            Dictionary(s.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+        )
     }
 
     public func setPublisher(_ publisher: any DesiredPublisher) {
@@ -54,10 +60,7 @@ public actor Fleet {
         } catch {
             logger.error("store write failed", metadata: ["error": "\(error)"])
             if let snapshot = try? store.load() {
-                devices = Dictionary(snapshot.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-                workloads = Dictionary(snapshot.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
-                replicas = Dictionary(snapshot.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-                desired = Dictionary(snapshot.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+                (devices, workloads, replicas, desired) = Self.index(snapshot)
             }
             throw error
         }

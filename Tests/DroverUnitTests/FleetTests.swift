@@ -103,6 +103,22 @@ struct FleetTests {
         #expect(publisher.last(for: "a")?.generation == 2)
     }
 
+    @Test("a device ahead of the controller's generation gets its state resent past it")
+    func generationResync() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        #expect(publisher.last(for: "a")?.generation == 1)
+        var hello = FleetFixture.hello("a")
+        hello.lastAppliedGeneration = 1
+        await fleet.hello(hello)
+        #expect(publisher.all.count == 1, "an up-to-date device needs nothing")
+        hello.lastAppliedGeneration = 9
+        await fleet.hello(hello)
+        #expect(publisher.last(for: "a")?.generation == 10)
+        #expect(publisher.last(for: "a")?.replicas.map(\.id) == ["w-0"])
+    }
+
     @Test("an invalid spec changes nothing")
     func invalidSpec() async throws {
         let (fleet, publisher, _) = try await FleetFixture.fleet()
