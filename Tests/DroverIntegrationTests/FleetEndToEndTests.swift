@@ -87,7 +87,7 @@ struct FleetEndToEndTests {
                 ["-t", "drover/v1/dev/gw-1/beat", "-m", "\u{1}\u{2}\u{3}"],
             ]
             for args in sends {
-                #expect(try Harness.run("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-q", "1", "-i", "garbage-\(UUID().uuidString.prefix(6))"] + args) == 0)
+                #expect(try Harness.run("/usr/bin/mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-q", "1", "-i", "garbage-\(UUID().uuidString.prefix(6))"] + args).status == 0)
             }
             let counted = await Harness.eventually(.seconds(10)) {
                 let drops = ((try? await bed.api.get("/v1/status"))?["fleet"] as? [String: Any])?["droppedMessages"] as? [String: Int] ?? [:]
@@ -130,6 +130,40 @@ struct FleetEndToEndTests {
             #expect(after.map(\.pid) == before.map(\.pid), "replicas were not restarted")
             let view = try await bed.api.get("/v1/workloads/sensor-reader")
             #expect(view["revision"] as? Int == 1)
+        }
+    }
+}
+
+@Suite("Managed broker", .serialized)
+struct ManagedBrokerTests {
+    static func brokerPID(_ bed: FleetTestbed) -> Int32? {
+        (try? String(contentsOfFile: bed.dir + "/controller/mosquitto.pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    @Test("a broker that dies is restarted on the same port; agents come back and reports queued meanwhile arrive")
+    func brokerRestarted() async throws {
+        try await FleetTestbed.run("broker") { bed in
+            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=512Mi")
+            try await bed.waitForDevices(online: 1)
+            try await bed.apply(try String(contentsOfFile: FleetEndToEndTests.manifest, encoding: .utf8))
+            #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 1 })
+            let replica = try #require(try await bed.running("sensor-reader").first)
+            let device = try await bed.api.get("/v1/devices/gw-1")
+            #expect(((device["record"] as? [String: Any])?["usage"] as? [String: Any])?["memoryTotalBytes"] as? Int ?? 0 > 0, "beats carry real usage")
+
+            let broker = try #require(Self.brokerPID(bed))
+            kill(broker, SIGKILL)
+            // While the broker is down the replica dies; the agent restarts it and queues the reports.
+            try await Task.sleep(for: .milliseconds(100))
+            kill(replica.pid, SIGKILL)
+            #expect(await Harness.eventually { Self.brokerPID(bed).map { $0 != broker && Harness.isAlive($0) } == true })
+            #expect(await Harness.eventually(.seconds(30)) {
+                guard let r = try? await bed.replicas("sensor-reader").first else { return false }
+                return r["phase"] as? String == "running" && (r["restarts"] as? Int ?? 0) >= 1 && r["pid"] as? Int != Int(replica.pid)
+            })
+            #expect(((try await bed.api.get("/v1/status"))["brokerConnected"] as? Bool) == true)
+            let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=sensor-reader").2, as: UTF8.self)
+            #expect(events.contains("exit code 137"), "the exit during the outage was reported")
         }
     }
 }

@@ -6,13 +6,7 @@ import Testing
 @Suite("Agent footprint")
 struct FootprintTests {
     static func output(_ executable: String, _ arguments: [String]) throws -> String {
-        let dir = try Harness.temporaryDirectory("footprint")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let log = dir + "/out.txt"
-        let p = try TestProcess(executable, arguments, log: log)
-        var status: Int32 = 0
-        waitpid(p.pid, &status, 0)
-        return (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        try Harness.run(executable, arguments).output
     }
 
     @Test("drover-agent loads no full Foundation library")

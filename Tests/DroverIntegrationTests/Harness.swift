@@ -90,13 +90,15 @@ enum Harness {
         return try await condition()
     }
 
-    /// Runs a command to completion and returns its exit status.
+    /// Runs a command to completion; returns its exit status and its stdout and stderr together.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> Int32 {
-        let p = try TestProcess(executable, arguments, log: "/dev/null")
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let log = NSTemporaryDirectory() + "drover-run-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let p = try TestProcess(executable, arguments, log: log, environment: environment)
         var status: Int32 = 0
         waitpid(p.pid, &status, 0)
-        return (status >> 8) & 0xff
+        return ((status >> 8) & 0xff, p.log)
     }
 
     /// Kills, by pid, every process whose working directory lies under `dir`: the replicas

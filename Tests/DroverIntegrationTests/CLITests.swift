@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// The `drover` CLI against a real controller, as an operator types it.
+@Suite("drover CLI", .serialized)
+struct CLITests {
+    static func drover(_ bed: FleetTestbed?, _ arguments: [String], port: Int? = nil) throws -> (status: Int32, output: String) {
+        let url = "http://127.0.0.1:\(port ?? bed?.apiPort ?? 1)"
+        return try Harness.run(Harness.binary("drover"), arguments, environment: ["DROVER_CONTROLLER": url])
+    }
+
+    @Test("a controller that cannot be reached gives one clear line and a non-zero exit")
+    func unreachable() throws {
+        let (status, output) = try Self.drover(nil, ["status"], port: try Harness.freePort())
+        #expect(status != 0)
+        #expect(output.hasPrefix("error: cannot reach the controller at http://127.0.0.1:"))
+        #expect(output.split(separator: "\n").count == 1)
+    }
+
+    @Test("a bad manifest names each bad field on one line and changes nothing")
+    func badManifest() async throws {
+        try await FleetTestbed.run("cli-bad") { bed in
+            let file = Harness.repoRoot + "/fleet-configs/invalid/bad-workload.yaml"
+            let (status, output) = try Self.drover(bed, ["apply", "-f", file])
+            #expect(status != 0)
+            #expect(output.split(separator: "\n").count == 1)
+            for field in ["apiVersion", "spec.replicas", "spec.restartPolicy", "spec.resources.memory"] { #expect(output.contains(field)) }
+            #expect(try await bed.api.list("/v1/workloads").isEmpty)
+            let missing = try Self.drover(bed, ["apply", "-f", bed.dir + "/nope.yaml"])
+            #expect(missing.status != 0 && missing.output.contains("cannot read"))
+        }
+    }
+
+    @Test("an unknown name gives one clear line and a non-zero exit")
+    func unknownName() async throws {
+        try await FleetTestbed.run("cli-unknown") { bed in
+            let cases: [([String], String)] = [
+                (["describe", "workload", "nope"], "workload 'nope' not found"),
+                (["delete", "workload", "nope"], "workload 'nope' not found"),
+                (["scale", "nope", "--replicas", "2"], "workload 'nope' not found"),
+                (["describe", "device", "ghost"], "device 'ghost' not found"),
+            ]
+            for (args, message) in cases {
+                let (status, output) = try Self.drover(bed, args)
+                #expect(status != 0, "\(args)")
+                #expect(output == "error: \(message)\n", "\(args)")
+            }
+        }
+    }
+
+    @Test("apply, scale, describe and delete through the CLI; tables, JSON and YAML")
+    func roundTrip() async throws {
+        try await FleetTestbed.run("cli") { bed in
+            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=512Mi")
+            try await bed.waitForDevices(online: 1)
+            let apply = try Self.drover(bed, ["apply", "-f", Harness.repoRoot + "/fleet-configs/workloads/sensor-reader.yaml"])
+            #expect(apply.status == 0)
+            #expect(apply.output == "workload/sensor-reader created (revision 1)\n")
+            #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 1 })
+
+            let status = try Self.drover(bed, ["status"])
+            #expect(status.output.contains("broker            \(bed.brokerURL) (managed, connected)"))
+            #expect(status.output.contains("replicas          1/3 running"))
+            let devices = try Self.drover(bed, ["devices"])
+            #expect(devices.output.hasPrefix("DEVICE  PRESENCE  ARCH"))
+            #expect(devices.output.contains("gw-1    online"))
+            let describe = try Self.drover(bed, ["describe", "workload", "sensor-reader"])
+            #expect(describe.output.contains("sensor-reader-0 on gw-1: running"))
+            #expect(describe.output.contains("pending         sensor-reader-1: 1 device: already runs a replica of this workload"))
+
+            let json = try Self.drover(bed, ["workloads", "-o", "json"])
+            let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
+            #expect(parsed?.first?["name"] as? String == "sensor-reader")
+            let yaml = try Self.drover(bed, ["describe", "device", "gw-1", "-o", "yaml"])
+            #expect(yaml.output.contains("presence: \"online\"") || yaml.output.contains("presence: online"))
+
+            #expect(try Self.drover(bed, ["scale", "sensor-reader", "--replicas", "0"]).output == "workload/sensor-reader scaled to 0\n")
+            #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 0 })
+            #expect(try Self.drover(bed, ["delete", "workload", "sensor-reader"]).status == 0)
+            let events = try Self.drover(bed, ["events", "--limit", "5"])
+            #expect(events.output.contains("WorkloadDeleted"))
+        }
+    }
+}
