@@ -41,6 +41,7 @@ public struct Agent: Service {
                 password: config.password, keepAliveSeconds: 15, sessionExpirySeconds: 7 * 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.device(config.deviceID, .state), payload: offline, qos: .atLeastOnce, retain: true)))
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
+        client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, logger: logger)
         client.start()
         let notifier = SystemdNotifier()
@@ -75,7 +76,7 @@ public struct Agent: Service {
             notifier.stopping()
         }
         // A planned stop says so before leaving: the controller need not wait for the will.
-        try? await client.publish(Topic.device(config.deviceID, .state), offline, qos: .atLeastOnce, retain: true)
+        _ = try? await client.publish(Topic.device(config.deviceID, .state), offline, qos: .atLeastOnce, retain: true)
         await client.shutdown()
         logger.info("agent stopped; replicas keep running")
     }

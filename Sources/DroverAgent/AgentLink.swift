@@ -59,6 +59,15 @@ actor AgentLink {
 
     func handleMessages() async {
         for await message in client.messages {
+            // The controller came (back) online: it may have missed this device's hello and
+            // reports, so announce again and resend what is queued.
+            if message.topic == Topic.controllerState {
+                if message.payload == Array("online".utf8) {
+                    await announce()
+                    await flushOutbox()
+                }
+                continue
+            }
             guard let (device, channel) = Topic.parse(message.topic), device == deviceID, channel == .desired else {
                 drop(.unknownTopic, message.topic)
                 continue
@@ -94,7 +103,9 @@ actor AgentLink {
                 }
                 let report = Report(device: deviceID, seq: entry.seq, replicas: statuses)
                 do {
-                    try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce)
+                    // A report nobody subscribed to (the controller is away and the broker lost its
+                    // session) stays queued until the controller is back.
+                    guard try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce) == .delivered else { return }
                     try store.acknowledge(seq: entry.seq)
                 } catch {
                     return
@@ -107,6 +118,6 @@ actor AgentLink {
         let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
         let beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
         guard client.isConnected else { return }
-        try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
+        _ = try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
     }
 }

@@ -89,7 +89,7 @@ public struct Controller: Service {
                 // Cancelled: shut down all the same.
             }
             notifier.stopping()
-            try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
+            _ = try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
             await client.shutdown()
             await broker?.stop()
             group.cancelAll()

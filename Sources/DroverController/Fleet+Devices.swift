@@ -13,7 +13,7 @@ extension Fleet {
             if d.bootID != m.bootID { event("DeviceRebooted", m.device, "device \(m.device) rebooted", into: &batch) }
             if d.presence != .online { event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch) }
             d.facts = m.facts
-            d.presence = .online
+            d.setPresence(.online, at: now)
             d.lastSeen = now
             d.bootID = m.bootID
             d.lastAppliedGeneration = m.lastAppliedGeneration
@@ -48,7 +48,7 @@ extension Fleet {
         let presence: Presence = m.state == .online ? .online : .unreachable
         guard d.presence != presence else { return }
         var batch = StoreBatch()
-        d.presence = presence
+        d.setPresence(presence, at: Self.nowMillis())
         if presence == .online { d.lastSeen = Self.nowMillis() }
         devices[m.device] = d
         batch.devices.append(d)
@@ -65,7 +65,7 @@ extension Fleet {
         d.usage = m.usage
         d.phases = m.phases
         let cameBack = d.presence != .online
-        d.presence = .online
+        d.setPresence(.online, at: d.lastSeen)
         devices[m.device] = d
         // Beats are frequent and carry nothing that must survive a restart except presence;
         // write only when presence changed.
@@ -109,7 +109,7 @@ extension Fleet {
         let bound = Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
         var batch = StoreBatch()
         for (id, var d) in devices.sorted(by: { $0.key < $1.key }) where d.presence == .online && now - d.lastSeen > bound {
-            d.presence = .unreachable
+            d.setPresence(.unreachable, at: now)
             devices[id] = d
             batch.devices.append(d)
             event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)

@@ -87,7 +87,7 @@ extension Fleet {
     func view(_ record: WorkloadRecord) -> WorkloadView {
         let rows = replicas.values.filter { $0.workload == record.spec.name }.sorted { $0.ordinal < $1.ordinal }
         let pending = (lastUnplaced[record.spec.name] ?? []).map {
-            PendingReplica(id: WorkloadSpec.replicaID(workload: $0.workload, ordinal: $0.ordinal), reasons: $0.reasons)
+            PendingReplica(id: $0.id, reasons: $0.reasons)
         }
         return WorkloadView(
             name: record.spec.name, revision: record.revision, spec: record.spec, desiredReplicas: record.spec.replicas,

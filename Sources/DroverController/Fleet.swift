@@ -71,19 +71,28 @@ public actor Fleet {
     /// Runs placement and turns the plan into replica rows and per-device desired state.
     /// Only devices whose replica set changed get a new generation.
     func replan(into batch: inout StoreBatch) -> [Desired] {
-        let snapshots = devices.values.map {
-            DeviceSnapshot(id: $0.id, labels: $0.facts.labels, capacity: $0.facts.capacity, runtimes: Set($0.facts.runtimes), presence: $0.presence)
+        let now = Self.nowMillis()
+        let snapshots = devices.values.map { d in
+            DeviceSnapshot(
+                id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
+                presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
+                connectivity: ConnectivityRecord(linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen))
         }
-        let current = replicas.values.map { Assignment(workload: $0.workload, ordinal: $0.ordinal, device: $0.device) }
-        let plan = Placer.plan(devices: snapshots, workloads: workloads.values.map(\.spec), current: current)
+        let current = replicas.values.map { r in
+            r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
+        }
+        let plan = Scheduler.plan(SchedulingInput(devices: snapshots, workloads: workloads.values.map(\.spec), current: current, now: now))
         var placed = Set<String>()
         for a in plan.assignments {
-            placed.insert(a.replicaID)
-            if let row = replicas[a.replicaID], row.device == a.device { continue }
-            let row = ReplicaRow(id: a.replicaID, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: Self.nowMillis())
+            placed.insert(a.id)
+            if let row = replicas[a.id], row.device == a.device { continue }
+            let row = ReplicaRow(id: a.id, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: now)
             replicas[row.id] = row
             batch.replicas.append(row)
-            event("ReplicaPlaced", a.workload, "replica \(a.replicaID) placed on \(a.device)", into: &batch)
+            event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch)
+        }
+        for a in plan.preempted {
+            event("ReplicaPreempted", a.workload, "replica \(a.id) on \(a.device) preempted by a higher-priority workload", into: &batch)
         }
         for id in replicas.keys.sorted() where !placed.contains(id) {
             batch.deletedReplicas.append(id)
@@ -94,7 +103,7 @@ public actor Fleet {
         var messages: [Desired] = []
         let byDevice = plan.byDevice()
         for id in Set(devices.keys).union(desired.keys).sorted() {
-            let specs = (byDevice[id] ?? []).compactMap { a in workloads[a.workload]?.spec.replica(ordinal: a.ordinal) }.sorted { $0.id < $1.id }
+            let specs = (byDevice[id] ?? []).compactMap { a in workloads[a.workload]?.spec.replica(id: a.id) }.sorted { $0.id < $1.id }
             let previous = desired[id]
             if let previous, previous.replicas == specs { continue }
             if previous == nil, specs.isEmpty { continue }

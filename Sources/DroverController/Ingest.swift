@@ -33,7 +33,7 @@ public final class Ingest: DesiredPublisher {
                 continue
             }
             logger.info("connected to broker")
-            try? await client.publish(Topic.controllerState, Array("online".utf8), qos: .atLeastOnce, retain: true)
+            _ = try? await client.publish(Topic.controllerState, Array("online".utf8), qos: .atLeastOnce, retain: true)
             for desired in await fleet.allDesired() { await publish(desired) }
         }
     }

@@ -13,14 +13,17 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
     public var capacity: Resources
     public var labels: [String: String]
     public var runtimes: [RuntimeKind]
+    /// How the device reaches the broker, as it knows it; wired when it does not say.
+    public var link: LinkClass?
 
-    public init(agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind]) {
+    public init(agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind], link: LinkClass? = nil) {
         self.agentVersion = agentVersion
         self.arch = arch
         self.os = os
         self.capacity = capacity
         self.labels = labels
         self.runtimes = runtimes
+        self.link = link
     }
 }
 

@@ -12,6 +12,15 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
     public var lastReportSeq: Int64
     public var usage: Usage?
     public var phases: [String: Int]
+    /// `cordoned` or `draining` set by an operator; `normal` otherwise.
+    public var schedulability: String
+    /// Online→unreachable transitions since the device joined.
+    public var flaps: Int
+    /// Milliseconds spent online and unreachable before `presenceSince`.
+    public var onlineMillis: Int64
+    public var offlineMillis: Int64
+    /// When the current presence began.
+    public var presenceSince: Int64
 
     public init(id: String, facts: DeviceFacts, presence: Presence, lastSeen: Int64, joinedAt: Int64, bootID: String,
                 lastAppliedGeneration: Generation = 0, lastReportSeq: Int64 = 0, usage: Usage? = nil, phases: [String: Int] = [:]) {
@@ -25,6 +34,48 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
         self.lastReportSeq = lastReportSeq
         self.usage = usage
         self.phases = phases
+        self.schedulability = "normal"
+        self.flaps = 0
+        self.onlineMillis = 0
+        self.offlineMillis = 0
+        self.presenceSince = joinedAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        facts = try c.decode(DeviceFacts.self, forKey: .facts)
+        presence = try c.decode(Presence.self, forKey: .presence)
+        lastSeen = try c.decode(Int64.self, forKey: .lastSeen)
+        joinedAt = try c.decode(Int64.self, forKey: .joinedAt)
+        bootID = try c.decode(String.self, forKey: .bootID)
+        lastAppliedGeneration = try c.decodeIfPresent(Generation.self, forKey: .lastAppliedGeneration) ?? 0
+        lastReportSeq = try c.decodeIfPresent(Int64.self, forKey: .lastReportSeq) ?? 0
+        usage = try c.decodeIfPresent(Usage.self, forKey: .usage)
+        phases = try c.decodeIfPresent([String: Int].self, forKey: .phases) ?? [:]
+        schedulability = try c.decodeIfPresent(String.self, forKey: .schedulability) ?? "normal"
+        flaps = try c.decodeIfPresent(Int.self, forKey: .flaps) ?? 0
+        onlineMillis = try c.decodeIfPresent(Int64.self, forKey: .onlineMillis) ?? 0
+        offlineMillis = try c.decodeIfPresent(Int64.self, forKey: .offlineMillis) ?? 0
+        presenceSince = try c.decodeIfPresent(Int64.self, forKey: .presenceSince) ?? joinedAt
+    }
+
+    /// Changes presence, keeping the online/offline accounting and the flap count.
+    public mutating func setPresence(_ new: Presence, at now: Int64) {
+        guard new != presence else { return }
+        let span = max(0, now - presenceSince)
+        if presence == .online { onlineMillis += span } else { offlineMillis += span }
+        if presence == .online, new == .unreachable { flaps += 1 }
+        presence = new
+        presenceSince = now
+    }
+
+    /// Fraction of the time since joining that the device was online, 0...1.
+    public func uptimeRatio(at now: Int64) -> Double {
+        let span = max(0, now - presenceSince)
+        let online = onlineMillis + (presence == .online ? span : 0)
+        let total = onlineMillis + offlineMillis + span
+        return total <= 0 ? 1 : Double(online) / Double(total)
     }
 }
 

@@ -35,8 +35,10 @@ extension WorkloadSpec {
     public static func replicaID(workload: String, ordinal: Int) -> String { "\(workload)-\(ordinal)" }
 
     public func replica(ordinal: Int) -> ReplicaSpec {
-        ReplicaSpec(
-            id: Self.replicaID(workload: name, ordinal: ordinal), workload: name, runtime: runtime,
-            command: command, env: env, restartPolicy: restartPolicy, resources: resources)
+        replica(id: Self.replicaID(workload: name, ordinal: ordinal))
+    }
+
+    public func replica(id: String) -> ReplicaSpec {
+        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources)
     }
 }

@@ -1,28 +1,43 @@
-/// Compute and memory a device offers or a replica asks for.
-///
-/// CPU is held in millicores and memory in bytes so that sums never lose precision.
+/// What a device offers or a replica asks for: CPU in millicores, memory and storage in
+/// bytes (so that sums never lose precision), and named device resources (`gpu`, `serial`)
+/// as counts.
 public struct Resources: Hashable, Codable, Sendable {
     public var cpuMillis: Int
     public var memoryBytes: Int64
+    public var storageBytes: Int64
+    public var devices: [String: Int]
 
-    public init(cpuMillis: Int = 0, memoryBytes: Int64 = 0) {
+    public init(cpuMillis: Int = 0, memoryBytes: Int64 = 0, storageBytes: Int64 = 0, devices: [String: Int] = [:]) {
         self.cpuMillis = cpuMillis
         self.memoryBytes = memoryBytes
+        self.storageBytes = storageBytes
+        self.devices = devices
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        cpuMillis = try c.decodeIfPresent(Int.self, forKey: .cpuMillis) ?? 0
+        memoryBytes = try c.decodeIfPresent(Int64.self, forKey: .memoryBytes) ?? 0
+        storageBytes = try c.decodeIfPresent(Int64.self, forKey: .storageBytes) ?? 0
+        devices = try c.decodeIfPresent([String: Int].self, forKey: .devices) ?? [:]
     }
 
     public static let zero = Resources()
 
     public static func + (lhs: Resources, rhs: Resources) -> Resources {
-        Resources(cpuMillis: lhs.cpuMillis + rhs.cpuMillis, memoryBytes: lhs.memoryBytes + rhs.memoryBytes)
+        Resources(
+            cpuMillis: lhs.cpuMillis + rhs.cpuMillis, memoryBytes: lhs.memoryBytes + rhs.memoryBytes,
+            storageBytes: lhs.storageBytes + rhs.storageBytes, devices: lhs.devices.merging(rhs.devices, uniquingKeysWith: +))
     }
 
     public static func - (lhs: Resources, rhs: Resources) -> Resources {
-        Resources(cpuMillis: lhs.cpuMillis - rhs.cpuMillis, memoryBytes: lhs.memoryBytes - rhs.memoryBytes)
+        lhs + Resources(cpuMillis: -rhs.cpuMillis, memoryBytes: -rhs.memoryBytes, storageBytes: -rhs.storageBytes, devices: rhs.devices.mapValues { -$0 })
     }
 
     /// True when every dimension of `request` fits into `self`.
     public func fits(_ request: Resources) -> Bool {
-        request.cpuMillis <= cpuMillis && request.memoryBytes <= memoryBytes
+        request.cpuMillis <= cpuMillis && request.memoryBytes <= memoryBytes && request.storageBytes <= storageBytes
+            && request.devices.allSatisfy { $0.value <= (devices[$0.key] ?? 0) }
     }
 }
 

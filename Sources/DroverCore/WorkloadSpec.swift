@@ -13,29 +13,73 @@ public enum RestartPolicy: String, Codable, Sendable, CaseIterable {
 /// The desired shape of one workload: how many replicas, where they may go, and what they run.
 public struct WorkloadSpec: Hashable, Codable, Sendable {
     public var name: String
+    public var mode: WorkloadMode
+    /// The count for `mode: replicas`; ignored for `every`.
     public var replicas: Int
-    /// Labels a device must carry (all of them) to receive a replica.
-    public var selector: [String: String]
+    public var selector: LabelSelector
+    /// Allowed device architectures (`amd64`, `arm64`); empty: any.
+    public var arch: [String]
     /// What one replica reserves on its device.
     public var resources: Resources
     public var runtime: RuntimeKind
     public var command: [String]
     public var env: [String: String]
     public var restartPolicy: RestartPolicy
+    public var connectivity: ConnectivityNeeds
+    public var spread: SpreadConstraint?
+    public var affinity: [AffinityTerm]
+    public var antiAffinity: [AffinityTerm]
+    /// Higher goes first and may preempt lower.
+    public var priority: Int
+    public var maxPerDevice: Int
+    public var strategy: PlacementStrategy
 
     public init(
-        name: String, replicas: Int = 1, selector: [String: String] = [:], resources: Resources = .zero,
-        runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
-        restartPolicy: RestartPolicy = .always
+        name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
+        resources: Resources = .zero, runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
+        restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
+        affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
+        strategy: PlacementStrategy = .spreadLoad
     ) {
         self.name = name
+        self.mode = mode
         self.replicas = replicas
         self.selector = selector
+        self.arch = arch
         self.resources = resources
         self.runtime = runtime
         self.command = command
         self.env = env
         self.restartPolicy = restartPolicy
+        self.connectivity = connectivity
+        self.spread = spread
+        self.affinity = affinity
+        self.antiAffinity = antiAffinity
+        self.priority = priority
+        self.maxPerDevice = maxPerDevice
+        self.strategy = strategy
+    }
+
+    /// Fields added after the first release decode to their defaults when absent.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        mode = try c.decodeIfPresent(WorkloadMode.self, forKey: .mode) ?? .replicas
+        replicas = try c.decodeIfPresent(Int.self, forKey: .replicas) ?? 1
+        selector = try c.decodeIfPresent(LabelSelector.self, forKey: .selector) ?? LabelSelector()
+        arch = try c.decodeIfPresent([String].self, forKey: .arch) ?? []
+        resources = try c.decodeIfPresent(Resources.self, forKey: .resources) ?? .zero
+        runtime = try c.decodeIfPresent(RuntimeKind.self, forKey: .runtime) ?? .exec
+        command = try c.decode([String].self, forKey: .command)
+        env = try c.decodeIfPresent([String: String].self, forKey: .env) ?? [:]
+        restartPolicy = try c.decodeIfPresent(RestartPolicy.self, forKey: .restartPolicy) ?? .always
+        connectivity = try c.decodeIfPresent(ConnectivityNeeds.self, forKey: .connectivity) ?? ConnectivityNeeds()
+        spread = try c.decodeIfPresent(SpreadConstraint.self, forKey: .spread)
+        affinity = try c.decodeIfPresent([AffinityTerm].self, forKey: .affinity) ?? []
+        antiAffinity = try c.decodeIfPresent([AffinityTerm].self, forKey: .antiAffinity) ?? []
+        priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
+        maxPerDevice = try c.decodeIfPresent(Int.self, forKey: .maxPerDevice) ?? 1
+        strategy = try c.decodeIfPresent(PlacementStrategy.self, forKey: .strategy) ?? .spreadLoad
     }
 
     /// The largest replica count a workload may ask for; a typo such as `replicas: 10000000`
@@ -55,10 +99,34 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         if resources.memoryBytes < 0 { fail("resources.memory", "must not be negative") }
         if command.isEmpty { fail("command", "must name a program to run") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }
-        for (key, value) in selector {
-            if !Names.isValidLabelKey(key) { fail("selector.\(key)", "is not a valid label key") }
-            if !Names.isValidLabelValue(value) { fail("selector.\(key)", "value '\(value)' is not a valid label value") }
+        for (key, value) in selector.matchLabels {
+            if !Names.isValidLabelKey(key) { fail("selector.matchLabels.\(key)", "is not a valid label key") }
+            if !Names.isValidLabelValue(value) { fail("selector.matchLabels.\(key)", "value '\(value)' is not a valid label value") }
         }
+        for (i, e) in selector.matchExpressions.enumerated() {
+            if !Names.isValidLabelKey(e.key) { fail("selector.matchExpressions[\(i)].key", "is not a valid label key") }
+            let needsValues = e.operator == .in || e.operator == .notIn
+            if needsValues == e.values.isEmpty {
+                fail("selector.matchExpressions[\(i)].values", needsValues ? "must list at least one value for \(e.operator.rawValue)" : "must be empty for \(e.operator.rawValue)")
+            }
+        }
+        if resources.storageBytes < 0 { fail("resources.storage", "must not be negative") }
+        for (name, count) in resources.devices where count < 0 || !Names.isValidLabelKey(name) {
+            fail("resources.\(name)", "must be a device resource name with a count >= 0")
+        }
+        if let minUptime = connectivity.minUptime, !(0...1).contains(minUptime) { fail("connectivity.minUptime", "must be between 0 and 1") }
+        if connectivity.tolerateOfflineSeconds < 0 { fail("connectivity.tolerateOffline", "must not be negative") }
+        if let spread {
+            if !Names.isValidLabelKey(spread.labelKey) { fail("spread.labelKey", "is not a valid label key") }
+            if spread.maxSkew < 1 { fail("spread.maxSkew", "must be >= 1") }
+        }
+        for (field, terms) in [("affinity", affinity), ("antiAffinity", antiAffinity)] {
+            for (i, t) in terms.enumerated() {
+                if !Names.isValidWorkloadName(t.workload) { fail("\(field)[\(i)].workload", "is not a workload name") }
+                if let key = t.labelKey, !Names.isValidLabelKey(key) { fail("\(field)[\(i)].labelKey", "is not a valid label key") }
+            }
+        }
+        if maxPerDevice < 1 { fail("maxPerDevice", "must be >= 1") }
         for key in env.keys.sorted() where key.isEmpty || key.contains("=") || key.contains("\0") {
             fail("env.\(key)", "is not a valid environment variable name")
         }

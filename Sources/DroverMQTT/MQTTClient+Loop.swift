@@ -64,7 +64,7 @@ extension MQTTClient {
             defer {
                 s.connected = false
                 s.pendingAcks = [:]
-                s.earlyAcks = []
+                s.earlyAcks = [:]
             }
             return (s.connected, s.pendingAcks)
         }
@@ -97,18 +97,12 @@ extension MQTTClient {
     }
 
     func didAcknowledge(mid: Int32, reason: Int32) {
-        let waiter = shared.withLock { s -> CheckedContinuation<Void, any Error>? in
+        let waiter = shared.withLock { s -> CheckedContinuation<PublishAck, any Error>? in
             if let c = s.pendingAcks.removeValue(forKey: mid) { return c }
-            s.earlyAcks.insert(mid)
+            s.earlyAcks[mid] = reason
             return nil
         }
-        guard let waiter else { return }
-        // MQTT 5 PUBACK reason codes >= 0x80 are refusals (e.g. not authorised).
-        if reason >= 0x80 {
-            waiter.resume(throwing: MQTTError.mosquitto(call: "PUBACK", code: reason, message: "broker refused the publish"))
-        } else {
-            waiter.resume()
-        }
+        if let waiter { Self.resume(waiter, reason: reason) }
     }
 
     func didReceive(_ message: mosquitto_message) {

@@ -22,9 +22,9 @@ public final class MQTTClient: @unchecked Sendable {
     struct Shared {
         var subscriptions: [String: QoS] = [:]
         var connected = false
-        var pendingAcks: [Int32: CheckedContinuation<Void, any Error>] = [:]
-        /// PUBACKs that arrived before the publisher registered its wait.
-        var earlyAcks: Set<Int32> = []
+        var pendingAcks: [Int32: CheckedContinuation<PublishAck, any Error>] = [:]
+        /// PUBACKs (with their reason codes) that arrived before the publisher registered its wait.
+        var earlyAcks: [Int32: Int32] = [:]
         var started = false
         var finished: [CheckedContinuation<Void, Never>] = []
         var threadDone = false
@@ -123,25 +123,36 @@ public final class MQTTClient: @unchecked Sendable {
 
     /// Publishes one message. With QoS 1 it returns once the broker acknowledged it and throws
     /// if the connection is down or drops first; with QoS 0 once it is queued for sending.
-    public func publish(_ topic: String, _ payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false) async throws {
+    @discardableResult
+    public func publish(_ topic: String, _ payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false) async throws -> PublishAck {
         var mid: Int32 = 0
         let rc = payload.withUnsafeBytes {
             mosquitto_publish_v5(handle, &mid, topic, Int32($0.count), $0.baseAddress, qos.rawValue, retain, nil)
         }
         try mosqCheck(rc, "mosquitto_publish_v5(\(topic))")
-        guard qos == .atLeastOnce else { return }
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            let resumeNow = shared.withLock { s -> (any Error)?? in
-                if s.earlyAcks.remove(mid) != nil { return .some(nil) }
-                if !s.connected { return .some(MQTTError.connectionLost) }
+        guard qos == .atLeastOnce else { return .sent }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<PublishAck, any Error>) in
+            enum Now { case wait, ack(Int32), lost }
+            let now = shared.withLock { s -> Now in
+                if let reason = s.earlyAcks.removeValue(forKey: mid) { return .ack(reason) }
+                if !s.connected { return .lost }
                 s.pendingAcks[mid] = c
-                return .none
+                return .wait
             }
-            switch resumeNow {
-            case .some(nil): c.resume()
-            case .some(let error?): c.resume(throwing: error)
-            case .none: break
+            switch now {
+            case .ack(let reason): Self.resume(c, reason: reason)
+            case .lost: c.resume(throwing: MQTTError.connectionLost)
+            case .wait: break
             }
+        }
+    }
+
+    /// MQTT 5 PUBACK reason codes: 0x10 is a success that reached nobody; >= 0x80 is a refusal.
+    static func resume(_ c: CheckedContinuation<PublishAck, any Error>, reason: Int32) {
+        switch reason {
+        case 0x10: c.resume(returning: .noMatchingSubscribers)
+        case 0x80...: c.resume(throwing: MQTTError.mosquitto(call: "PUBACK", code: reason, message: "broker refused the publish"))
+        default: c.resume(returning: .delivered)
         }
     }
 

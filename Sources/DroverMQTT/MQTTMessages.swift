@@ -39,3 +39,13 @@ public struct MQTTConnectionEvents: AsyncSequence, Sendable {
         stream.makeAsyncIterator()
     }
 }
+
+/// What the broker said of a publish.
+public enum PublishAck: Sendable, Hashable {
+    /// QoS 0: handed to the socket; nothing more is known.
+    case sent
+    /// QoS 1: acknowledged, and at least one subscriber (or session) matched.
+    case delivered
+    /// QoS 1: acknowledged, but no subscriber matched (MQTT 5 reason 0x10), so nobody got it.
+    case noMatchingSubscribers
+}

@@ -41,36 +41,122 @@ public enum Manifest {
     /// The spec as far as it could be read; fields that could not be read hold placeholders
     /// and `complete` is false.
     private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> (spec: WorkloadSpec, complete: Bool) {
-        reader.allowOnly(spec, ["replicas", "selector", "resources", "runtime", "command", "env", "restartPolicy"], at: "spec")
+        reader.allowOnly(spec, [
+            "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
+            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy",
+        ], at: "spec")
+        let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
-        var selector: [String: String] = [:]
-        if let sel = reader.object(spec["selector"], "spec.selector", optional: true) {
-            reader.allowOnly(sel, ["matchLabels"], at: "spec.selector")
-            selector = reader.stringMap(sel["matchLabels"], "spec.selector.matchLabels")
-        }
-        var resources = Resources.zero
-        if let res = reader.object(spec["resources"], "spec.resources", optional: true) {
-            reader.allowOnly(res, ["cpu", "memory"], at: "spec.resources")
-            if let cpu = res["cpu"] {
-                if let millis = Quantity.parseCPU(scalarText(cpu)) { resources.cpuMillis = millis } else {
-                    reader.fail("spec.resources.cpu", "must be cores (0.5, 2) or millicores (500m), found '\(scalarText(cpu))'")
-                }
-            }
-            if let memory = res["memory"] {
-                if let bytes = Quantity.parseMemory(scalarText(memory)) { resources.memoryBytes = bytes } else {
-                    reader.fail("spec.resources.memory", "must be bytes with an optional Ki/Mi/Gi suffix, found '\(scalarText(memory))'")
-                }
-            }
-        }
+        let selector = readSelector(spec["selector"], reader: &reader)
+        let arch = spec["arch"] == nil ? [] : reader.stringList(spec["arch"], "spec.arch") ?? []
+        let resources = readResources(spec["resources"], reader: &reader)
         let runtime = reader.enumValue(spec["runtime"], "spec.runtime", default: RuntimeKind.exec)
         let restart = reader.enumValue(spec["restartPolicy"], "spec.restartPolicy", default: RestartPolicy.always)
         let command = reader.stringList(spec["command"], "spec.command")
         let env = reader.stringMap(spec["env"], "spec.env")
-        let complete = replicas != nil && runtime != nil && restart != nil && command != nil
+        let connectivity = readConnectivity(spec["connectivity"], reader: &reader)
+        var spread: SpreadConstraint?
+        if let s = reader.object(spec["spread"], "spec.spread", optional: true) {
+            reader.allowOnly(s, ["labelKey", "maxSkew"], at: "spec.spread")
+            spread = SpreadConstraint(
+                labelKey: reader.string(s["labelKey"], "spec.spread.labelKey") ?? "",
+                maxSkew: s["maxSkew"] == nil ? 1 : reader.int(s["maxSkew"], "spec.spread.maxSkew") ?? 1)
+        }
+        let affinity = readAffinity(spec["affinity"], "spec.affinity", reader: &reader)
+        let antiAffinity = readAffinity(spec["antiAffinity"], "spec.antiAffinity", reader: &reader)
+        let priority = spec["priority"] == nil ? 0 : reader.int(spec["priority"], "spec.priority") ?? 0
+        let maxPerDevice = spec["maxPerDevice"] == nil ? 1 : reader.int(spec["maxPerDevice"], "spec.maxPerDevice") ?? 1
+        let strategy = reader.enumValue(spec["strategy"], "spec.strategy", default: PlacementStrategy.spreadLoad)
+        let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
-            name: name, replicas: replicas ?? 0, selector: selector, resources: resources, runtime: runtime ?? .exec,
-            command: command ?? ["-"], env: env, restartPolicy: restart ?? .always)
+            name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
+            runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
+            connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad)
         return (workload, complete)
+    }
+
+    private static func readSelector(_ value: Any?, reader: inout FieldReader) -> LabelSelector {
+        guard let sel = reader.object(value, "spec.selector", optional: true) else { return LabelSelector() }
+        reader.allowOnly(sel, ["matchLabels", "matchExpressions"], at: "spec.selector")
+        var selector = LabelSelector(matchLabels: reader.stringMap(sel["matchLabels"], "spec.selector.matchLabels"))
+        guard let list = sel["matchExpressions"] else { return selector }
+        guard let items = list as? [Any] else {
+            reader.fail("spec.selector.matchExpressions", "must be a list")
+            return selector
+        }
+        for (i, item) in items.enumerated() {
+            let path = "spec.selector.matchExpressions[\(i)]"
+            guard let e = reader.object(item, path) else { continue }
+            reader.allowOnly(e, ["key", "operator", "values"], at: path)
+            let key = reader.string(e["key"], path + ".key") ?? ""
+            let op = e["operator"] == nil ? nil : reader.enumValue(e["operator"], path + ".operator", default: LabelRequirement.Operator.exists)
+            if e["operator"] == nil { reader.fail(path + ".operator", "is required (In, NotIn, Exists, DoesNotExist)") }
+            let values = e["values"] == nil ? [] : reader.stringList(e["values"], path + ".values") ?? []
+            if let op { selector.matchExpressions.append(LabelRequirement(key: key, operator: op, values: values)) }
+        }
+        return selector
+    }
+
+    private static func readResources(_ value: Any?, reader: inout FieldReader) -> Resources {
+        var resources = Resources.zero
+        guard let res = reader.object(value, "spec.resources", optional: true) else { return resources }
+        for (key, raw) in res.sorted(by: { $0.key < $1.key }) {
+            let text = scalarText(raw)
+            let path = "spec.resources.\(key)"
+            switch key {
+            case "cpu":
+                if let millis = Quantity.parseCPU(text) { resources.cpuMillis = millis } else {
+                    reader.fail(path, "must be cores (0.5, 2) or millicores (500m), found '\(text)'")
+                }
+            case "memory", "storage":
+                guard let bytes = Quantity.parseMemory(text) else {
+                    reader.fail(path, "must be bytes with an optional Ki/Mi/Gi suffix, found '\(text)'")
+                    continue
+                }
+                if key == "memory" { resources.memoryBytes = bytes } else { resources.storageBytes = bytes }
+            default:
+                // Named device resources (gpu, serial, …) are whole counts.
+                guard let count = raw as? Int, count >= 0 else {
+                    reader.fail(path, "a device resource must be a whole count >= 0, found '\(text)'")
+                    continue
+                }
+                resources.devices[key] = count
+            }
+        }
+        return resources
+    }
+
+    private static func readConnectivity(_ value: Any?, reader: inout FieldReader) -> ConnectivityNeeds {
+        var needs = ConnectivityNeeds()
+        guard let c = reader.object(value, "spec.connectivity", optional: true) else { return needs }
+        reader.allowOnly(c, ["minLinkClass", "minUptime", "tolerateOffline"], at: "spec.connectivity")
+        if c["minLinkClass"] != nil { needs.minLinkClass = reader.enumValue(c["minLinkClass"], "spec.connectivity.minLinkClass", default: LinkClass.wired) }
+        if let raw = c["minUptime"] {
+            if let v = (raw as? Double) ?? (raw as? Int).map(Double.init) { needs.minUptime = v } else { reader.fail("spec.connectivity.minUptime", "must be a ratio between 0 and 1") }
+        }
+        if let raw = c["tolerateOffline"] {
+            if let seconds = Duration.parseSeconds(scalarText(raw)) { needs.tolerateOfflineSeconds = seconds } else {
+                reader.fail("spec.connectivity.tolerateOffline", "must be a duration such as 90s, 5m or 2h, found '\(scalarText(raw))'")
+            }
+        }
+        return needs
+    }
+
+    private static func readAffinity(_ value: Any?, _ path: String, reader: inout FieldReader) -> [AffinityTerm] {
+        guard let value else { return [] }
+        guard let items = value as? [Any] else {
+            reader.fail(path, "must be a list of {workload, labelKey}")
+            return []
+        }
+        return items.enumerated().compactMap { i, item in
+            let p = "\(path)[\(i)]"
+            guard let t = reader.object(item, p) else { return nil }
+            reader.allowOnly(t, ["workload", "labelKey"], at: p)
+            let workload = reader.string(t["workload"], p + ".workload") ?? ""
+            let key = t["labelKey"] == nil ? nil : reader.string(t["labelKey"], p + ".labelKey")
+            return AffinityTerm(workload: workload, labelKey: key)
+        }
     }
 
     private static func syntaxMessage(_ error: any Error) -> String {
@@ -85,5 +171,17 @@ func scalarText(_ value: Any) -> String {
     case let d as Double: return String(d)
     case let b as Bool: return String(b)
     default: return "\(value)"
+    }
+}
+
+extension Duration {
+    /// "90s", "5m", "2h", "1d" or a bare number of seconds.
+    static func parseSeconds(_ text: String) -> Int? {
+        let units: [(String, Int)] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let n = Int(text.dropLast()), n >= 0 else { return nil }
+            return n * scale
+        }
+        return Int(text).flatMap { $0 >= 0 ? $0 : nil }
     }
 }

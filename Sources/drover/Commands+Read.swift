@@ -121,8 +121,11 @@ enum Describe {
             ["FIELD", "VALUE"], ["workload", w.name], ["revision", "\(w.revision)"], ["replicas", "\(w.runningReplicas)/\(w.desiredReplicas) running"],
             ["command", w.spec.command.joined(separator: " ")], ["runtime", w.spec.runtime.rawValue], ["restart policy", w.spec.restartPolicy.rawValue],
             ["resources", "cpu \(Quantity.formatCPU(w.spec.resources.cpuMillis)), memory \(Quantity.formatMemory(w.spec.resources.memoryBytes))"],
-            ["selector", w.spec.selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")],
+            ["selector", (w.spec.selector.matchLabels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + w.spec.selector.matchExpressions.map(\.description)).joined(separator: ",")],
         ]
+        if w.spec.mode == .every { rows.append(["mode", "every matching device"]) }
+        if w.spec.priority != 0 { rows.append(["priority", "\(w.spec.priority)"]) }
+        if let spread = w.spec.spread { rows.append(["spread", "over \(spread.labelKey), maxSkew \(spread.maxSkew)"]) }
         for r in w.replicas {
             var text = "\(r.id) on \(r.device): \(r.phase.rawValue)"
             if let pid = r.pid { text += ", pid \(pid)" }
@@ -131,7 +134,8 @@ enum Describe {
             if let m = r.message { text += " (\(m))" }
             rows.append(["replica", text])
         }
-        for p in w.unplaced { rows.append(["pending", "\(p.id): " + p.reasons.joined(separator: " · ")]) }
+        for p in w.unplaced.prefix(20) { rows.append(["pending", "\(p.id): " + p.reasons.joined(separator: " · ")]) }
+        if w.unplaced.count > 20 { rows.append(["pending", "… and \(w.unplaced.count - 20) more"]) }
         return rows
     }
 }

@@ -123,6 +123,24 @@ struct MQTTClientTests {
         await broker.stop()
     }
 
+    @Test("a QoS 1 publish that reached no subscriber says so (MQTT 5 reason 0x10)")
+    func noSubscribers() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("nosub"))
+        let pub = try Self.client(broker, id: "lonely-pub")
+        pub.start()
+        #expect(await Self.waitConnected(pub))
+        #expect(try await pub.publish("nobody/listens", [1], qos: .atLeastOnce) == .noMatchingSubscribers)
+        let sub = try Self.client(broker, id: "listener")
+        sub.subscribe("nobody/listens")
+        sub.start()
+        #expect(await Self.waitConnected(sub))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await pub.publish("nobody/listens", [2], qos: .atLeastOnce) == .delivered)
+        await pub.shutdown()
+        await sub.shutdown()
+        await broker.stop()
+    }
+
     @Test("publishing while disconnected fails at once instead of hanging")
     func notConnected() async throws {
         let port = try Harness.freePort()

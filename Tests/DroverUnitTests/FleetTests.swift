@@ -30,7 +30,7 @@ enum FleetFixture {
     }
 
     static func workload(_ name: String, replicas: Int, selector: [String: String] = [:]) -> WorkloadSpec {
-        WorkloadSpec(name: name, replicas: replicas, selector: selector, resources: Resources(cpuMillis: 100, memoryBytes: 32 << 20), command: ["/bin/sleep", "1000"])
+        WorkloadSpec(name: name, replicas: replicas, selector: LabelSelector(matchLabels: selector), resources: Resources(cpuMillis: 100, memoryBytes: 32 << 20), command: ["/bin/sleep", "1000"])
     }
 }
 
@@ -86,7 +86,7 @@ struct FleetTests {
         _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
         let view = try await fleet.workload("w")
         #expect(view.replicas.isEmpty)
-        #expect(view.unplaced.first?.reasons == ["1 device: unreachable"])
+        #expect(view.unplaced.first?.reasons == ["1 device: offline"])
         await fleet.state(DeviceState(device: "a", state: .online))
         #expect(try await fleet.workload("w").replicas.count == 1)
     }

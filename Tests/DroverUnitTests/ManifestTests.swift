@@ -9,7 +9,7 @@ struct ManifestTests {
         let spec = try Manifest.parseWorkload(try Fixtures.fleetConfig("workloads/sensor-reader.yaml"))
         #expect(spec.name == "sensor-reader")
         #expect(spec.replicas == 3)
-        #expect(spec.selector == ["role": "gateway"])
+        #expect(spec.selector == LabelSelector(matchLabels: ["role": "gateway"]))
         #expect(spec.resources == Resources(cpuMillis: 100, memoryBytes: 32 << 20))
         #expect(spec.restartPolicy == .always)
         #expect(spec.env == ["INTERVAL": "1"])
@@ -44,13 +44,21 @@ struct ManifestTests {
         ("  replicas: 100001\n" + command, "spec.replicas"),
         ("  resources: {cpu: -1}\n" + command, "spec.resources.cpu"),
         ("  resources: {memory: 1Xi}\n" + command, "spec.resources.memory"),
-        ("  resources: {gpu: 1}\n" + command, "spec.resources.gpu"),
+        ("  resources: {gpu: many}\n" + command, "spec.resources.gpu"),
+        ("  connectivity: {minLinkClass: fibre}\n" + command, "spec.connectivity.minLinkClass"),
+        ("  connectivity: {tolerateOffline: soon}\n" + command, "spec.connectivity.tolerateOffline"),
+        ("  spread: {labelKey: site, maxSkew: 0}\n" + command, "spec.spread.maxSkew"),
+        ("  selector: {matchExpressions: [{key: site, operator: In}]}\n" + command, "spec.selector.matchExpressions[0].values"),
+        ("  selector: {matchExpressions: [{key: site, operator: Near, values: [a]}]}\n" + command, "spec.selector.matchExpressions[0].operator"),
+        ("  affinity: [{labelKey: site}]\n" + command, "spec.affinity[0].workload"),
+        ("  maxPerDevice: 0\n" + command, "spec.maxPerDevice"),
+        ("  mode: sometimes\n" + command, "spec.mode"),
         ("  runtime: docker\n" + command, "spec.runtime"),
         ("  replicas: 1\n", "spec.command"),
         ("  command: []\n", "spec.command"),
         ("  command: [\"\"]\n", "spec.command[0]"),
         ("  env: {A: [1]}\n" + command, "spec.env.A"),
-        ("  selector: {matchLabels: {\"bad key!\": x}}\n" + command, "spec.selector.bad key!"),
+        ("  selector: {matchLabels: {\"bad key!\": x}}\n" + command, "spec.selector.matchLabels.bad key!"),
         ("  selector: {role: gateway}\n" + command, "spec.selector.role"),
     ])
     func specFault(spec: String, path: String) {

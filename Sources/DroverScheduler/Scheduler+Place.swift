@@ -1,0 +1,105 @@
+import DroverCore
+
+extension PlanState {
+    /// Places the missing replicas of one workload.
+    mutating func place(workload w: Int) {
+        let spec = workloads[w]
+        let missing: [Int]
+        switch spec.mode {
+        case .replicas:
+            // The fast path that makes re-planning incremental: nothing to do for a workload
+            // whose replicas all kept their place.
+            guard ordinals[w].count < spec.replicas else { return }
+            missing = (0..<spec.replicas).filter { !ordinals[w].contains($0) }
+        case .every:
+            missing = []
+        }
+        let affinity = AffinityFilter(spec: spec, state: self)
+        var candidates: [Int32] = []
+        candidates.reserveCapacity(devices.count)
+        for (i, d) in devices.enumerated() where spec.newPlacementRejection(d) == nil && affinity.rejection(d, Int32(i)) == nil {
+            candidates.append(Int32(i))
+        }
+        if spec.mode == .every {
+            placeEvery(w, candidates)
+            return
+        }
+        var picker = DevicePicker(spec: spec, workload: w, candidates: candidates, state: self)
+        var reasons: [String]?
+        var preemptionHopeless = false
+        for ordinal in missing {
+            var chosen = picker.pick(state: self)
+            if chosen == nil, !preemptionHopeless {
+                chosen = preempt(for: w, candidates: candidates)
+                preemptionHopeless = chosen == nil
+            }
+            guard let d = chosen else {
+                if reasons == nil { reasons = explain(w, affinity: affinity, skew: picker.skewBlocked) }
+                unplaced.append(Unplaced(workload: spec.name, id: WorkloadSpec.replicaID(workload: spec.name, ordinal: ordinal), reasons: reasons ?? []))
+                continue
+            }
+            commit(workload: w, assignment: Assignment(workload: spec.name, ordinal: ordinal, device: devices[Int(d)].id), device: d)
+            picker.placed(on: d, state: self)
+        }
+    }
+
+    /// `mode: every`: one replica on each feasible device that does not have one yet.
+    private mutating func placeEvery(_ w: Int, _ candidates: [Int32]) {
+        let spec = workloads[w]
+        for d in candidates where hosts[w][d, default: 0] == 0 {
+            if let shortfall = free[Int(d)].shortfall(spec.resources) {
+                let id = "\(spec.name)-\(devices[Int(d)].id)"
+                unplaced.append(Unplaced(workload: spec.name, id: id, reasons: Explanation.group([shortfall], deviceCount: 1)))
+                continue
+            }
+            commit(workload: w, assignment: Assignment(everyOf: spec.name, device: devices[Int(d)].id), device: d)
+        }
+    }
+
+    /// Evicts the fewest replicas of lower priority from one feasible device so that a
+    /// replica of workload `w` fits; returns that device.
+    private mutating func preempt(for w: Int, candidates: [Int32]) -> Int32? {
+        let spec = workloads[w]
+        var best: (device: Int32, victims: [Int32], worst: Int)?
+        for d in candidates where hosts[w][d, default: 0] < spec.maxPerDevice {
+            var room = free[Int(d)]
+            var victims: [Int32] = []
+            let lower = onDevice[Int(d)].filter { workloads[Int(placedWorkload[Int($0)])].priority < spec.priority }
+                .sorted { a, b in
+                    let (pa, pb) = (workloads[Int(placedWorkload[Int(a)])].priority, workloads[Int(placedWorkload[Int(b)])].priority)
+                    return pa != pb ? pa < pb : (placed[Int(a)]?.id ?? "") > (placed[Int(b)]?.id ?? "")
+                }
+            for p in lower where !room.fits(spec.resources) {
+                room.reserve(workloads[Int(placedWorkload[Int(p)])].resources, sign: -1)
+                victims.append(p)
+            }
+            guard room.fits(spec.resources), !victims.isEmpty else { continue }
+            let worst = victims.map { workloads[Int(placedWorkload[Int($0)])].priority }.max() ?? 0
+            if let b = best, (b.victims.count, b.worst) <= (victims.count, worst) { continue }
+            best = (d, victims, worst)
+        }
+        guard let best else { return nil }
+        for p in best.victims { evict(p) }
+        return best.device
+    }
+
+    /// Why each device said no, grouped.
+    private func explain(_ w: Int, affinity: AffinityFilter, skew: SpreadConstraint?) -> [String] {
+        let spec = workloads[w]
+        var rejections: [RejectionReason] = []
+        rejections.reserveCapacity(devices.count)
+        for (i, d) in devices.enumerated() {
+            let index = Int32(i)
+            if let r = spec.newPlacementRejection(d) ?? affinity.rejection(d, index) {
+                rejections.append(r)
+            } else if hosts[w][index, default: 0] >= spec.maxPerDevice {
+                rejections.append(.maxPerDevice(spec.maxPerDevice))
+            } else if let r = free[i].shortfall(spec.resources) {
+                rejections.append(r)
+            } else if let skew {
+                rejections.append(.spreadSkew(key: skew.labelKey, maxSkew: skew.maxSkew))
+            }
+        }
+        return Explanation.group(rejections, deviceCount: devices.count)
+    }
+}

@@ -1,0 +1,109 @@
+import DroverCore
+
+/// Capacity- and connectivity-aware placement. Pure and deterministic: same input, same plan,
+/// whatever the order of the input arrays.
+///
+/// Workloads are placed by priority (highest first), then name. Replicas already placed stay
+/// while their device still qualifies, so a change moves only what must move; missing replicas
+/// go to the best-scoring feasible device (connectivity quality, then `spreadLoad` or
+/// `binPack`, ties to the smallest device id). A replica that finds no room may evict replicas
+/// of lower priority. Every replica left unplaced carries the reason of every device.
+public enum Scheduler {
+    public static func plan(_ input: SchedulingInput) -> PlacementPlan {
+        var state = PlanState(input)
+        state.keepCurrent()
+        for w in state.workloads.indices { state.place(workload: w) }
+        return state.result()
+    }
+}
+
+struct PlanState {
+    let devices: [DeviceSnapshot]
+    let deviceIndex: [String: Int32]
+    /// Priority descending, then name.
+    let workloads: [WorkloadSpec]
+    let workloadIndex: [String: Int]
+    let now: Int64
+    let current: [Assignment]
+
+    var free: [Resources]
+    /// Every assignment made or kept; nil once preempted.
+    var placed: [Assignment?] = []
+    var placedWorkload: [Int32] = []
+    var placedDevice: [Int32] = []
+    var onDevice: [[Int32]]
+    /// Per workload: device → replicas of it there.
+    var hosts: [[Int32: Int]]
+    /// Per workload: ordinals already placed (mode: replicas).
+    var ordinals: [Set<Int>]
+    var unplaced: [Unplaced] = []
+    var preempted: [Assignment] = []
+
+    init(_ input: SchedulingInput) {
+        let sortedDevices = input.devices.sorted { $0.id < $1.id }
+        devices = sortedDevices
+        deviceIndex = Dictionary(sortedDevices.enumerated().map { ($0.element.id, Int32($0.offset)) }, uniquingKeysWith: { a, _ in a })
+        let sortedWorkloads = input.workloads.sorted { ($1.priority, $0.name) < ($0.priority, $1.name) }
+        workloads = sortedWorkloads
+        workloadIndex = Dictionary(sortedWorkloads.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        now = input.now
+        current = input.current
+        free = sortedDevices.map(\.capacity)
+        onDevice = Array(repeating: [], count: sortedDevices.count)
+        hosts = Array(repeating: [:], count: sortedWorkloads.count)
+        ordinals = Array(repeating: [], count: sortedWorkloads.count)
+        placed.reserveCapacity(input.current.count)
+    }
+
+    /// Keeps what still qualifies, highest priority first, so that when capacity shrank the
+    /// most important replicas keep their place.
+    mutating func keepCurrent() {
+        var keyed: [(w: Int, a: Assignment)] = []
+        keyed.reserveCapacity(current.count)
+        for a in current {
+            if let w = workloadIndex[a.workload] { keyed.append((w, a)) }
+        }
+        keyed.sort { ($0.w, $0.a.ordinal, $0.a.id) < ($1.w, $1.a.ordinal, $1.a.id) }
+        var seen = Set<String>()
+        for (w, a) in keyed {
+            let spec = workloads[w]
+            guard let d = deviceIndex[a.device], seen.insert(a.id).inserted else { continue }
+            switch spec.mode {
+            case .replicas: guard a.ordinal >= 0, a.ordinal < spec.replicas else { continue }
+            case .every: guard a.ordinal == -1 else { continue }
+            }
+            let device = devices[Int(d)]
+            guard spec.keepRejection(device, now: now) == nil, hosts[w][d, default: 0] < spec.maxPerDevice,
+                free[Int(d)].fits(spec.resources)
+            else { continue }
+            commit(workload: w, assignment: a, device: d)
+        }
+    }
+
+    mutating func commit(workload w: Int, assignment a: Assignment, device d: Int32) {
+        free[Int(d)].reserve(workloads[w].resources)
+        onDevice[Int(d)].append(Int32(placed.count))
+        placed.append(a)
+        placedWorkload.append(Int32(w))
+        placedDevice.append(d)
+        hosts[w][d, default: 0] += 1
+        if a.ordinal >= 0 { ordinals[w].insert(a.ordinal) }
+    }
+
+    /// Removes a placed replica (preemption) and gives its resources back.
+    mutating func evict(_ p: Int32) {
+        guard let a = placed[Int(p)] else { return }
+        let w = Int(placedWorkload[Int(p)])
+        let d = placedDevice[Int(p)]
+        free[Int(d)].reserve(workloads[w].resources, sign: -1)
+        hosts[w][d, default: 1] -= 1
+        if a.ordinal >= 0 { ordinals[w].remove(a.ordinal) }
+        placed[Int(p)] = nil
+        onDevice[Int(d)].removeAll { $0 == p }
+        preempted.append(a)
+    }
+
+    func result() -> PlacementPlan {
+        PlacementPlan(assignments: placed.compactMap { $0 }.sorted(), unplaced: unplaced, preempted: preempted.sorted())
+    }
+}
