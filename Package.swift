@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config.
@@ -27,7 +28,8 @@ let package = Package(
         .target(name: "CDroverSys"),
 
         .target(name: "DroverPOSIX", dependencies: ["CDroverSys"]),
-        .target(name: "DroverCore"),
+        // .rounded() needs libm, which nothing else brings in for a binary without Foundation.
+        .target(name: "DroverCore", linkerSettings: [.linkedLibrary("m")]),
         .target(name: "DroverSystemd", dependencies: ["CSystemd"]),
         .target(name: "DroverAPI", dependencies: ["DroverCore"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
@@ -72,12 +74,16 @@ let package = Package(
             ]
         ),
 
+        // Prints placement figures for synthetic fleets; run by tools/bench in release mode.
+        .executableTarget(name: "drover-scheduler-bench", dependencies: ["DroverScheduler"]),
+
         .testTarget(
             name: "DroverUnitTests",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
                 "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
