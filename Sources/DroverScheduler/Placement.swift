@@ -97,6 +97,12 @@ public struct PlacementPlan: Sendable {
     public var unplaced: [Unplaced]
     public var preempted: [Assignment]
 
+    public init(assignments: [Assignment] = [], unplaced: [Unplaced] = [], preempted: [Assignment] = []) {
+        self.assignments = assignments
+        self.unplaced = unplaced
+        self.preempted = preempted
+    }
+
     public func byDevice() -> [String: [Assignment]] {
         Dictionary(grouping: assignments, by: \.device)
     }

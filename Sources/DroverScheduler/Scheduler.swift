@@ -103,7 +103,19 @@ struct PlanState {
         preempted.append(a)
     }
 
+    /// Assignments in workload order (priority, then name), then ordinal: integer comparisons
+    /// only, which matters with a million assignments.
     func result() -> PlacementPlan {
-        PlacementPlan(assignments: placed.compactMap { $0 }.sorted(), unplaced: unplaced, preempted: preempted.sorted())
+        var keyed: [(w: Int32, a: Assignment)] = []
+        keyed.reserveCapacity(placed.count)
+        for (i, a) in placed.enumerated() {
+            if let a { keyed.append((placedWorkload[i], a)) }
+        }
+        keyed.sort { x, y in
+            if x.w != y.w { return x.w < y.w }
+            if x.a.ordinal != y.a.ordinal { return x.a.ordinal < y.a.ordinal }
+            return x.a.id < y.a.id
+        }
+        return PlacementPlan(assignments: keyed.map(\.a), unplaced: unplaced, preempted: preempted.sorted())
     }
 }

@@ -89,7 +89,12 @@ struct SystemdTests {
             await bed.agents["gw-1"]?.stop()
             #expect(agentNotify.receive(for: .milliseconds(500)).contains("STOPPING=1"))
             await bed.controller?.stop()
-            #expect(notify.take().contains("STOPPING=1"))
+            // The reader thread collects in 100 ms batches.
+            var seen: [String] = []
+            #expect(await Harness.eventually(.seconds(3)) {
+                seen += notify.take()
+                return seen.contains("STOPPING=1")
+            })
         } catch {
             Issue.record("\(error)")
         }
