@@ -114,8 +114,13 @@ extension Fleet {
             batch.devices.append(d)
             event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
         }
-        guard !batch.isEmpty else { return }
-        let messages = replan(into: &batch)
+        // Replicas on a device that stays unreachable move once their workload's
+        // tolerateOffline has passed; look for that every 10 s while any such device exists.
+        let overdue = now - lastOfflineReplan >= 10_000
+            && replicas.values.contains { devices[$0.device]?.presence == .unreachable }
+        guard !batch.isEmpty || overdue else { return }
+        if overdue { lastOfflineReplan = now }
+        let messages = replan(into: &batch, now: now)
         try? commit(batch)
         await send(messages)
     }

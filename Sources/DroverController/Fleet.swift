@@ -70,8 +70,7 @@ public actor Fleet {
 
     /// Runs placement and turns the plan into replica rows and per-device desired state.
     /// Only devices whose replica set changed get a new generation.
-    func replan(into batch: inout StoreBatch) -> [Desired] {
-        let now = Self.nowMillis()
+    func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
         let snapshots = devices.values.map { d in
             DeviceSnapshot(
                 id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
@@ -117,6 +116,7 @@ public actor Fleet {
     }
 
     var lastUnplaced: [String: [Unplaced]] = [:]
+    var lastOfflineReplan: Int64 = 0
 
     func send(_ messages: [Desired]) async {
         guard let publisher else { return }

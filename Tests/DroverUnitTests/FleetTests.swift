@@ -91,6 +91,23 @@ struct FleetTests {
         #expect(try await fleet.workload("w").replicas.count == 1)
     }
 
+    @Test("replicas on a device unreachable past tolerateOffline move to another device")
+    func movedAfterTolerateOffline() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(60))
+        await fleet.hello(FleetFixture.hello("a"))
+        var spec = FleetFixture.workload("w", replicas: 1)
+        spec.connectivity.tolerateOfflineSeconds = 5
+        _ = try await fleet.apply(spec)
+        await fleet.hello(FleetFixture.hello("b"))
+        let first = try await fleet.workload("w").replicas[0].device
+        await fleet.state(DeviceState(device: first, state: .offline))
+        #expect(try await fleet.workload("w").replicas.map(\.device) == [first], "kept within tolerateOffline")
+        await fleet.checkPresence(now: Fleet.nowMillis() + 20_000)
+        let moved = try await fleet.workload("w").replicas.map(\.device)
+        #expect(moved.count == 1 && moved != [first], "replica still on \(moved)")
+        #expect(publisher.last(for: first)?.replicas.isEmpty == true, "the lost device is told to stop it when it returns")
+    }
+
     @Test("a restarted controller has the same fleet, and generations continue from the store")
     func restart() async throws {
         let (fleet, _, dir) = try await FleetFixture.fleet()
