@@ -1,6 +1,7 @@
 import DroverAPI
 import DroverCore
 import DroverProtocol
+import DroverScheduler
 import DroverStore
 
 extension Fleet {
@@ -123,6 +124,27 @@ extension Fleet {
         let messages = replan(into: &batch, now: now)
         try? commit(batch)
         await send(messages)
+    }
+
+    /// Cordon (no new replicas), drain (no new replicas, and existing ones move away) or
+    /// return a device to normal.
+    public func setSchedulability(_ id: String, _ value: Schedulability) async throws(FleetError) -> DeviceView {
+        guard var d = devices[id] else { throw .notFound(kind: "device", name: id) }
+        guard d.schedulability != value.rawValue else { return view(d) }
+        d.schedulability = value.rawValue
+        devices[id] = d
+        var batch = StoreBatch()
+        batch.devices.append(d)
+        let verb = switch value {
+        case .normal: "uncordoned"
+        case .cordoned: "cordoned: no new replicas"
+        case .draining: "draining: its replicas move away"
+        }
+        event("Device\(value.rawValue.capitalized)", id, "device \(id) \(verb)", into: &batch)
+        let messages = replan(into: &batch)
+        do { try commit(batch) } catch { throw .storage("\(error)") }
+        await send(messages)
+        return view(d)
     }
 
     /// Counts a dropped message; returns whether to log it (once per device and minute).

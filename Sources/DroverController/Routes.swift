@@ -1,6 +1,7 @@
 import DroverAPI
 import DroverCore
 import DroverManifest
+import DroverScheduler
 import DroverStore
 import Foundation
 import Hummingbird
@@ -25,6 +26,13 @@ public enum API {
         v1.get("devices/:id") { _, context in
             let id = try context.parameters.require("id")
             do { return APIJSON.response(try await fleet.device(id)) } catch { throw APIError(error) }
+        }
+
+        for (action, value) in [("cordon", Schedulability.cordoned), ("uncordon", .normal), ("drain", .draining)] {
+            v1.post("devices/:id/\(action)") { _, context in
+                let id = try context.parameters.require("id")
+                do { return APIJSON.response(try await fleet.setSchedulability(id, value)) } catch { throw APIError(error) }
+            }
         }
 
         v1.get("workloads") { _, _ in APIJSON.response(await fleet.workloadList()) }

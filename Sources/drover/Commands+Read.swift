@@ -35,7 +35,7 @@ struct DevicesCommand: AsyncParsableCommand {
             [["DEVICE", "PRESENCE", "ARCH", "CPU", "MEMORY", "REPLICAS", "LAST SEEN", "LABELS"]] + devices.map { d in
                 let cap = d.record.facts.capacity
                 return [
-                    d.record.id, d.record.presence.rawValue, d.record.facts.arch,
+                    d.record.id, d.record.presence.rawValue + (d.record.schedulability == "normal" ? "" : ",\(d.record.schedulability)"), d.record.facts.arch,
                     "\(Quantity.formatCPU(d.allocated.cpuMillis))/\(Quantity.formatCPU(cap.cpuMillis))",
                     "\(Quantity.formatMemory(d.allocated.memoryBytes))/\(Quantity.formatMemory(cap.memoryBytes))",
                     "\(d.replicas.count)", Output.age(d.record.lastSeen) + " ago",
@@ -102,6 +102,7 @@ enum Describe {
         let r = d.record
         var rows = [
             ["FIELD", "VALUE"], ["device", r.id], ["presence", r.presence.rawValue], ["last seen", Output.age(r.lastSeen) + " ago"],
+            ["schedulable", r.schedulability], ["flaps", "\(r.flaps)"],
             ["agent", r.facts.agentVersion], ["arch / os", "\(r.facts.arch) / \(r.facts.os)"],
             ["capacity", "cpu \(Quantity.formatCPU(r.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(r.facts.capacity.memoryBytes))"],
             ["allocated", "cpu \(Quantity.formatCPU(d.allocated.cpuMillis)), memory \(Quantity.formatMemory(d.allocated.memoryBytes))"],

@@ -70,3 +70,32 @@ struct ScaleCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `drover cordon|uncordon|drain DEVICE`.
+struct DeviceStateCommand {
+    static func run(_ options: GlobalOptions, action: String, device: String, done: String) async {
+        let data = await options.client.send("POST", "/v1/devices/\(device.pathEscaped)/\(action)")
+        if options.output == .table { print("device/\(device) \(done)") } else { Output.print(data, format: options.output) { [] } }
+    }
+}
+
+struct CordonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cordon", abstract: "Stop new placements on a device; what runs there stays.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The device id.") var device: String
+    func run() async { await DeviceStateCommand.run(options, action: "cordon", device: device, done: "cordoned") }
+}
+
+struct UncordonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "uncordon", abstract: "Let a cordoned or draining device take replicas again.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The device id.") var device: String
+    func run() async { await DeviceStateCommand.run(options, action: "uncordon", device: device, done: "uncordoned") }
+}
+
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "drain", abstract: "Move a device's replicas elsewhere and stop new placements on it.")
+    @OptionGroup var options: GlobalOptions
+    @Argument(help: "The device id.") var device: String
+    func run() async { await DeviceStateCommand.run(options, action: "drain", device: device, done: "draining") }
+}

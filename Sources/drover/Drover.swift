@@ -8,7 +8,7 @@ struct Drover: AsyncParsableCommand {
         abstract: "Operate a Drover fleet through its controller.",
         subcommands: [
             StatusCommand.self, DevicesCommand.self, WorkloadsCommand.self, DescribeCommand.self, ApplyCommand.self,
-            DeleteCommand.self, ScaleCommand.self, EventsCommand.self,
+            DeleteCommand.self, ScaleCommand.self, CordonCommand.self, UncordonCommand.self, DrainCommand.self, EventsCommand.self,
         ])
 }
 

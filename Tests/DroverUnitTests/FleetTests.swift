@@ -108,6 +108,27 @@ struct FleetTests {
         #expect(publisher.last(for: first)?.replicas.isEmpty == true, "the lost device is told to stop it when it returns")
     }
 
+    @Test("cordon keeps replicas but takes no new ones; drain moves them; uncordon restores")
+    func cordonDrain() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let first = try await fleet.workload("w").replicas[0].device
+        let other = first == "a" ? "b" : "a"
+        _ = try await fleet.setSchedulability(first, .cordoned)
+        #expect(try await fleet.workload("w").replicas.map(\.device) == [first])
+        _ = try await fleet.setSchedulability(other, .cordoned)
+        _ = try await fleet.apply(FleetFixture.workload("v", replicas: 1))
+        #expect(try await fleet.workload("v").unplaced.first?.reasons == ["2 devices: cordoned"])
+        _ = try await fleet.setSchedulability(other, .normal)
+        #expect(try await fleet.workload("v").replicas.map(\.device) == [other])
+        _ = try await fleet.setSchedulability(first, .draining)
+        #expect(try await fleet.workload("w").replicas.map(\.device) == [other])
+        #expect(publisher.last(for: first)?.replicas.isEmpty == true)
+        #expect(try await fleet.device(first).record.schedulability == "draining")
+        await #expect(throws: FleetError.self) { try await fleet.setSchedulability("ghost", .cordoned) }
+    }
+
     @Test("a restarted controller has the same fleet, and generations continue from the store")
     func restart() async throws {
         let (fleet, _, dir) = try await FleetFixture.fleet()
