@@ -122,3 +122,37 @@ public struct ApplyResponse: Codable, Sendable {
         self.workload = workload
     }
 }
+
+/// One change a plan would make: place, move, stop or preempt a replica.
+public struct PlannedChange: Codable, Sendable, Hashable {
+    public var action: String
+    public var replica: String
+    public var workload: String
+    public var device: String
+    /// For a move: where the replica runs now.
+    public var from: String?
+
+    public init(action: String, replica: String, workload: String, device: String, from: String?) {
+        self.action = action
+        self.replica = replica
+        self.workload = workload
+        self.device = device
+        self.from = from
+    }
+}
+
+/// `POST /v1/plan` and `drover apply --dry-run`: what applying a manifest would do.
+public struct PlanPreview: Codable, Sendable {
+    public var workload: String
+    public var outcome: ApplyOutcome
+    public var changes: [PlannedChange]
+    /// Replicas (of any workload) left unplaced, each with the reason of every device.
+    public var unplaced: [PendingReplica]
+
+    public init(workload: String, outcome: ApplyOutcome, changes: [PlannedChange], unplaced: [PendingReplica]) {
+        self.workload = workload
+        self.outcome = outcome
+        self.changes = changes
+        self.unplaced = unplaced
+    }
+}

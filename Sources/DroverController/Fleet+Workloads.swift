@@ -1,6 +1,7 @@
 import DroverAPI
 import DroverCore
 import DroverProtocol
+import DroverScheduler
 import DroverStore
 
 public enum FleetError: Error, Sendable {
@@ -71,6 +72,33 @@ extension Fleet {
         do { try commit(batch) } catch { throw .storage("\(error)") }
         await send(messages)
         return record
+    }
+
+    /// What applying `spec` would do, computed by the same scheduler; changes nothing.
+    public func preview(_ spec: WorkloadSpec) throws(FleetError) -> PlanPreview {
+        let problems = spec.validate()
+        guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
+        let existing = workloads[spec.name]
+        let outcome: ApplyOutcome = existing == nil ? .created : existing?.spec == spec ? .unchanged : .configured
+        var specs = workloads
+        specs[spec.name] = WorkloadRecord(spec: spec, revision: 0, createdAt: 0, updatedAt: 0)
+        let plan = Scheduler.plan(schedulingInput(workloads: specs.values.map(\.spec), now: Self.nowMillis()))
+        var changes: [PlannedChange] = []
+        var planned = Set<String>()
+        for a in plan.assignments {
+            planned.insert(a.id)
+            if let row = replicas[a.id] {
+                if row.device != a.device { changes.append(PlannedChange(action: "move", replica: a.id, workload: a.workload, device: a.device, from: row.device)) }
+            } else {
+                changes.append(PlannedChange(action: "place", replica: a.id, workload: a.workload, device: a.device, from: nil))
+            }
+        }
+        let preempted = Set(plan.preempted.map(\.id))
+        for row in replicas.values.sorted(by: { $0.id < $1.id }) where !planned.contains(row.id) {
+            changes.append(PlannedChange(action: preempted.contains(row.id) ? "preempt" : "stop", replica: row.id, workload: row.workload, device: row.device, from: nil))
+        }
+        let pending = plan.unplaced.map { PendingReplica(id: $0.id, reasons: $0.reasons) }
+        return PlanPreview(workload: spec.name, outcome: outcome, changes: changes, unplaced: pending)
     }
 
     // MARK: reads

@@ -71,16 +71,7 @@ public actor Fleet {
     /// Runs placement and turns the plan into replica rows and per-device desired state.
     /// Only devices whose replica set changed get a new generation.
     func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
-        let snapshots = devices.values.map { d in
-            DeviceSnapshot(
-                id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
-                presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
-                connectivity: ConnectivityRecord(linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen))
-        }
-        let current = replicas.values.map { r in
-            r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
-        }
-        let plan = Scheduler.plan(SchedulingInput(devices: snapshots, workloads: workloads.values.map(\.spec), current: current, now: now))
+        let plan = Scheduler.plan(schedulingInput(workloads: workloads.values.map(\.spec), now: now))
         var placed = Set<String>()
         for a in plan.assignments {
             placed.insert(a.id)
@@ -113,6 +104,20 @@ public actor Fleet {
             messages.append(Desired(device: id, generation: record.generation, replicas: specs))
         }
         return messages
+    }
+
+    /// Devices, the given workloads and the replicas as they stand, for the scheduler.
+    func schedulingInput(workloads specs: [WorkloadSpec], now: Int64) -> SchedulingInput {
+        let snapshots = devices.values.map { d in
+            DeviceSnapshot(
+                id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
+                presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
+                connectivity: ConnectivityRecord(linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen))
+        }
+        let current = replicas.values.map { r in
+            r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
+        }
+        return SchedulingInput(devices: snapshots, workloads: specs, current: current, now: now)
     }
 
     var lastUnplaced: [String: [Unplaced]] = [:]

@@ -36,13 +36,12 @@ public enum API {
         }
 
         v1.get("workloads") { _, _ in APIJSON.response(await fleet.workloadList()) }
+        v1.post("plan") { request, _ in
+            let spec = try manifest(try await bodyText(request))
+            do { return APIJSON.response(try await fleet.preview(spec)) } catch { throw APIError(error) }
+        }
         v1.post("workloads") { request, context in
-            let text = try await bodyText(request)
-            let spec: WorkloadSpec
-            do { spec = try Manifest.parseWorkload(text) } catch {
-                let failure = error as? ValidationFailure ?? ValidationFailure([])
-                throw APIError(.unprocessableContent, "manifest is invalid: \(failure)", errors: failure.errors)
-            }
+            let spec = try manifest(try await bodyText(request))
             do {
                 let outcome = try await fleet.apply(spec)
                 return APIJSON.response(ApplyResponse(outcome: outcome, workload: try await fleet.workload(spec.name)), status: outcome == .created ? .created : .ok)
@@ -80,6 +79,14 @@ public enum API {
             }
         }
         return router
+    }
+
+    static func manifest(_ text: String) throws -> WorkloadSpec {
+        do {
+            return try Manifest.parseWorkload(text)
+        } catch {
+            throw APIError(.unprocessableContent, "manifest is invalid: \(error)", errors: error.errors)
+        }
     }
 
     static func bodyText(_ request: Request) async throws -> String {

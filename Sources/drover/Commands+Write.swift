@@ -8,6 +8,7 @@ struct ApplyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "apply", abstract: "Create or update a workload from a manifest file.")
     @OptionGroup var options: GlobalOptions
     @Option(name: .shortAndLong, help: "Manifest file (YAML or JSON); - for standard input.") var file: String
+    @Flag(help: "Print what would be placed, moved, stopped or left pending, and why; change nothing.") var dryRun = false
 
     func run() async {
         let text: String
@@ -23,6 +24,17 @@ struct ApplyCommand: AsyncParsableCommand {
             _ = try Manifest.parseWorkload(text)
         } catch {
             fail("\(file): \(error)")
+        }
+        if dryRun {
+            let data = await options.client.send("POST", "/v1/plan", body: Data(text.utf8), contentType: "application/yaml")
+            guard let plan = try? JSONDecoder().decode(PlanPreview.self, from: data) else { fail("unexpected answer from the controller") }
+            Output.print(data, format: options.output) {
+                [["ACTION", "REPLICA", "DEVICE", "DETAIL"]]
+                    + plan.changes.map { [$0.action, $0.replica, $0.device, $0.from.map { "from \($0)" } ?? ""] }
+                    + plan.unplaced.map { ["pending", $0.id, "-", $0.reasons.joined(separator: " · ")] }
+            }
+            if options.output == .table { print("(dry run: workload/\(plan.workload) would be \(plan.outcome.rawValue); nothing changed)") }
+            return
         }
         let data = await options.client.send("POST", "/v1/workloads", body: Data(text.utf8), contentType: "application/yaml")
         guard let answer = try? JSONDecoder().decode(ApplyResponse.self, from: data) else { fail("unexpected answer from the controller") }

@@ -53,6 +53,12 @@ struct CLITests {
         try await FleetTestbed.run("cli") { bed in
             try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=512Mi")
             try await bed.waitForDevices(online: 1)
+            let dry = try Self.drover(bed, ["apply", "--dry-run", "-f", Harness.repoRoot + "/fleet-configs/workloads/sensor-reader.yaml"])
+            #expect(dry.status == 0)
+            #expect(dry.output.contains("place    sensor-reader-0  gw-1"), "\(dry.output)")
+            #expect(dry.output.contains("pending  sensor-reader-1  -       1 device: already runs a replica of this workload"), "\(dry.output)")
+            #expect(dry.output.contains("nothing changed"))
+            #expect(try await bed.api.list("/v1/workloads").isEmpty)
             let apply = try Self.drover(bed, ["apply", "-f", Harness.repoRoot + "/fleet-configs/workloads/sensor-reader.yaml"])
             #expect(apply.status == 0)
             #expect(apply.output == "workload/sensor-reader created (revision 1)\n")
@@ -77,6 +83,10 @@ struct CLITests {
             #expect(try Self.drover(bed, ["scale", "sensor-reader", "--replicas", "0"]).output == "workload/sensor-reader scaled to 0\n")
             #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 0 })
             #expect(try Self.drover(bed, ["delete", "workload", "sensor-reader"]).status == 0)
+            #expect(try Self.drover(bed, ["cordon", "gw-1"]).output == "device/gw-1 cordoned\n")
+            #expect(try Self.drover(bed, ["devices"]).output.contains("online,cordoned"))
+            #expect(try Self.drover(bed, ["uncordon", "gw-1"]).status == 0)
+            #expect(try Self.drover(bed, ["drain", "ghost"]).output == "error: device 'ghost' not found\n")
             let events = try Self.drover(bed, ["events", "--limit", "5"])
             #expect(events.output.contains("WorkloadDeleted"))
         }

@@ -69,6 +69,28 @@ struct APITests {
         #expect(await fleet.workloadList().isEmpty)
     }
 
+    @Test("a plan shows what apply would place and why the rest stays pending, and changes nothing")
+    func planPreview() async throws {
+        let (app, fleet) = try await Self.app()
+        let manifest = try Fixtures.fleetConfig("workloads/sensor-reader.yaml")
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/plan", method: .post, body: ByteBuffer(string: manifest)) { r in
+                #expect(r.status == .ok)
+                let plan = Self.json(r.body)
+                #expect(plan["outcome"] as? String == "created")
+                let changes = plan["changes"] as? [[String: Any]] ?? []
+                #expect(changes.map { $0["action"] as? String } == ["place"])
+                #expect(changes.first?["device"] as? String == "gw-1")
+                let pending = plan["unplaced"] as? [[String: Any]] ?? []
+                #expect(pending.count == 2)
+                #expect((pending.first?["reasons"] as? [String]) == ["1 device: already runs a replica of this workload"])
+            }
+            try await client.execute(uri: "/v1/plan", method: .post, body: ByteBuffer(string: "kind: Workload")) { #expect($0.status == .unprocessableContent) }
+        }
+        #expect(await fleet.workloadList().isEmpty)
+        #expect(try await fleet.device("gw-1").replicas.isEmpty)
+    }
+
     @Test("status names the version, the store and the broker URL for agents")
     func status() async throws {
         let (app, _) = try await Self.app()
