@@ -13,6 +13,7 @@ actor AgentLink {
     let supervisor: ReplicaSupervisor
     let logger: Logger
     private var cpu = CPUSampler()
+    private var replicaCPU = ReplicaCPUSampler()
     private var ledger = DropLedger()
     private var flushing = false
 
@@ -116,7 +117,8 @@ actor AgentLink {
 
     func sendBeat() async {
         let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
-        let beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
+        var beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
+        beat.replicaCPU = replicaCPU.sample(await supervisor.runningGroups())
         guard client.isConnected else { return }
         _ = try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
     }

@@ -56,6 +56,17 @@ enum POSIX {
         return fields.count > 19 && Int64(fields[19]) == expected
     }
 
+    static func listDirectory(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
     static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 }
 

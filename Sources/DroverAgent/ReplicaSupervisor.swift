@@ -223,6 +223,13 @@ public actor ReplicaSupervisor {
         records.values.reduce(into: [:]) { $0[$1.phase.rawValue, default: 0] += 1 }
     }
 
+    /// Process groups of running replicas, by replica id.
+    public func runningGroups() -> [String: Int32] {
+        var groups: [String: Int32] = [:]
+        for (id, state) in live { if let p = state.process { groups[id] = p.pid } }
+        return groups
+    }
+
     public func snapshot() -> [ReplicaRecord] { records.values.sorted { $0.spec.id < $1.spec.id } }
 
     private func decodeDesired(_ payload: String) -> Desired? {

@@ -78,6 +78,7 @@ public struct Controller: Service {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: config.presenceCheckInterval)
                     await fleet.checkPresence(now: Fleet.nowMillis())
+                    await fleet.autoscale(now: Fleet.nowMillis())
                 }
             }
             group.addTask { await notifier.runWatchdog() }

@@ -65,6 +65,9 @@ extension Fleet {
         d.lastSeen = Self.nowMillis()
         d.usage = m.usage
         d.phases = m.phases
+        for (id, millis) in m.replicaCPU ?? [:] where replicas[id]?.device == m.device {
+            replicaCPU[id] = (millis, d.lastSeen)
+        }
         let cameBack = d.presence != .online
         d.setPresence(.online, at: d.lastSeen)
         devices[m.device] = d

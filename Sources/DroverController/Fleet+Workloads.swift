@@ -17,6 +17,12 @@ extension Fleet {
         let now = Self.nowMillis()
         let outcome: ApplyOutcome
         var record: WorkloadRecord
+        var spec = spec
+        if let existing = workloads[spec.name], let auto = spec.autoscale {
+            // The autoscaler owns the count of an autoscaled workload: re-applying its
+            // manifest must not reset it.
+            spec.replicas = min(max(existing.spec.replicas, auto.minReplicas), auto.maxReplicas)
+        }
         if var existing = workloads[spec.name] {
             guard existing.spec != spec else { return .unchanged }
             existing.spec = spec
@@ -55,7 +61,7 @@ extension Fleet {
         await send(messages)
     }
 
-    public func scale(workload name: String, replicas count: Int) async throws(FleetError) -> WorkloadRecord {
+    public func scale(workload name: String, replicas count: Int, reason: String? = nil) async throws(FleetError) -> WorkloadRecord {
         guard var record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
         guard (0...WorkloadSpec.maxReplicas).contains(count) else {
             throw .invalid(ValidationFailure([FieldError(path: "replicas", reason: "must be between 0 and \(WorkloadSpec.maxReplicas)")]))
@@ -67,7 +73,7 @@ extension Fleet {
         var batch = StoreBatch()
         workloads[name] = record
         batch.workloads.append(record)
-        event("WorkloadScaled", name, "workload \(name) scaled from \(from) to \(count)", into: &batch)
+        event(reason == nil ? "WorkloadScaled" : "WorkloadAutoscaled", name, "workload \(name) scaled from \(from) to \(count)\(reason.map { " (\($0))" } ?? "")", into: &batch)
         let messages = replan(into: &batch)
         do { try commit(batch) } catch { throw .storage("\(error)") }
         await send(messages)

@@ -122,6 +122,9 @@ public actor Fleet {
 
     var lastUnplaced: [String: [Unplaced]] = [:]
     var lastOfflineReplan: Int64 = 0
+    /// Latest CPU use per replica (millicores) and when it was reported.
+    var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
+    var autoscalers: [String: Autoscaler] = [:]
 
     func send(_ messages: [Desired]) async {
         guard let publisher else { return }

@@ -118,3 +118,21 @@ public enum PlacementStrategy: String, Codable, Sendable, CaseIterable {
 public enum WorkloadMode: String, Codable, Sendable, CaseIterable {
     case replicas, every
 }
+
+/// Replica count driven by the CPU the replicas use, relative to what they request.
+public struct AutoscaleSpec: Hashable, Codable, Sendable {
+    public var minReplicas: Int
+    public var maxReplicas: Int
+    /// Mean CPU use of running replicas as a percentage of their CPU request.
+    public var targetCPUPercent: Int
+    /// A lower replica count must have been recommended for this long before scaling down,
+    /// so that a short lull does not flap the workload.
+    public var stabilizationSeconds: Int
+
+    public init(minReplicas: Int = 1, maxReplicas: Int, targetCPUPercent: Int = 80, stabilizationSeconds: Int = 60) {
+        self.minReplicas = minReplicas
+        self.maxReplicas = maxReplicas
+        self.targetCPUPercent = targetCPUPercent
+        self.stabilizationSeconds = stabilizationSeconds
+    }
+}

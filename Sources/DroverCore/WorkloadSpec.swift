@@ -33,13 +33,14 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     public var priority: Int
     public var maxPerDevice: Int
     public var strategy: PlacementStrategy
+    public var autoscale: AutoscaleSpec?
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
         resources: Resources = .zero, runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
-        strategy: PlacementStrategy = .spreadLoad
+        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil
     ) {
         self.name = name
         self.mode = mode
@@ -58,6 +59,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         self.priority = priority
         self.maxPerDevice = maxPerDevice
         self.strategy = strategy
+        self.autoscale = autoscale
     }
 
     /// Fields added after the first release decode to their defaults when absent.
@@ -80,6 +82,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         maxPerDevice = try c.decodeIfPresent(Int.self, forKey: .maxPerDevice) ?? 1
         strategy = try c.decodeIfPresent(PlacementStrategy.self, forKey: .strategy) ?? .spreadLoad
+        autoscale = try c.decodeIfPresent(AutoscaleSpec.self, forKey: .autoscale)
     }
 
     /// The largest replica count a workload may ask for; a typo such as `replicas: 10000000`
@@ -127,6 +130,13 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
             }
         }
         if maxPerDevice < 1 { fail("maxPerDevice", "must be >= 1") }
+        if let a = autoscale {
+            if a.minReplicas < 0 { fail("autoscale.minReplicas", "must be >= 0") }
+            if a.maxReplicas < a.minReplicas || a.maxReplicas > Self.maxReplicas { fail("autoscale.maxReplicas", "must be between minReplicas and \(Self.maxReplicas)") }
+            if a.targetCPUPercent < 1 { fail("autoscale.targetCPUPercent", "must be >= 1") }
+            if a.stabilizationSeconds < 0 { fail("autoscale.stabilizationWindow", "must not be negative") }
+            if mode == .every { fail("autoscale", "does not apply to mode: every") }
+        }
         for key in env.keys.sorted() where key.isEmpty || key.contains("=") || key.contains("\0") {
             fail("env.\(key)", "is not a valid environment variable name")
         }

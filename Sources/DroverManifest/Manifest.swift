@@ -43,7 +43,7 @@ public enum Manifest {
     private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> (spec: WorkloadSpec, complete: Bool) {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
-            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy",
+            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -67,12 +67,27 @@ public enum Manifest {
         let priority = spec["priority"] == nil ? 0 : reader.int(spec["priority"], "spec.priority") ?? 0
         let maxPerDevice = spec["maxPerDevice"] == nil ? 1 : reader.int(spec["maxPerDevice"], "spec.maxPerDevice") ?? 1
         let strategy = reader.enumValue(spec["strategy"], "spec.strategy", default: PlacementStrategy.spreadLoad)
+        var autoscale: AutoscaleSpec?
+        if let a = reader.object(spec["autoscale"], "spec.autoscale", optional: true) {
+            reader.allowOnly(a, ["minReplicas", "maxReplicas", "targetCPUPercent", "stabilizationWindow"], at: "spec.autoscale")
+            var window = 60
+            if let raw = a["stabilizationWindow"] {
+                if let seconds = Duration.parseSeconds(scalarText(raw)) { window = seconds } else {
+                    reader.fail("spec.autoscale.stabilizationWindow", "must be a duration such as 30s or 5m, found '\(scalarText(raw))'")
+                }
+            }
+            autoscale = AutoscaleSpec(
+                minReplicas: a["minReplicas"] == nil ? 1 : reader.int(a["minReplicas"], "spec.autoscale.minReplicas") ?? 1,
+                maxReplicas: reader.int(a["maxReplicas"], "spec.autoscale.maxReplicas") ?? 0,
+                targetCPUPercent: a["targetCPUPercent"] == nil ? 80 : reader.int(a["targetCPUPercent"], "spec.autoscale.targetCPUPercent") ?? 80,
+                stabilizationSeconds: window)
+        }
         let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale)
         return (workload, complete)
     }
 

@@ -66,6 +66,8 @@ public struct Beat: DeviceMessage, Hashable {
     public var usage: Usage
     /// How many replicas are in each phase.
     public var phases: [String: Int]
+    /// CPU used by each running replica's process group since the last beat, in millicores.
+    public var replicaCPU: [String: Int]?
 
     public init(device: String, time: Int64, usage: Usage, phases: [String: Int]) {
         self.device = device

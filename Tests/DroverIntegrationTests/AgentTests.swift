@@ -96,3 +96,37 @@ struct AgentTests {
         }
     }
 }
+
+@Suite("Autoscaling end to end", .serialized)
+struct AutoscaleEndToEndTests {
+    @Test("a CPU-burning workload scales up to what the fleet can hold, then back down after the window")
+    func burnScalesUpAndDown() async throws {
+        try await FleetTestbed.run("autoscale") { bed in
+            for id in ["gw-1", "gw-2"] { try bed.startAgent(id, labels: "role=gateway", capacity: "cpu=2,memory=1Gi") }
+            try await bed.waitForDevices(online: 2)
+            // Each replica burns a core for 6 s, then idles; a request of 100m makes that ~1000%.
+            try await bed.apply("""
+                apiVersion: drover/v1
+                kind: Workload
+                metadata: {name: burner}
+                spec:
+                  replicas: 1
+                  resources: {cpu: 100m, memory: 8Mi}
+                  autoscale: {minReplicas: 1, maxReplicas: 3, targetCPUPercent: 50, stabilizationWindow: 3s}
+                  command: ["/bin/sh", "-c", "timeout --foreground 6 sh -c 'while :; do :; done'; exec sleep 1000"]
+                """)
+            let up = await Harness.eventually(.seconds(20)) {
+                (try? await bed.api.get("/v1/workloads/burner"))?["desiredReplicas"] as? Int == 2
+            }
+            #expect(up, "two devices hold at most two replicas: the fleet bounds maxReplicas 3")
+            let down = await Harness.eventually(.seconds(40)) {
+                (try? await bed.api.get("/v1/workloads/burner"))?["desiredReplicas"] as? Int == 1
+            }
+            #expect(down)
+            let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=burner").2, as: UTF8.self)
+            #expect(events.contains("WorkloadAutoscaled"))
+            #expect(events.contains("scaled from 1 to 2"))
+            #expect(events.contains("scaled from 2 to 1"))
+        }
+    }
+}

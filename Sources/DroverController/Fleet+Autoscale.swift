@@ -1,0 +1,46 @@
+import DroverCore
+import DroverScheduler
+import DroverStore
+
+extension Fleet {
+    /// One autoscaling pass: for each workload with `autoscale`, compare the CPU its running
+    /// replicas use with its target and scale, up at once, down only after the stabilisation
+    /// window, and never beyond what the fleet can place.
+    public func autoscale(now: Int64) async {
+        for record in workloads.values.sorted(by: { $0.spec.name < $1.spec.name }) {
+            guard let target = record.spec.autoscale else {
+                autoscalers[record.spec.name] = nil
+                continue
+            }
+            let name = record.spec.name
+            let request = Double(record.spec.resources.cpuMillis > 0 ? record.spec.resources.cpuMillis : 1000)
+            // Figures older than 15 s are stale: the device may have stopped beating.
+            let utilization = replicas.values.filter { $0.workload == name && $0.phase == .running }.compactMap { row in
+                replicaCPU[row.id].flatMap { now - $0.time <= 15_000 ? Double($0.millis) / request * 100 : nil }
+            }
+            var scaler = autoscalers[name] ?? Autoscaler()
+            var wanted = scaler.recommend(target, current: record.spec.replicas, utilization: utilization, now: now)
+            autoscalers[name] = scaler
+            if wanted > record.spec.replicas {
+                wanted -= unplaceable(record.spec, replicas: wanted, now: now)
+            }
+            guard wanted != record.spec.replicas, wanted >= 0 else { continue }
+            let mean = utilization.isEmpty ? 0 : utilization.reduce(0, +) / Double(utilization.count)
+            do {
+                _ = try await scale(workload: name, replicas: wanted, reason: "autoscaled at \(Int(mean))% CPU of request (target \(target.targetCPUPercent)%)")
+            } catch {
+                logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// How many of `replicas` the fleet could not place right now.
+    private func unplaceable(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int {
+        var specs = workloads.mapValues(\.spec)
+        var scaled = spec
+        scaled.replicas = count
+        specs[spec.name] = scaled
+        let plan = Scheduler.plan(schedulingInput(workloads: Array(specs.values), now: now))
+        return plan.unplaced.filter { $0.workload == spec.name }.count
+    }
+}
