@@ -42,6 +42,7 @@ public struct Agent: Service {
                 will: LastWill(topic: Topic.device(config.deviceID, .state), payload: offline, qos: .atLeastOnce, retain: true)))
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
+        client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, logger: logger)
         client.start()
         let notifier = SystemdNotifier()

@@ -10,6 +10,7 @@ public struct AgentConfiguration: Sendable {
     /// Overrides what is read from the machine, dimension by dimension.
     public var capacityCPU: Int?
     public var capacityMemory: Int64?
+    public var link: LinkClass
     public var beatInterval: Duration
     public var username: String?
     public var password: String?
@@ -18,7 +19,7 @@ public struct AgentConfiguration: Sendable {
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,
-        capacityMemory: Int64? = nil, beatInterval: Duration = .seconds(5), username: String? = nil, password: String? = nil,
+        capacityMemory: Int64? = nil, link: LinkClass = .wired, beatInterval: Duration = .seconds(5), username: String? = nil, password: String? = nil,
         stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20
     ) {
         self.deviceID = deviceID
@@ -27,6 +28,7 @@ public struct AgentConfiguration: Sendable {
         self.labels = labels
         self.capacityCPU = capacityCPU
         self.capacityMemory = capacityMemory
+        self.link = link
         self.beatInterval = beatInterval
         self.username = username
         self.password = password

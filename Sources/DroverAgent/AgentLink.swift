@@ -32,7 +32,7 @@ actor AgentLink {
         return DeviceFacts(
             agentVersion: AgentConfiguration.agentVersion, arch: MachineInfo.arch(), os: MachineInfo.os(),
             capacity: Resources(cpuMillis: configuration.capacityCPU ?? MachineInfo.cpuMillis(), memoryBytes: configuration.capacityMemory ?? memory.total),
-            labels: configuration.labels, runtimes: [.exec])
+            labels: configuration.labels, runtimes: [.exec], link: configuration.link)
     }
 
     func handleEvents() async {
@@ -69,6 +69,10 @@ actor AgentLink {
                 }
                 continue
             }
+            if Topic.parse(message.topic)?.channel == .cmd {
+                await answer(message)
+                continue
+            }
             guard let (device, channel) = Topic.parse(message.topic), device == deviceID, channel == .desired else {
                 drop(.unknownTopic, message.topic)
                 continue
@@ -82,6 +86,25 @@ actor AgentLink {
                 drop(error.reason, "\(message.topic): \(error.detail)")
             }
         }
+    }
+
+    /// Answers a request on the response topic it names, echoing its correlation data.
+    private func answer(_ message: MQTTMessage) async {
+        let command: Command
+        do {
+            command = try WireCodec.decode(Command.self, from: message.payload, topicDevice: deviceID)
+        } catch {
+            drop(error.reason, "\(message.topic): \(error.detail)")
+            return
+        }
+        // Only this device's reply topic: a request cannot make the device publish elsewhere.
+        let replyTopic = Topic.device(deviceID, .cmdReply)
+        guard message.responseTopic == replyTopic else {
+            drop(.invalidField, "\(message.topic): response topic must be \(replyTopic)")
+            return
+        }
+        let reply = CommandReply(device: deviceID, command: command.command, ok: true)
+        _ = try? await client.publish(replyTopic, WireCodec.encode(reply), qos: .atLeastOnce, correlationData: message.correlationData)
     }
 
     private func drop(_ reason: DropReason, _ detail: String) {

@@ -17,15 +17,18 @@ public struct ControllerConfiguration: Sendable {
     public var brokerURL: String?
     public var unreachableAfter: Duration
     public var presenceCheckInterval: Duration
+    /// How often every online device's round-trip time is measured.
+    public var pingInterval: Duration
 
     public init(dataDir: String, listenHost: String = "127.0.0.1", listenPort: Int = 7070, brokerURL: String? = nil,
-                unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1)) {
+                unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1), pingInterval: Duration = .seconds(15)) {
         self.dataDir = dataDir
         self.listenHost = listenHost
         self.listenPort = listenPort
         self.brokerURL = brokerURL
         self.unreachableAfter = unreachableAfter
         self.presenceCheckInterval = presenceCheckInterval
+        self.pingInterval = pingInterval
     }
 
     public static let version = "0.1.0"
@@ -82,6 +85,12 @@ public struct Controller: Service {
                 }
             }
             group.addTask { await notifier.runWatchdog() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: config.pingInterval)
+                    await ingest.pingAll()
+                }
+            }
             group.addTask { try await app.run() }
             logger.info("controller started", metadata: ["api": "\(config.listenHost):\(config.listenPort)", "broker": "\(brokerURL)"])
             do {

@@ -112,7 +112,8 @@ public actor Fleet {
             DeviceSnapshot(
                 id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
                 presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
-                connectivity: ConnectivityRecord(linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen))
+                connectivity: ConnectivityRecord(
+                    linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen, rttMillis: d.rttMillis))
         }
         let current = replicas.values.map { r in
             r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
@@ -125,6 +126,9 @@ public actor Fleet {
     /// Latest CPU use per replica (millicores) and when it was reported.
     var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
     var autoscalers: [String: Autoscaler] = [:]
+    /// Pings in flight: correlation number → (device, sent at).
+    var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
+    var nextPing: UInt64 = 1
 
     func send(_ messages: [Desired]) async {
         guard let publisher else { return }

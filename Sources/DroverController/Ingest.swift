@@ -38,6 +38,15 @@ public final class Ingest: DesiredPublisher {
         }
     }
 
+    /// Measures every online device's round trip with an MQTT 5 request/response ping.
+    func pingAll() async {
+        for (device, correlation) in await fleet.startPings() {
+            let ping = WireCodec.encode(Command(device: device, command: .ping))
+            _ = try? await client.publish(
+                Topic.device(device, .cmd), ping, qos: .atLeastOnce, responseTopic: Topic.device(device, .cmdReply), correlationData: correlation)
+        }
+    }
+
     func handleMessages() async {
         for await message in client.messages {
             await handle(message)
@@ -58,7 +67,10 @@ public final class Ingest: DesiredPublisher {
             case .state: await fleet.state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
             case .beat: await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device))
             case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
-            case .desired: return
+            case .cmdReply:
+                _ = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)
+                await fleet.pingAnswered(device: device, correlation: message.correlationData)
+            case .desired, .cmd: return
             }
         } catch {
             await drop(error.reason, device: device, detail: "\(message.topic): \(error.detail)")

@@ -21,6 +21,8 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
     public var offlineMillis: Int64
     /// When the current presence began.
     public var presenceSince: Int64
+    /// Round trip controller → broker → device → controller, smoothed, in milliseconds.
+    public var rttMillis: Double?
 
     public init(id: String, facts: DeviceFacts, presence: Presence, lastSeen: Int64, joinedAt: Int64, bootID: String,
                 lastAppliedGeneration: Generation = 0, lastReportSeq: Int64 = 0, usage: Usage? = nil, phases: [String: Int] = [:]) {
@@ -58,6 +60,7 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
         onlineMillis = try c.decodeIfPresent(Int64.self, forKey: .onlineMillis) ?? 0
         offlineMillis = try c.decodeIfPresent(Int64.self, forKey: .offlineMillis) ?? 0
         presenceSince = try c.decodeIfPresent(Int64.self, forKey: .presenceSince) ?? joinedAt
+        rttMillis = try c.decodeIfPresent(Double.self, forKey: .rttMillis)
     }
 
     /// Changes presence, keeping the online/offline accounting and the flap count.

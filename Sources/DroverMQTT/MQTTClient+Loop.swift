@@ -105,13 +105,27 @@ extension MQTTClient {
         if let waiter { Self.resume(waiter, reason: reason) }
     }
 
-    func didReceive(_ message: mosquitto_message) {
+    func didReceive(_ message: mosquitto_message, properties: OpaquePointer?) {
         let topic = message.topic.map { String(cString: $0) } ?? ""
         let payload: [UInt8] = message.payloadlen > 0 && message.payload != nil
             ? Array(UnsafeRawBufferPointer(start: message.payload, count: Int(message.payloadlen)))
             : []
         let qos: QoS = message.qos >= 1 ? .atLeastOnce : .atMostOnce
-        messageContinuation.yield(MQTTMessage(topic: topic, payload: payload, qos: qos, retain: message.retain))
+        var received = MQTTMessage(topic: topic, payload: payload, qos: qos, retain: message.retain)
+        if let properties {
+            var text: UnsafeMutablePointer<CChar>?
+            if mosquitto_property_read_string(properties, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), &text, false) != nil, let text {
+                received.responseTopic = String(cString: text)
+                free(text)
+            }
+            var data: UnsafeMutableRawPointer?
+            var length: UInt16 = 0
+            if mosquitto_property_read_binary(properties, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), &data, &length, false) != nil, let data {
+                received.correlationData = Array(UnsafeRawBufferPointer(start: data, count: Int(length)))
+                free(data)
+            }
+        }
+        messageContinuation.yield(received)
     }
 
     func emit(_ event: MQTTConnectionEvent) {

@@ -80,9 +80,9 @@ public final class MQTTClient: @unchecked Sendable {
             guard let obj else { return }
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didAcknowledge(mid: mid, reason: reason)
         }
-        mosquitto_message_v5_callback_set(handle) { _, obj, message, _ in
+        mosquitto_message_v5_callback_set(handle) { _, obj, message, props in
             guard let obj, let message else { return }
-            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didReceive(message.pointee)
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didReceive(message.pointee, properties: props)
         }
     }
 
@@ -124,10 +124,21 @@ public final class MQTTClient: @unchecked Sendable {
     /// Publishes one message. With QoS 1 it returns once the broker acknowledged it and throws
     /// if the connection is down or drops first; with QoS 0 once it is queued for sending.
     @discardableResult
-    public func publish(_ topic: String, _ payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false) async throws -> PublishAck {
+    public func publish(
+        _ topic: String, _ payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false, responseTopic: String? = nil,
+        correlationData: [UInt8]? = nil
+    ) async throws -> PublishAck {
         var mid: Int32 = 0
+        var props: OpaquePointer?
+        defer { mosquitto_property_free_all(&props) }
+        if let responseTopic { _ = mosquitto_property_add_string(&props, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), responseTopic) }
+        if let correlationData {
+            _ = correlationData.withUnsafeBytes {
+                mosquitto_property_add_binary(&props, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), $0.baseAddress, UInt16(min($0.count, 65535)))
+            }
+        }
         let rc = payload.withUnsafeBytes {
-            mosquitto_publish_v5(handle, &mid, topic, Int32($0.count), $0.baseAddress, qos.rawValue, retain, nil)
+            mosquitto_publish_v5(handle, &mid, topic, Int32($0.count), $0.baseAddress, qos.rawValue, retain, props)
         }
         try mosqCheck(rc, "mosquitto_publish_v5(\(topic))")
         guard qos == .atLeastOnce else { return .sent }

@@ -4,12 +4,17 @@ public struct MQTTMessage: Sendable, Hashable {
     public var payload: [UInt8]
     public var qos: QoS
     public var retain: Bool
+    /// MQTT 5 request/response: where to answer, and what to echo so the asker can match it.
+    public var responseTopic: String?
+    public var correlationData: [UInt8]?
 
-    public init(topic: String, payload: [UInt8], qos: QoS, retain: Bool) {
+    public init(topic: String, payload: [UInt8], qos: QoS, retain: Bool, responseTopic: String? = nil, correlationData: [UInt8]? = nil) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
+        self.responseTopic = responseTopic
+        self.correlationData = correlationData
     }
 }
 

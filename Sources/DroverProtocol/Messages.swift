@@ -167,3 +167,37 @@ public struct Desired: DeviceMessage, Hashable {
         return errors
     }
 }
+
+/// `dev/<id>/cmd`, QoS 1: a request to the device. The MQTT 5 response topic and correlation
+/// data say where to answer and how the controller matches the answer.
+public struct Command: DeviceMessage, Hashable {
+    public enum Name: String, Codable, Sendable {
+        /// Answer at once; the controller measures the round trip.
+        case ping
+    }
+
+    public var v = wireVersion
+    public var device: String
+    public var command: Name
+
+    public init(device: String, command: Name) {
+        self.device = device
+        self.command = command
+    }
+}
+
+/// `dev/<id>/cmd/reply`, QoS 1: the answer, with the request's correlation data.
+public struct CommandReply: DeviceMessage, Hashable {
+    public var v = wireVersion
+    public var device: String
+    public var command: Command.Name
+    public var ok: Bool
+    public var message: String?
+
+    public init(device: String, command: Command.Name, ok: Bool, message: String? = nil) {
+        self.device = device
+        self.command = command
+        self.ok = ok
+        self.message = message
+    }
+}

@@ -7,6 +7,9 @@ public enum Topic {
     /// Per-device channels under `drover/v1/dev/<id>/`.
     public enum Channel: String, Sendable, CaseIterable {
         case hello, state, beat, report, desired
+        /// Request/response: the request carries an MQTT 5 response topic and correlation data.
+        case cmd
+        case cmdReply = "cmd/reply"
     }
 
     public static func device(_ id: String, _ channel: Channel) -> String {
@@ -17,7 +20,7 @@ public enum Topic {
     public static let controllerState = "\(prefix)ctl/state"
 
     /// What the controller subscribes to: everything devices send.
-    public static let controllerSubscriptions: [String] = [Channel.hello, .state, .beat, .report].map {
+    public static let controllerSubscriptions: [String] = [Channel.hello, .state, .beat, .report, .cmdReply].map {
         "\(prefix)dev/+/\($0.rawValue)"
     }
 
@@ -25,7 +28,7 @@ public enum Topic {
     /// that break the naming rules.
     public static func parse(_ topic: String) -> (device: String, channel: Channel)? {
         guard topic.hasPrefix(prefix + "dev/") else { return nil }
-        let rest = topic.dropFirst(prefix.count + 4).split(separator: "/", omittingEmptySubsequences: false)
+        let rest = topic.dropFirst(prefix.count + 4).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard rest.count == 2, let channel = Channel(rawValue: String(rest[1])) else { return nil }
         let device = String(rest[0])
         guard Names.isValidDeviceID(device) else { return nil }

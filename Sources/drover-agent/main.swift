@@ -25,6 +25,9 @@ struct DroverAgentCommand: AsyncParsableCommand {
     @Option(help: "Capacity to offer instead of what the machine has, e.g. cpu=2,memory=1Gi.")
     var capacity: String = ""
 
+    @Option(help: "How this device reaches the broker: wired, wifi, cellular or satellite.")
+    var link: String = "wired"
+
     @Option(help: "Seconds between beats.")
     var beatInterval: Double = 5
 
@@ -40,6 +43,9 @@ struct DroverAgentCommand: AsyncParsableCommand {
     mutating func validate() throws {
         guard Names.isValidDeviceID(id) else { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
         do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
+        guard LinkClass(rawValue: link) != nil else {
+            throw ValidationError("--link: '\(link)' must be one of \(LinkClass.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard beatInterval >= 0.1 else { throw ValidationError("--beat-interval must be at least 0.1 seconds") }
         guard (Quantity.parseMemory(logLimit) ?? 0) >= 1024 else {
             throw ValidationError("--log-limit: '\(logLimit)' must be a size of at least 1Ki, e.g. 512Ki or 1Mi")
@@ -83,7 +89,7 @@ struct DroverAgentCommand: AsyncParsableCommand {
         let capacity = try parsedCapacity()
         let configuration = AgentConfiguration(
             deviceID: id, broker: try BrokerAddress(url: broker), dataDir: dataDir, labels: try parsedLabels(),
-            capacityCPU: capacity.cpu, capacityMemory: capacity.memory, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
+            capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             password: password, stopGrace: .milliseconds(Int64(stopGrace * 1000)), maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
         let group = ServiceGroup(
             services: [Agent(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],

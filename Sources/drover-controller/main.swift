@@ -22,6 +22,9 @@ struct DroverControllerCommand: AsyncParsableCommand {
     @Option(help: "Seconds without a beat after which a device is unreachable.")
     var unreachableAfter: Double = 30
 
+    @Option(help: "Seconds between round-trip measurements of every online device.")
+    var pingInterval: Double = 15
+
     func listenAddress() throws -> (host: String, port: Int) {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw ValidationError("--listen: '\(listen)' must be HOST:PORT, e.g. 127.0.0.1:7070")
@@ -34,6 +37,7 @@ struct DroverControllerCommand: AsyncParsableCommand {
         if let broker {
             do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
         }
+        guard pingInterval >= 0.1 else { throw ValidationError("--ping-interval must be at least 0.1 seconds") }
         guard unreachableAfter >= 0.5 else { throw ValidationError("--unreachable-after must be at least 0.5 seconds") }
     }
 
@@ -42,7 +46,7 @@ struct DroverControllerCommand: AsyncParsableCommand {
         let address = try listenAddress()
         let configuration = ControllerConfiguration(
             dataDir: dataDir, listenHost: address.host, listenPort: address.port, brokerURL: broker,
-            unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)))
+            unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)), pingInterval: .milliseconds(Int64(pingInterval * 1000)))
         let group = ServiceGroup(
             services: [Controller(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

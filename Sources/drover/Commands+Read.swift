@@ -102,7 +102,8 @@ enum Describe {
         let r = d.record
         var rows = [
             ["FIELD", "VALUE"], ["device", r.id], ["presence", r.presence.rawValue], ["last seen", Output.age(r.lastSeen) + " ago"],
-            ["schedulable", r.schedulability], ["flaps", "\(r.flaps)"],
+            ["schedulable", r.schedulability],
+            ["connectivity", "\((r.facts.link ?? .wired).rawValue), uptime \(Int((r.uptimeRatio(at: Int64(Date().timeIntervalSince1970 * 1000)) * 100).rounded()))%, \(r.flaps) flaps, rtt \(r.rttMillis.map { String(format: "%.1f ms", $0) } ?? "not measured yet")"],
             ["agent", r.facts.agentVersion], ["arch / os", "\(r.facts.arch) / \(r.facts.os)"],
             ["capacity", "cpu \(Quantity.formatCPU(r.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(r.facts.capacity.memoryBytes))"],
             ["allocated", "cpu \(Quantity.formatCPU(d.allocated.cpuMillis)), memory \(Quantity.formatMemory(d.allocated.memoryBytes))"],

@@ -83,6 +83,11 @@ struct CLITests {
             #expect(try Self.drover(bed, ["scale", "sensor-reader", "--replicas", "0"]).output == "workload/sensor-reader scaled to 0\n")
             #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 0 })
             #expect(try Self.drover(bed, ["delete", "workload", "sensor-reader"]).status == 0)
+            // The controller pings every 0.5 s here: the round trip is measured through the agent.
+            #expect(await Harness.eventually(.seconds(10)) {
+                ((try? await bed.api.get("/v1/devices/gw-1"))?["record"] as? [String: Any])?["rttMillis"] as? Double != nil
+            })
+            #expect(try Self.drover(bed, ["describe", "device", "gw-1"]).output.contains(" ms"))
             #expect(try Self.drover(bed, ["cordon", "gw-1"]).output == "device/gw-1 cordoned\n")
             #expect(try Self.drover(bed, ["devices"]).output.contains("online,cordoned"))
             #expect(try Self.drover(bed, ["uncordon", "gw-1"]).status == 0)

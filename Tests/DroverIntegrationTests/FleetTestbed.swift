@@ -35,7 +35,7 @@ final class FleetTestbed: @unchecked Sendable {
     func startController() async throws {
         controller = try TestProcess(
             Harness.binary("drover-controller"),
-            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)"],
+            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"],
             log: dir + "/controller.log")
         guard await Harness.eventually(.seconds(20), { await self.api.isUp() }) else {
             throw HarnessError("controller did not come up:\n\(controller?.log ?? "")")

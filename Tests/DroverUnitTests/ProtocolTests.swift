@@ -14,7 +14,9 @@ struct ProtocolTests {
         #expect(Topic.parse("drover/v1/dev/gw-1/other") == nil)
         #expect(Topic.parse("drover/v1/dev/a/b/beat") == nil)
         #expect(Topic.parse("drover/v2/dev/gw-1/beat") == nil)
-        #expect(Topic.controllerSubscriptions.count == 4)
+        #expect(Topic.parse("drover/v1/dev/gw-1/cmd/reply")?.channel == .cmdReply)
+        #expect(Topic.parse("drover/v1/dev/gw-1/cmd")?.channel == .cmd)
+        #expect(Topic.controllerSubscriptions.count == 5)
     }
 
     @Test("every message survives a round trip")

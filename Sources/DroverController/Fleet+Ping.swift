@@ -1,0 +1,28 @@
+import DroverCore
+
+extension Fleet {
+    /// Starts a round-trip measurement to every online device; returns (device, correlation
+    /// data) pairs to publish. Pings never answered are forgotten after a minute.
+    public func startPings() -> [(device: String, correlation: [UInt8])] {
+        let now = ContinuousClock.now
+        pings = pings.filter { now - $0.value.sent < .seconds(60) }
+        return devices.values.filter { $0.presence == .online }.sorted { $0.id < $1.id }.map { d in
+            let n = nextPing
+            nextPing += 1
+            pings[n] = (d.id, now)
+            return (d.id, withUnsafeBytes(of: n.bigEndian) { Array($0) })
+        }
+    }
+
+    /// A device answered a ping: fold the round trip into its smoothed RTT.
+    public func pingAnswered(device: String, correlation: [UInt8]?) {
+        guard let correlation, correlation.count == 8 else { return }
+        let n = correlation.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard let ping = pings.removeValue(forKey: n), ping.device == device, var d = devices[device] else { return }
+        let elapsed = (ContinuousClock.now - ping.sent).components
+        let millis = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+        // Smoothed like TCP's SRTT: one slow answer moves it by an eighth.
+        d.rttMillis = d.rttMillis.map { $0 * 7 / 8 + millis / 8 } ?? millis
+        devices[device] = d
+    }
+}
