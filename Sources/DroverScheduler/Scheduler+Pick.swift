@@ -85,12 +85,25 @@ struct DevicePicker {
     static func score(_ spec: WorkloadSpec, _ d: DeviceSnapshot, _ free: Resources) -> Double {
         let c = d.connectivity
         let rtt = c.rttMillis.map { 1 - min(max($0, 0), 1000) / 1000 } ?? 0.5
-        let link = Double(LinkClass.allCases.firstIndex(of: c.linkClass) ?? 0) / Double(LinkClass.allCases.count - 1)
+        let link: Double = switch c.linkClass {
+        case .satellite: 0
+        case .cellular: 1.0 / 3
+        case .wifi: 2.0 / 3
+        case .wired: 1
+        }
         let connectivity = 0.5 * c.uptimeRatio + 0.3 * link + 0.2 * rtt
-        var fractions: [Double] = []
-        if d.capacity.cpuMillis > 0 { fractions.append(Double(free.cpuMillis) / Double(d.capacity.cpuMillis)) }
-        if d.capacity.memoryBytes > 0 { fractions.append(Double(free.memoryBytes) / Double(d.capacity.memoryBytes)) }
-        let freeFraction = fractions.isEmpty ? 0 : fractions.reduce(0, +) / Double(fractions.count)
+        // No array here: this runs for every candidate of every workload placed.
+        var sum = 0.0
+        var dims = 0.0
+        if d.capacity.cpuMillis > 0 {
+            sum += Double(free.cpuMillis) / Double(d.capacity.cpuMillis)
+            dims += 1
+        }
+        if d.capacity.memoryBytes > 0 {
+            sum += Double(free.memoryBytes) / Double(d.capacity.memoryBytes)
+            dims += 1
+        }
+        let freeFraction = dims == 0 ? 0 : sum / dims
         let load = spec.strategy == .spreadLoad ? freeFraction : 1 - freeFraction
         return 0.7 * load + 0.3 * connectivity
     }
@@ -125,6 +138,13 @@ struct DevicePicker {
             return nil
         }
         return best.d
+    }
+
+    /// Whether one more replica on device `d` keeps the spread within maxSkew.
+    func spreadAllows(_ d: Int32) -> Bool {
+        guard let spread = spec.spread else { return true }
+        guard let k = domainOf[d], let minimum = domainCount.min() else { return false }
+        return domainCount[k] + 1 - minimum <= spread.maxSkew
     }
 
     mutating func placed(on d: Int32, state: PlanState) {

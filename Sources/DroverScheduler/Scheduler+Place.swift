@@ -1,8 +1,20 @@
 import DroverCore
 
 extension PlanState {
-    /// Places the missing replicas of one workload.
-    mutating func place(workload w: Int) {
+    /// Devices that pass every constraint of workload `w` except capacity.
+    func candidates(for w: Int, affinity: AffinityFilter) -> [Int32] {
+        let spec = workloads[w]
+        var result: [Int32] = []
+        result.reserveCapacity(devices.count)
+        for (i, d) in devices.enumerated() where spec.newPlacementRejection(d) == nil && affinity.rejection(d, Int32(i)) == nil {
+            result.append(Int32(i))
+        }
+        return result
+    }
+
+    /// Places the missing replicas of one workload, choosing among `known` candidates when the
+    /// caller has them (the incremental scheduler keeps them between plans).
+    mutating func place(workload w: Int, candidates known: [Int32]? = nil) {
         let spec = workloads[w]
         let missing: [Int]
         switch spec.mode {
@@ -15,11 +27,7 @@ extension PlanState {
             missing = []
         }
         let affinity = AffinityFilter(spec: spec, state: self)
-        var candidates: [Int32] = []
-        candidates.reserveCapacity(devices.count)
-        for (i, d) in devices.enumerated() where spec.newPlacementRejection(d) == nil && affinity.rejection(d, Int32(i)) == nil {
-            candidates.append(Int32(i))
-        }
+        let candidates = known ?? self.candidates(for: w, affinity: affinity)
         if spec.mode == .every {
             placeEvery(w, candidates)
             return
@@ -29,8 +37,9 @@ extension PlanState {
         var preemptionHopeless = false
         for ordinal in missing {
             var chosen = picker.pick(state: self)
-            if chosen == nil, !preemptionHopeless {
-                chosen = preempt(for: w, candidates: candidates)
+            // Preemption makes room, never an exception to spread: a replica blocked by its skew stays unplaced.
+            if chosen == nil, !preemptionHopeless, picker.skewBlocked == nil {
+                chosen = preempt(for: w, candidates: candidates.filter { picker.spreadAllows($0) })
                 preemptionHopeless = chosen == nil
             }
             guard let d = chosen else {

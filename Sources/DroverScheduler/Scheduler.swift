@@ -18,7 +18,7 @@ public enum Scheduler {
 }
 
 struct PlanState {
-    let devices: [DeviceSnapshot]
+    var devices: [DeviceSnapshot]
     let deviceIndex: [String: Int32]
     /// Priority descending, then name.
     let workloads: [WorkloadSpec]
@@ -92,7 +92,13 @@ struct PlanState {
 
     /// Removes a placed replica (preemption) and gives its resources back.
     mutating func evict(_ p: Int32) {
-        guard let a = placed[Int(p)] else { return }
+        if let a = release(p) { preempted.append(a) }
+    }
+
+    /// Removes a placed replica and gives its resources back; returns it.
+    @discardableResult
+    mutating func release(_ p: Int32) -> Assignment? {
+        guard let a = placed[Int(p)] else { return nil }
         let w = Int(placedWorkload[Int(p)])
         let d = placedDevice[Int(p)]
         free[Int(d)].reserve(workloads[w].resources, sign: -1)
@@ -100,7 +106,7 @@ struct PlanState {
         if a.ordinal >= 0 { ordinals[w].remove(a.ordinal) }
         placed[Int(p)] = nil
         onDevice[Int(d)].removeAll { $0 == p }
-        preempted.append(a)
+        return a
     }
 
     /// Assignments in workload order (priority, then name), then ordinal: integer comparisons

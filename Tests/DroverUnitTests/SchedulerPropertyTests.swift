@@ -148,3 +148,33 @@ struct SchedulerPropertyTests {
         }
     }
 }
+
+@Suite("Incremental scheduler")
+struct IncrementalSchedulerTests {
+    @Test("after a device changes, the incremental plan equals a full plan of the same input")
+    func sameAsFullPlan() async {
+        await propertyCheck(count: 300, input: SchedulerPropertyTests.seeds) { seed in
+            var input = RandomFleet.make(seed: seed)
+            let first = Scheduler.plan(input)
+            input.current = first.assignments
+            let incremental = IncrementalScheduler(input)
+            #expect(incremental.plan.assignments == first.assignments, "seed \(seed): the same start")
+            var rng = SplitMix64(state: UInt64(seed) &+ 7)
+            guard var device = input.devices.randomElement(using: &rng) else { return }
+            switch Int.random(in: 0..<4, using: &rng) {
+            case 0: device.presence = .unreachable; device.connectivity.lastSeen = 0
+            case 1: device.schedulability = .draining
+            case 2: device.presence = .online; device.schedulability = .normal
+            default: device.labels["role"] = device.labels["role"] == "gw" ? "cam" : "gw"
+            }
+            input.devices = input.devices.map { $0.id == device.id ? device : $0 }
+            guard let delta = incremental.update(device: device, now: input.now) else {
+                Issue.record("seed \(seed): a known device was refused")
+                return
+            }
+            let full = Scheduler.plan(input)
+            #expect(incremental.plan.assignments == full.assignments, "seed \(seed): \(delta.added.count) added, \(delta.removed.count) removed")
+            #expect(Set(incremental.plan.unplaced) == Set(full.unplaced), "seed \(seed)")
+        }
+    }
+}
