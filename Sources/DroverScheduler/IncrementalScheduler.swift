@@ -43,6 +43,7 @@ public final class IncrementalScheduler {
         let index = Int(i)
         let before = state.devices[index]
         state.devices[index] = device
+        state.refresh(device: index, from: before)
         if before.capacity != device.capacity {
             // Capacity changed: recompute what is free from what runs there.
             var free = device.capacity

@@ -41,33 +41,47 @@ struct DevicePicker {
     let spec: WorkloadSpec
     let w: Int
     var heaps: [DeviceHeap]
-    var domainNames: [String]
-    var domainOf: [Int32: Int] = [:]
+    /// Per device: index of its domain among `domainCount` (spread only), else -1.
+    var domainOf: [Int32] = []
     var domainCount: [Int]
     var versions: [Int32: Int32] = [:]
     /// Set when the last failure was the spread constraint.
     var skewBlocked: SpreadConstraint?
 
+    /// With spread, `state.ensureDomains(spec.spread.labelKey)` must have run.
     init(spec: WorkloadSpec, workload w: Int, candidates: [Int32], state: PlanState) {
         self.spec = spec
         self.w = w
-        guard let spread = spec.spread else {
+        guard let spread = spec.spread, let index = state.domains[spread.labelKey] else {
             var heap = DeviceHeap()
-            heap.build(candidates.map { DeviceHeap.Entry(score: Self.score(spec, state.devices[Int($0)], state.free[Int($0)]), device: $0, version: 0) })
+            heap.build(candidates.map { DeviceHeap.Entry(score: state.score(spec, Int($0)), device: $0, version: 0) })
             heaps = [heap]
-            domainNames = [""]
             domainCount = [0]
             return
         }
-        var names = Set<String>()
-        for c in candidates { if let v = state.devices[Int(c)].labels[spread.labelKey] { names.insert(v) } }
-        domainNames = names.sorted()
-        let index = Dictionary(uniqueKeysWithValues: domainNames.enumerated().map { ($0.element, $0.offset) })
-        var entries = Array(repeating: [DeviceHeap.Entry](), count: domainNames.count)
+        // Only the domains that hold a candidate take part; they keep the global name order.
+        var local = Array(repeating: Int32(-1), count: index.names.count)
+        var entries: [[DeviceHeap.Entry]] = []
+        domainOf = Array(repeating: -1, count: state.devices.count)
         for c in candidates {
-            guard let v = state.devices[Int(c)].labels[spread.labelKey], let k = index[v] else { continue }
-            domainOf[c] = k
-            entries[k].append(DeviceHeap.Entry(score: Self.score(spec, state.devices[Int(c)], state.free[Int(c)]), device: c, version: 0))
+            let g = Int(index.ofDevice[Int(c)])
+            guard g >= 0 else { continue }
+            if local[g] < 0 {
+                local[g] = 0  // marked; numbered below in name order
+            }
+        }
+        var next: Int32 = 0
+        for g in local.indices where local[g] >= 0 {
+            local[g] = next
+            next += 1
+        }
+        entries = Array(repeating: [], count: Int(next))
+        for c in candidates {
+            let g = Int(index.ofDevice[Int(c)])
+            guard g >= 0 else { continue }
+            let k = local[g]
+            domainOf[Int(c)] = k
+            entries[Int(k)].append(DeviceHeap.Entry(score: state.score(spec, Int(c)), device: c, version: 0))
         }
         heaps = entries.map { e in
             var h = DeviceHeap()
@@ -75,37 +89,11 @@ struct DevicePicker {
             return h
         }
         // Replicas already in a domain count, wherever they run in it.
-        domainCount = Array(repeating: 0, count: domainNames.count)
+        domainCount = Array(repeating: 0, count: Int(next))
         for (d, n) in state.hosts[w] where n > 0 {
-            if let v = state.devices[Int(d)].labels[spread.labelKey], let k = index[v] { domainCount[k] += n }
+            let g = Int(index.ofDevice[Int(d)])
+            if g >= 0, local[g] >= 0 { domainCount[Int(local[g])] += n }
         }
-    }
-
-    /// Connectivity quality, then load by the workload's strategy; in 0...1.
-    static func score(_ spec: WorkloadSpec, _ d: DeviceSnapshot, _ free: Resources) -> Double {
-        let c = d.connectivity
-        let rtt = c.rttMillis.map { 1 - min(max($0, 0), 1000) / 1000 } ?? 0.5
-        let link: Double = switch c.linkClass {
-        case .satellite: 0
-        case .cellular: 1.0 / 3
-        case .wifi: 2.0 / 3
-        case .wired: 1
-        }
-        let connectivity = 0.5 * c.uptimeRatio + 0.3 * link + 0.2 * rtt
-        // No array here: this runs for every candidate of every workload placed.
-        var sum = 0.0
-        var dims = 0.0
-        if d.capacity.cpuMillis > 0 {
-            sum += Double(free.cpuMillis) / Double(d.capacity.cpuMillis)
-            dims += 1
-        }
-        if d.capacity.memoryBytes > 0 {
-            sum += Double(free.memoryBytes) / Double(d.capacity.memoryBytes)
-            dims += 1
-        }
-        let freeFraction = dims == 0 ? 0 : sum / dims
-        let load = spec.strategy == .spreadLoad ? freeFraction : 1 - freeFraction
-        return 0.7 * load + 0.3 * connectivity
     }
 
     /// Drops stale entries and devices that can no longer take a replica from heap `k`.
@@ -113,7 +101,7 @@ struct DevicePicker {
         while let top = heaps[k].top {
             let d = top.device
             if top.version != versions[d, default: 0] || state.hosts[w][d, default: 0] >= spec.maxPerDevice
-                || !state.free[Int(d)].fits(spec.resources) {
+                || !state.fits(Int(d), spec.resources) {
                 _ = heaps[k].pop()
                 continue
             }
@@ -127,7 +115,7 @@ struct DevicePicker {
         guard let spread = spec.spread else { return cleanTop(0, state: state) }
         guard let minimum = domainCount.min() else { return nil }
         var best: (k: Int, d: Int32)?
-        for k in domainNames.indices {
+        for k in heaps.indices {
             guard let d = cleanTop(k, state: state) else { continue }
             if let b = best, domainCount[b.k] <= domainCount[k] { continue }
             best = (k, d)
@@ -143,18 +131,21 @@ struct DevicePicker {
     /// Whether one more replica on device `d` keeps the spread within maxSkew.
     func spreadAllows(_ d: Int32) -> Bool {
         guard let spread = spec.spread else { return true }
-        guard let k = domainOf[d], let minimum = domainCount.min() else { return false }
-        return domainCount[k] + 1 - minimum <= spread.maxSkew
+        guard Int(d) < domainOf.count, domainOf[Int(d)] >= 0, let minimum = domainCount.min() else { return false }
+        return domainCount[Int(domainOf[Int(d)])] + 1 - minimum <= spread.maxSkew
     }
 
     mutating func placed(on d: Int32, state: PlanState) {
         let version = versions[d, default: 0] + 1
         versions[d] = version
-        let k = spec.spread == nil ? 0 : domainOf[d]
-        guard let k else { return }
+        var k = 0
+        if spec.spread != nil {
+            guard Int(d) < domainOf.count, domainOf[Int(d)] >= 0 else { return }
+            k = Int(domainOf[Int(d)])
+        }
         domainCount[k] += 1
-        if state.hosts[w][d, default: 0] < spec.maxPerDevice, state.free[Int(d)].fits(spec.resources) {
-            heaps[k].push(DeviceHeap.Entry(score: Self.score(spec, state.devices[Int(d)], state.free[Int(d)]), device: d, version: version))
+        if state.hosts[w][d, default: 0] < spec.maxPerDevice, state.fits(Int(d), spec.resources) {
+            heaps[k].push(DeviceHeap.Entry(score: state.score(spec, Int(d)), device: d, version: version))
         }
     }
 }

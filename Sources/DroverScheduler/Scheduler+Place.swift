@@ -32,23 +32,37 @@ extension PlanState {
             placeEvery(w, candidates)
             return
         }
-        var picker = DevicePicker(spec: spec, workload: w, candidates: candidates, state: self)
+        if let spread = spec.spread { ensureDomains(spread.labelKey) }
+        // A few replicas: one scan each. Many: heaps, built once.
+        let scanning = missing.count <= 4
+        var picker = scanning ? nil : DevicePicker(spec: spec, workload: w, candidates: candidates, state: self)
         var reasons: [String]?
         var preemptionHopeless = false
         for ordinal in missing {
-            var chosen = picker.pick(state: self)
+            var chosen: Int32?
+            var skewBlocked: SpreadConstraint?
+            var allows: (Int32) -> Bool
+            if scanning {
+                let pick = LinearPick(workload: w, candidates: candidates, state: self)
+                (chosen, skewBlocked, allows) = (pick.device, pick.skewBlocked, pick.spreadAllows)
+            } else {
+                chosen = picker?.pick(state: self)
+                skewBlocked = picker?.skewBlocked
+                let snapshot = picker
+                allows = { snapshot?.spreadAllows($0) ?? true }
+            }
             // Preemption makes room, never an exception to spread: a replica blocked by its skew stays unplaced.
-            if chosen == nil, !preemptionHopeless, picker.skewBlocked == nil {
-                chosen = preempt(for: w, candidates: candidates.filter { picker.spreadAllows($0) })
+            if chosen == nil, !preemptionHopeless, skewBlocked == nil {
+                chosen = preempt(for: w, candidates: candidates.filter(allows))
                 preemptionHopeless = chosen == nil
             }
             guard let d = chosen else {
-                if reasons == nil { reasons = explain(w, affinity: affinity, skew: picker.skewBlocked) }
+                if reasons == nil { reasons = explain(w, affinity: affinity, skew: skewBlocked) }
                 unplaced.append(Unplaced(workload: spec.name, id: WorkloadSpec.replicaID(workload: spec.name, ordinal: ordinal), reasons: reasons ?? []))
                 continue
             }
             commit(workload: w, assignment: Assignment(workload: spec.name, ordinal: ordinal, device: devices[Int(d)].id), device: d)
-            picker.placed(on: d, state: self)
+            picker?.placed(on: d, state: self)
         }
     }
 

@@ -27,6 +27,13 @@ struct PlanState {
     let current: [Assignment]
 
     var free: [Resources]
+    /// Per device, what scoring needs, kept out of `DeviceSnapshot` so that the hot loop copies
+    /// no strings or dictionaries.
+    var connectivityScore: [Double]
+    var capacityCPU: [Int]
+    var capacityMemory: [Int64]
+    /// Per spread label key: the sorted label values, and each device's index into them (-1: none).
+    var domains: [String: (names: [String], ofDevice: [Int32])] = [:]
     /// Every assignment made or kept; nil once preempted.
     var placed: [Assignment?] = []
     var placedWorkload: [Int32] = []
@@ -49,6 +56,9 @@ struct PlanState {
         now = input.now
         current = input.current
         free = sortedDevices.map(\.capacity)
+        connectivityScore = sortedDevices.map(Self.connectivityScore)
+        capacityCPU = sortedDevices.map(\.capacity.cpuMillis)
+        capacityMemory = sortedDevices.map(\.capacity.memoryBytes)
         onDevice = Array(repeating: [], count: sortedDevices.count)
         hosts = Array(repeating: [:], count: sortedWorkloads.count)
         ordinals = Array(repeating: [], count: sortedWorkloads.count)
@@ -78,6 +88,61 @@ struct PlanState {
             else { continue }
             commit(workload: w, assignment: a, device: d)
         }
+    }
+
+    /// Connectivity quality in 0...1: uptime, link class and round-trip time.
+    static func connectivityScore(_ d: DeviceSnapshot) -> Double {
+        let c = d.connectivity
+        let rtt = c.rttMillis.map { 1 - min(max($0, 0), 1000) / 1000 } ?? 0.5
+        let link: Double = switch c.linkClass {
+        case .satellite: 0
+        case .cellular: 1.0 / 3
+        case .wifi: 2.0 / 3
+        case .wired: 1
+        }
+        return 0.5 * c.uptimeRatio + 0.3 * link + 0.2 * rtt
+    }
+
+    /// Connectivity, then load by the workload's strategy; in 0...1. Higher is better.
+    @inline(__always)
+    func score(_ spec: WorkloadSpec, _ i: Int) -> Double {
+        var sum = 0.0
+        var dims = 0.0
+        if capacityCPU[i] > 0 {
+            sum += Double(free[i].cpuMillis) / Double(capacityCPU[i])
+            dims += 1
+        }
+        if capacityMemory[i] > 0 {
+            sum += Double(free[i].memoryBytes) / Double(capacityMemory[i])
+            dims += 1
+        }
+        let freeFraction = dims == 0 ? 0 : sum / dims
+        let load = spec.strategy == .spreadLoad ? freeFraction : 1 - freeFraction
+        return 0.7 * load + 0.3 * connectivityScore[i]
+    }
+
+    /// `free[i].fits(r)` without copying the free record out of the array.
+    @inline(__always)
+    func fits(_ i: Int, _ r: Resources) -> Bool {
+        guard r.cpuMillis <= free[i].cpuMillis, r.memoryBytes <= free[i].memoryBytes, r.storageBytes <= free[i].storageBytes else { return false }
+        return r.devices.isEmpty || free[i].fits(r)
+    }
+
+    /// Builds the label-value index for a spread key once.
+    mutating func ensureDomains(_ key: String) {
+        guard domains[key] == nil else { return }
+        let names = Set(devices.compactMap { $0.labels[key] }).sorted()
+        let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($0.element, Int32($0.offset)) })
+        domains[key] = (names, devices.map { d in d.labels[key].flatMap { index[$0] } ?? -1 })
+    }
+
+    /// A device changed: refresh what is derived from it.
+    mutating func refresh(device i: Int, from old: DeviceSnapshot) {
+        let d = devices[i]
+        connectivityScore[i] = Self.connectivityScore(d)
+        capacityCPU[i] = d.capacity.cpuMillis
+        capacityMemory[i] = d.capacity.memoryBytes
+        if d.labels != old.labels { domains = [:] }
     }
 
     mutating func commit(workload w: Int, assignment a: Assignment, device d: Int32) {

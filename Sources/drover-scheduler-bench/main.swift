@@ -63,6 +63,21 @@ func naiveFirstFit(_ input: SchedulingInput) -> Int {
     return placed
 }
 
+// --updates N: only the incremental scheduler at 100k devices, N device losses in a row (for profiling).
+if let flag = CommandLine.arguments.firstIndex(of: "--updates"), flag + 1 < CommandLine.arguments.count, let count = Int(CommandLine.arguments[flag + 1]) {
+    var input = fleet(devices: 100_000, replicas: 1_000_000)
+    input.current = Scheduler.plan(input).assignments
+    let incremental = IncrementalScheduler(input)
+    for k in 0..<count {
+        var device = input.devices[k * 997]
+        device.presence = .unreachable
+        device.connectivity.lastSeen = 0
+        let t = seconds { _ = incremental.update(device: device, now: input.now) }
+        print(String(format: "update %d: %.2f ms", k, t * 1000))
+    }
+    exit(0)
+}
+
 let sizes: [(Int, Int)] = CommandLine.arguments.contains("--quick") ? [(1_000, 10_000), (10_000, 100_000)] : [(1_000, 10_000), (10_000, 100_000), (100_000, 1_000_000)]
 print("devices   replicas  plan s   placements/s  unplaced  peak RSS MiB  lose 1 device: full re-plan / incremental   naive first-fit s  ratio")
 for (n, r) in sizes {
