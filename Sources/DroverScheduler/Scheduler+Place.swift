@@ -41,19 +41,19 @@ extension PlanState {
         for ordinal in missing {
             var chosen: Int32?
             var skewBlocked: SpreadConstraint?
-            var allows: (Int32) -> Bool
+            var linear: LinearPick?
             if scanning {
-                let pick = LinearPick(workload: w, candidates: candidates, state: self)
-                (chosen, skewBlocked, allows) = (pick.device, pick.skewBlocked, pick.spreadAllows)
+                linear = LinearPick(workload: w, candidates: candidates, state: self)
+                (chosen, skewBlocked) = (linear?.device, linear?.skewBlocked)
             } else {
                 chosen = picker?.pick(state: self)
                 skewBlocked = picker?.skewBlocked
-                let snapshot = picker
-                allows = { snapshot?.spreadAllows($0) ?? true }
             }
             // Preemption makes room, never an exception to spread: a replica blocked by its skew stays unplaced.
             if chosen == nil, !preemptionHopeless, skewBlocked == nil {
-                chosen = preempt(for: w, candidates: candidates.filter(allows))
+                // (No copy of the picker is kept: its heaps must stay uniquely owned, or every push copies them.)
+                let allowed = candidates.filter { d in linear?.spreadAllows(d) ?? picker?.spreadAllows(d) ?? true }
+                chosen = preempt(for: w, candidates: allowed)
                 preemptionHopeless = chosen == nil
             }
             guard let d = chosen else {

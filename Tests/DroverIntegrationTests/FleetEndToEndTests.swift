@@ -148,8 +148,10 @@ struct ManagedBrokerTests {
             try await bed.apply(try String(contentsOfFile: FleetEndToEndTests.manifest, encoding: .utf8))
             #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 1 })
             let replica = try #require(try await bed.running("sensor-reader").first)
-            let device = try await bed.api.get("/v1/devices/gw-1")
-            #expect(((device["record"] as? [String: Any])?["usage"] as? [String: Any])?["memoryTotalBytes"] as? Int ?? 0 > 0, "beats carry real usage")
+            #expect(await Harness.eventually(.seconds(10)) {
+                let device = try? await bed.api.get("/v1/devices/gw-1")
+                return ((device?["record"] as? [String: Any])?["usage"] as? [String: Any])?["memoryTotalBytes"] as? Int ?? 0 > 0
+            }, "beats carry real usage")
 
             let broker = try #require(Self.brokerPID(bed))
             kill(broker, SIGKILL)
