@@ -138,11 +138,12 @@ actor AgentLink {
         }
     }
 
+    /// Samples are taken only when they can be sent; the next sample then covers the whole gap.
     func sendBeat() async {
+        guard client.isConnected else { return }
         let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
         var beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
         beat.replicaCPU = replicaCPU.sample(await supervisor.runningGroups())
-        guard client.isConnected else { return }
         _ = try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
     }
 }

@@ -182,12 +182,6 @@ public actor ReplicaSupervisor {
         logger.info("stopped replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
     }
 
-    /// Stops every replica: used when the agent is told to leave, not on a normal shutdown
-    /// (replicas keep running while the agent restarts).
-    public func stopAll() async {
-        for id in records.keys.sorted() { await stopReplica(id) }
-    }
-
     /// Keeps a replica's log under `maxLogBytes`: the older half moves to `output.log.1`, then
     /// the file is truncated (the replica appends, so it goes on writing at the new end).
     private func capLog(_ id: String) {
@@ -230,7 +224,6 @@ public actor ReplicaSupervisor {
         return groups
     }
 
-    public func snapshot() -> [ReplicaRecord] { records.values.sorted { $0.spec.id < $1.spec.id } }
 
     private func decodeDesired(_ payload: String) -> Desired? {
         try? WireCodec.decode(Desired.self, from: Array(payload.utf8), topicDevice: deviceID)
