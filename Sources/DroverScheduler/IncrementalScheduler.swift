@@ -19,6 +19,8 @@ public final class IncrementalScheduler {
     public init(_ input: SchedulingInput) {
         var s = PlanState(input)
         s.keepCurrent()
+        // Spread indexes are built now rather than by the first update that needs one.
+        for spec in s.workloads { if let spread = spec.spread { s.ensureDomains(spread.labelKey) } }
         for (w, spec) in s.workloads.enumerated() {
             // Candidates of workloads without affinity depend on nothing but the devices: keep them.
             if spec.affinity.isEmpty, spec.antiAffinity.isEmpty {
@@ -44,37 +46,34 @@ public final class IncrementalScheduler {
         let before = state.devices[index]
         state.devices[index] = device
         state.refresh(device: index, from: before)
-        if before.capacity != device.capacity {
-            // Capacity changed: recompute what is free from what runs there.
-            var free = device.capacity
-            for p in state.onDevice[index] { free.reserve(state.workloads[Int(state.placedWorkload[Int(p)])].resources) }
-            state.free[index] = free
-        }
+        // What runs there keeps its place as in a full plan: released, then kept again in
+        // priority order while it still qualifies and fits (capacity may have shrunk).
+        let here = state.onDevice[index].compactMap { p in state.placed[Int(p)].map { (w: Int(state.placedWorkload[Int(p)]), a: $0) } }
+        for p in state.onDevice[index] { state.release(p) }
+        state.free[index] = device.capacity
         var removed: [Assignment] = []
         var affected = Set<Int>()
-        for p in state.onDevice[index] {
-            let w = Int(state.placedWorkload[Int(p)])
-            guard state.workloads[w].keepRejection(device, now: now) != nil, let a = state.release(p) else { continue }
-            removed.append(a)
-            affected.insert(w)
+        for x in here.sorted(by: PlanState.keepOrder) where !state.keep(workload: x.w, assignment: x.a, device: i) {
+            removed.append(x.a)
+            affected.insert(x.w)
         }
         for (w, spec) in state.workloads.enumerated() {
             if spec.mode == .every || state.unplaced.contains(where: { $0.workload == spec.name }) { affected.insert(w) }
-            // The device's own static fitness may have changed for every cached workload.
-            guard var cached = candidateCache[w] else { continue }
+            // The device's own static fitness may have changed for every cached workload
+            // (edited in place: copying a 100k-entry list per workload costs milliseconds).
+            guard let at = candidateCache[w]?.insertionPoint(of: i) else { continue }
+            let listed = at < candidateCache[w]?.count ?? 0 && candidateCache[w]?[at] == i
             let fits = spec.newPlacementRejection(device) == nil
-            let at = cached.firstIndex(of: i)
-            if fits, at == nil {
-                cached.append(i)
-                cached.sort()
-            } else if !fits, let at {
-                cached.remove(at: at)
+            if fits, !listed {
+                candidateCache[w]?.insert(i, at: at)
+            } else if !fits, listed {
+                candidateCache[w]?.remove(at: at)
             }
-            candidateCache[w] = cached
         }
         let names = Set(affected.map { state.workloads[$0].name })
         state.unplaced.removeAll { names.contains($0.workload) }
-        let firstNew = state.placed.count
+        state.journal = []
+        defer { state.journal = nil }
         // Priority order, as in a full plan; replicas a preemption evicts are of lower priority
         // and are placed again when their workload's turn comes.
         var pending = affected
@@ -98,7 +97,8 @@ public final class IncrementalScheduler {
                 }
             }
         }
-        let added = state.placed[firstNew...].compactMap { $0 }
+        // A slot preempted and reused within this update is listed twice.
+        let added = Set(state.journal ?? []).sorted().compactMap { state.placed[Int($0)] }
         let touched = names.union(removed.map(\.workload))
         return PlanDelta(added: added, removed: removed, unplaced: state.unplaced.filter { touched.contains($0.workload) })
     }

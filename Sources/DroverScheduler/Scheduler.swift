@@ -34,10 +34,14 @@ struct PlanState {
     var capacityMemory: [Int64]
     /// Per spread label key: the sorted label values, and each device's index into them (-1: none).
     var domains: [String: (names: [String], ofDevice: [Int32])] = [:]
-    /// Every assignment made or kept; nil once preempted.
+    /// Every assignment made or kept, by slot; nil once released. Released slots are reused,
+    /// so that moving replicas never grows (and reallocates) these million-entry arrays.
     var placed: [Assignment?] = []
     var placedWorkload: [Int32] = []
     var placedDevice: [Int32] = []
+    var freeSlots: [Int32] = []
+    /// Slots committed since `journal` was last emptied, when it is not nil (incremental updates).
+    var journal: [Int32]?
     var onDevice: [[Int32]]
     /// Per workload: device → replicas of it there.
     var hosts: [[Int32: Int]]
@@ -73,21 +77,32 @@ struct PlanState {
         for a in current {
             if let w = workloadIndex[a.workload] { keyed.append((w, a)) }
         }
-        keyed.sort { ($0.w, $0.a.ordinal, $0.a.id) < ($1.w, $1.a.ordinal, $1.a.id) }
+        keyed.sort(by: Self.keepOrder)
         var seen = Set<String>()
         for (w, a) in keyed {
-            let spec = workloads[w]
             guard let d = deviceIndex[a.device], seen.insert(a.id).inserted else { continue }
-            switch spec.mode {
-            case .replicas: guard a.ordinal >= 0, a.ordinal < spec.replicas else { continue }
-            case .every: guard a.ordinal == -1 else { continue }
-            }
-            let device = devices[Int(d)]
-            guard spec.keepRejection(device, now: now) == nil, hosts[w][d, default: 0] < spec.maxPerDevice,
-                free[Int(d)].fits(spec.resources)
-            else { continue }
-            commit(workload: w, assignment: a, device: d)
+            keep(workload: w, assignment: a, device: d)
         }
+    }
+
+    /// The order in which running replicas keep their place: priority, then ordinal.
+    static func keepOrder(_ x: (w: Int, a: Assignment), _ y: (w: Int, a: Assignment)) -> Bool {
+        (x.w, x.a.ordinal, x.a.id) < (y.w, y.a.ordinal, y.a.id)
+    }
+
+    /// Keeps a running replica where it is if it still qualifies and fits there.
+    @discardableResult
+    mutating func keep(workload w: Int, assignment a: Assignment, device d: Int32) -> Bool {
+        let spec = workloads[w]
+        switch spec.mode {
+        case .replicas: guard a.ordinal >= 0, a.ordinal < spec.replicas else { return false }
+        case .every: guard a.ordinal == -1 else { return false }
+        }
+        guard spec.keepRejection(devices[Int(d)], now: now) == nil, hosts[w][d, default: 0] < spec.maxPerDevice,
+            free[Int(d)].fits(spec.resources)
+        else { return false }
+        commit(workload: w, assignment: a, device: d)
+        return true
     }
 
     /// Connectivity quality in 0...1: uptime, link class and round-trip time.
@@ -142,15 +157,38 @@ struct PlanState {
         connectivityScore[i] = Self.connectivityScore(d)
         capacityCPU[i] = d.capacity.cpuMillis
         capacityMemory[i] = d.capacity.memoryBytes
-        if d.labels != old.labels { domains = [:] }
+        guard d.labels != old.labels else { return }
+        for key in Array(domains.keys) {
+            guard let value = d.labels[key] else {
+                domains[key]?.ofDevice[i] = -1
+                continue
+            }
+            if let at = domains[key]?.names.sortedIndex(of: value) {
+                domains[key]?.ofDevice[i] = Int32(at)
+            } else {
+                // A value no device had: renumber that key's domains.
+                domains[key] = nil
+                ensureDomains(key)
+            }
+        }
     }
 
     mutating func commit(workload w: Int, assignment a: Assignment, device d: Int32) {
         free[Int(d)].reserve(workloads[w].resources)
-        onDevice[Int(d)].append(Int32(placed.count))
-        placed.append(a)
-        placedWorkload.append(Int32(w))
-        placedDevice.append(d)
+        let slot: Int32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            placed[Int(slot)] = a
+            placedWorkload[Int(slot)] = Int32(w)
+            placedDevice[Int(slot)] = d
+        } else {
+            slot = Int32(placed.count)
+            placed.append(a)
+            placedWorkload.append(Int32(w))
+            placedDevice.append(d)
+        }
+        onDevice[Int(d)].append(slot)
+        journal?.append(slot)
         hosts[w][d, default: 0] += 1
         if a.ordinal >= 0 { ordinals[w].insert(a.ordinal) }
     }
@@ -170,6 +208,7 @@ struct PlanState {
         hosts[w][d, default: 1] -= 1
         if a.ordinal >= 0 { ordinals[w].remove(a.ordinal) }
         placed[Int(p)] = nil
+        freeSlots.append(p)
         onDevice[Int(d)].removeAll { $0 == p }
         return a
     }
@@ -188,5 +227,23 @@ struct PlanState {
             return x.a.id < y.a.id
         }
         return PlacementPlan(assignments: keyed.map(\.a), unplaced: unplaced, preempted: preempted.sorted())
+    }
+}
+
+extension Array where Element: Comparable {
+    /// Index of `value` in this sorted array, by binary search.
+    func sortedIndex(of value: Element) -> Int? {
+        let at = insertionPoint(of: value)
+        return at < count && self[at] == value ? at : nil
+    }
+
+    /// First index whose element is not less than `value`, in this sorted array.
+    func insertionPoint(of value: Element) -> Int {
+        var (low, high) = (0, count)
+        while low < high {
+            let mid = (low + high) / 2
+            if self[mid] < value { low = mid + 1 } else { high = mid }
+        }
+        return low
     }
 }

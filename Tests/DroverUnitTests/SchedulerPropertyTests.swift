@@ -151,7 +151,21 @@ struct SchedulerPropertyTests {
 
 @Suite("Incremental scheduler")
 struct IncrementalSchedulerTests {
-    @Test("after a device changes, the incremental plan equals a full plan of the same input")
+    /// One random change to one device: lost, drained, back, relabelled (also to a spread
+    /// value no device had, or none), or resized.
+    static func change(_ device: inout DeviceSnapshot, _ rng: inout SplitMix64) {
+        switch Int.random(in: 0..<7, using: &rng) {
+        case 0: device.presence = .unreachable; device.connectivity.lastSeen = 0
+        case 1: device.schedulability = .draining
+        case 2: device.presence = .online; device.schedulability = .normal
+        case 3: device.labels["role"] = device.labels["role"] == "gw" ? "cam" : "gw"
+        case 4: device.labels["site"] = ["a", "b", "c", "d"].randomElement(using: &rng)
+        case 5: device.labels["site"] = nil
+        default: device.capacity.cpuMillis = Int.random(in: 0...4000, using: &rng)
+        }
+    }
+
+    @Test("after device changes, the incremental plan equals a full plan, and its deltas add up")
     func sameAsFullPlan() async {
         await propertyCheck(count: 300, input: SchedulerPropertyTests.seeds) { seed in
             var input = RandomFleet.make(seed: seed)
@@ -160,21 +174,24 @@ struct IncrementalSchedulerTests {
             let incremental = IncrementalScheduler(input)
             #expect(incremental.plan.assignments == first.assignments, "seed \(seed): the same start")
             var rng = SplitMix64(state: UInt64(seed) &+ 7)
-            guard var device = input.devices.randomElement(using: &rng) else { return }
-            switch Int.random(in: 0..<4, using: &rng) {
-            case 0: device.presence = .unreachable; device.connectivity.lastSeen = 0
-            case 1: device.schedulability = .draining
-            case 2: device.presence = .online; device.schedulability = .normal
-            default: device.labels["role"] = device.labels["role"] == "gw" ? "cam" : "gw"
+            var applied = Dictionary(uniqueKeysWithValues: first.assignments.map { ($0.id, $0) })
+            for step in 0..<3 {
+                guard var device = input.devices.randomElement(using: &rng) else { return }
+                Self.change(&device, &rng)
+                input.devices = input.devices.map { $0.id == device.id ? device : $0 }
+                guard let delta = incremental.update(device: device, now: input.now) else {
+                    Issue.record("seed \(seed): a known device was refused")
+                    return
+                }
+                let full = Scheduler.plan(input)
+                #expect(incremental.plan.assignments == full.assignments, "seed \(seed) step \(step): \(delta.added.count) added, \(delta.removed.count) removed")
+                #expect(Set(incremental.plan.unplaced) == Set(full.unplaced), "seed \(seed) step \(step)")
+                // What a controller does with a delta: removals first, then additions.
+                for a in delta.removed { applied[a.id] = nil }
+                for a in delta.added { applied[a.id] = a }
+                #expect(Set(applied.values) == Set(full.assignments), "seed \(seed) step \(step): the deltas add up to the plan")
+                input.current = full.assignments
             }
-            input.devices = input.devices.map { $0.id == device.id ? device : $0 }
-            guard let delta = incremental.update(device: device, now: input.now) else {
-                Issue.record("seed \(seed): a known device was refused")
-                return
-            }
-            let full = Scheduler.plan(input)
-            #expect(incremental.plan.assignments == full.assignments, "seed \(seed): \(delta.added.count) added, \(delta.removed.count) removed")
-            #expect(Set(incremental.plan.unplaced) == Set(full.unplaced), "seed \(seed)")
         }
     }
 }
