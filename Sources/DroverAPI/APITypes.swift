@@ -65,8 +65,12 @@ public struct FleetSummary: Codable, Sendable {
     public var desiredReplicas: Int
     public var runningReplicas: Int
     public var droppedMessages: [String: Int]
+    public var placement: PlacementStats
 
-    public init(devices: Int, online: Int, unreachable: Int, workloads: Int, desiredReplicas: Int, runningReplicas: Int, droppedMessages: [String: Int]) {
+    public init(
+        devices: Int, online: Int, unreachable: Int, workloads: Int, desiredReplicas: Int, runningReplicas: Int, droppedMessages: [String: Int],
+        placement: PlacementStats
+    ) {
         self.devices = devices
         self.online = online
         self.unreachable = unreachable
@@ -74,7 +78,20 @@ public struct FleetSummary: Codable, Sendable {
         self.desiredReplicas = desiredReplicas
         self.runningReplicas = runningReplicas
         self.droppedMessages = droppedMessages
+        self.placement = placement
     }
+}
+
+/// How often placement ran since the controller started, and how long it took: full plans
+/// (workloads changed, a device joined, the periodic reconciliation) and incremental
+/// re-plans of device changes.
+public struct PlacementStats: Codable, Sendable, Equatable {
+    public var fullPlans: Int = 0
+    public var incrementalPlans: Int = 0
+    public var lastFullPlanMillis: Double = 0
+    public var lastIncrementalMillis: Double = 0
+
+    public init() {}
 }
 
 /// What `/v1/status` reports about the controller itself.

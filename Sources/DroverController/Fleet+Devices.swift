@@ -9,6 +9,7 @@ extension Fleet {
         let now = Self.nowMillis()
         var batch = StoreBatch()
         var needsPlan = false
+        let known = devices[m.device] != nil
         if var d = devices[m.device] {
             needsPlan = d.facts != m.facts || d.presence != .online
             if d.bootID != m.bootID { event("DeviceRebooted", m.device, "device \(m.device) rebooted", into: &batch) }
@@ -27,7 +28,8 @@ extension Fleet {
             needsPlan = true
             event("DeviceJoined", m.device, "device \(m.device) joined (\(m.facts.arch), cpu \(Quantity.formatCPU(m.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(m.facts.capacity.memoryBytes)))", into: &batch)
         }
-        var messages = needsPlan ? replan(into: &batch) : []
+        var messages: [Desired] = []
+        if needsPlan { messages = known ? replan(devices: [m.device], into: &batch, now: now) : replan(into: &batch, now: now) }
         // A device that applied a generation this controller never sent (the controller's
         // store was restored from an older copy) would ignore everything until the counter
         // caught up: jump past it, sending the whole state, which may well be empty.
@@ -55,7 +57,7 @@ extension Fleet {
         batch.devices.append(d)
         event(presence == .online ? "DeviceOnline" : "DeviceUnreachable", m.device,
               presence == .online ? "device \(m.device) is online" : "device \(m.device) is unreachable (last will or clean disconnect)", into: &batch)
-        let messages = replan(into: &batch)
+        let messages = replan(devices: [m.device], into: &batch)
         try? commit(batch)
         await send(messages)
     }
@@ -77,7 +79,7 @@ extension Fleet {
         var batch = StoreBatch()
         batch.devices.append(d)
         event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch)
-        let messages = replan(into: &batch)
+        let messages = replan(devices: [m.device], into: &batch)
         try? commit(batch)
         await send(messages)
     }
@@ -112,19 +114,24 @@ extension Fleet {
     public func checkPresence(now: Int64) async {
         let bound = Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
         var batch = StoreBatch()
+        var changed: [String] = []
         for (id, var d) in devices.sorted(by: { $0.key < $1.key }) where d.presence == .online && now - d.lastSeen > bound {
             d.setPresence(.unreachable, at: now)
             devices[id] = d
             batch.devices.append(d)
+            changed.append(id)
             event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
         }
         // Replicas on a device that stays unreachable move once their workload's
-        // tolerateOffline has passed; look for that every 10 s while any such device exists.
-        let overdue = now - lastOfflineReplan >= 10_000
-            && replicas.values.contains { devices[$0.device]?.presence == .unreachable }
-        guard !batch.isEmpty || overdue else { return }
-        if overdue { lastOfflineReplan = now }
-        let messages = replan(into: &batch, now: now)
+        // tolerateOffline has passed; look for that every 10 s on each such device.
+        if now - lastOfflineReplan >= 10_000 {
+            lastOfflineReplan = now
+            changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
+        }
+        let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
+        guard !changed.isEmpty || reconcile else { return }
+        // (A reconciliation is due: this runs a full plan.)
+        let messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
         try? commit(batch)
         await send(messages)
     }
@@ -144,7 +151,7 @@ extension Fleet {
         case .draining: "draining: its replicas move away"
         }
         event("Device\(value.rawValue.capitalized)", id, "device \(id) \(verb)", into: &batch)
-        let messages = replan(into: &batch)
+        let messages = replan(devices: [id], into: &batch)
         do { try commit(batch) } catch { throw .storage("\(error)") }
         await send(messages)
         return view(d)
@@ -167,7 +174,7 @@ extension Fleet {
     }
 
     func view(_ d: DeviceRecord) -> DeviceView {
-        let mine = replicas.values.filter { $0.device == d.id }.sorted { $0.id < $1.id }
+        let mine = (replicasOn[d.id] ?? []).compactMap { replicas[$0] }.sorted { $0.id < $1.id }
         let allocated = mine.compactMap { workloads[$0.workload]?.spec.resources }.reduce(Resources.zero, +)
         return DeviceView(record: d, allocated: allocated, replicas: mine, generation: desired[d.id]?.generation ?? 0)
     }
@@ -178,6 +185,6 @@ extension Fleet {
             unreachable: devices.values.filter { $0.presence == .unreachable }.count, workloads: workloads.count,
             desiredReplicas: workloads.values.map(\.spec.replicas).reduce(0, +),
             runningReplicas: replicas.values.filter { $0.phase == .running }.count,
-            droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }))
+            droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }), placement: placementStats)
     }
 }

@@ -19,8 +19,7 @@ extension Fleet {
         guard let correlation, correlation.count == 8 else { return }
         let n = correlation.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard let ping = pings.removeValue(forKey: n), ping.device == device, var d = devices[device] else { return }
-        let elapsed = (ContinuousClock.now - ping.sent).components
-        let millis = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+        let millis = Self.millis(since: ping.sent)
         // Smoothed like TCP's SRTT: one slow answer moves it by an eighth.
         d.rttMillis = d.rttMillis.map { $0 * 7 / 8 + millis / 8 } ?? millis
         devices[device] = d

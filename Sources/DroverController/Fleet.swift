@@ -1,3 +1,4 @@
+import DroverAPI
 import DroverCore
 import DroverProtocol
 import DroverScheduler
@@ -22,6 +23,15 @@ public actor Fleet {
     var workloads: [String: WorkloadRecord] = [:]
     var replicas: [String: ReplicaRow] = [:]
     var desired: [String: DesiredRecord] = [:]
+    /// Replica ids by the device they are placed on.
+    var replicasOn: [String: Set<String>] = [:]
+    /// Placement state kept between plans, so that a device change re-plans only what it
+    /// touched. nil when it must be built afresh: workloads changed, a device joined, or the
+    /// store was reloaded.
+    var scheduler: IncrementalScheduler?
+    /// When placement last ran over the whole fleet (see `reconcileInterval`).
+    var lastFullPlan: Int64 = 0
+    var placementStats = PlacementStats()
     var drops = DropLedger()
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
@@ -30,6 +40,11 @@ public actor Fleet {
         self.unreachableAfter = unreachableAfter
         let snapshot = try store.load()
         (devices, workloads, replicas, desired) = Self.index(snapshot)
+        replicasOn = Self.byDevice(replicas)
+    }
+
+    static func byDevice(_ replicas: [String: ReplicaRow]) -> [String: Set<String>] {
+        replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
     }
 
     static func index(_ s: FleetSnapshot) -> ([String: DeviceRecord], [String: WorkloadRecord], [String: ReplicaRow], [String: DesiredRecord]) {
@@ -61,64 +76,11 @@ public actor Fleet {
             logger.error("store write failed", metadata: ["error": "\(error)"])
             if let snapshot = try? store.load() {
                 (devices, workloads, replicas, desired) = Self.index(snapshot)
+                replicasOn = Self.byDevice(replicas)
+                scheduler = nil
             }
             throw error
         }
-    }
-
-    // MARK: placement
-
-    /// Runs placement and turns the plan into replica rows and per-device desired state.
-    /// Only devices whose replica set changed get a new generation.
-    func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
-        let plan = Scheduler.plan(schedulingInput(workloads: workloads.values.map(\.spec), now: now))
-        var placed = Set<String>()
-        for a in plan.assignments {
-            placed.insert(a.id)
-            if let row = replicas[a.id], row.device == a.device { continue }
-            let row = ReplicaRow(id: a.id, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: now)
-            replicas[row.id] = row
-            batch.replicas.append(row)
-            event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch)
-        }
-        for a in plan.preempted {
-            event("ReplicaPreempted", a.workload, "replica \(a.id) on \(a.device) preempted by a higher-priority workload", into: &batch)
-        }
-        for id in replicas.keys.sorted() where !placed.contains(id) {
-            batch.deletedReplicas.append(id)
-            replicas[id] = nil
-        }
-        lastUnplaced = Dictionary(grouping: plan.unplaced, by: \.workload)
-
-        var messages: [Desired] = []
-        let byDevice = plan.byDevice()
-        for id in Set(devices.keys).union(desired.keys).sorted() {
-            let specs = (byDevice[id] ?? []).compactMap { a in workloads[a.workload]?.spec.replica(id: a.id) }.sorted { $0.id < $1.id }
-            let previous = desired[id]
-            if let previous, previous.replicas == specs { continue }
-            if previous == nil, specs.isEmpty { continue }
-            // Generation never decreases: a stale retained message must not resurrect a replica.
-            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: specs)
-            desired[id] = record
-            batch.desired.append(record)
-            messages.append(Desired(device: id, generation: record.generation, replicas: specs))
-        }
-        return messages
-    }
-
-    /// Devices, the given workloads and the replicas as they stand, for the scheduler.
-    func schedulingInput(workloads specs: [WorkloadSpec], now: Int64) -> SchedulingInput {
-        let snapshots = devices.values.map { d in
-            DeviceSnapshot(
-                id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
-                presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
-                connectivity: ConnectivityRecord(
-                    linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen, rttMillis: d.rttMillis))
-        }
-        let current = replicas.values.map { r in
-            r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
-        }
-        return SchedulingInput(devices: snapshots, workloads: specs, current: current, now: now)
     }
 
     var lastUnplaced: [String: [Unplaced]] = [:]

@@ -4,6 +4,8 @@ import DroverCore
 public struct PlanDelta: Sendable {
     public var added: [Assignment]
     public var removed: [Assignment]
+    /// Those of `removed` that made room for a higher-priority replica.
+    public var preempted: [Assignment]
     /// Replicas of the workloads it re-planned that are still unplaced, with their reasons.
     public var unplaced: [Unplaced]
 }
@@ -37,12 +39,16 @@ public final class IncrementalScheduler {
     /// The whole current plan (sorting a large fleet's assignments takes a while).
     public var plan: PlacementPlan { state.result() }
 
+    /// Every replica of the fleet still unplaced, with its reasons.
+    public var unplaced: [Unplaced] { state.unplaced }
+
     /// A known device changed (lost, back, cordoned, drained, relabelled): replicas that no
     /// longer qualify there move, and workloads with replicas still to place try again.
     /// Returns nil for a device the scheduler does not know; plan afresh then.
     public func update(device: DeviceSnapshot, now: Int64) -> PlanDelta? {
         guard let i = state.deviceIndex[device.id] else { return nil }
         let index = Int(i)
+        state.now = now
         let before = state.devices[index]
         state.devices[index] = device
         state.refresh(device: index, from: before)
@@ -52,6 +58,7 @@ public final class IncrementalScheduler {
         for p in state.onDevice[index] { state.release(p) }
         state.free[index] = device.capacity
         var removed: [Assignment] = []
+        var preempted: [Assignment] = []
         var affected = Set<Int>()
         for x in here.sorted(by: PlanState.keepOrder) where !state.keep(workload: x.w, assignment: x.a, device: i) {
             removed.append(x.a)
@@ -91,6 +98,7 @@ public final class IncrementalScheduler {
             state.place(workload: w, candidates: known)
             for a in state.preempted[evictedBefore...] {
                 removed.append(a)
+                preempted.append(a)
                 if let victim = state.workloadIndex[a.workload] {
                     pending.insert(victim)
                     state.unplaced.removeAll { $0.workload == a.workload }
@@ -100,6 +108,6 @@ public final class IncrementalScheduler {
         // A slot preempted and reused within this update is listed twice.
         let added = Set(state.journal ?? []).sorted().compactMap { state.placed[Int($0)] }
         let touched = names.union(removed.map(\.workload))
-        return PlanDelta(added: added, removed: removed, unplaced: state.unplaced.filter { touched.contains($0.workload) })
+        return PlanDelta(added: added, removed: removed, preempted: preempted, unplaced: state.unplaced.filter { touched.contains($0.workload) })
     }
 }

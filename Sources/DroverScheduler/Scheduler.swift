@@ -23,7 +23,8 @@ struct PlanState {
     /// Priority descending, then name.
     let workloads: [WorkloadSpec]
     let workloadIndex: [String: Int]
-    let now: Int64
+    /// The time `keepRejection` compares offline devices against (tolerateOffline).
+    var now: Int64
     let current: [Assignment]
 
     var free: [Resources]

@@ -11,6 +11,7 @@ struct StatusCommand: AsyncParsableCommand {
         let (s, data) = await options.client.get("/v1/status", as: StatusResponse.self)
         Output.print(data, format: options.output) {
             let drops = s.fleet.droppedMessages.values.reduce(0, +)
+            let p = s.fleet.placement
             return [
                 ["FIELD", "VALUE"],
                 ["controller", "drover-controller \(s.controller.version)"],
@@ -19,6 +20,8 @@ struct StatusCommand: AsyncParsableCommand {
                 ["devices", "\(s.fleet.devices) (\(s.fleet.online) online, \(s.fleet.unreachable) unreachable)"],
                 ["workloads", "\(s.fleet.workloads)"],
                 ["replicas", "\(s.fleet.runningReplicas)/\(s.fleet.desiredReplicas) running"],
+                ["placement", String(
+                    format: "%d full plans (last %.1f ms), %d incremental (last %.2f ms)", p.fullPlans, p.lastFullPlanMillis, p.incrementalPlans, p.lastIncrementalMillis)],
                 ["dropped messages", drops == 0 ? "0" : "\(drops) (" + s.fleet.droppedMessages.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"],
             ]
         }

@@ -29,7 +29,8 @@ enum RandomFleet {
                     storageBytes: 8 << 30, devices: Int.random(in: 0...3, using: &rng) == 0 ? ["gpu": Int.random(in: 1...2, using: &rng)] : [:]),
                 presence: Int.random(in: 0..<10, using: &rng) == 0 ? .unreachable : .online,
                 schedulability: Int.random(in: 0..<12, using: &rng) == 0 ? .cordoned : .normal,
-                connectivity: ConnectivityRecord(linkClass: LinkClass.allCases.randomElement(using: &rng) ?? .wired, uptimeRatio: Double.random(in: 0.5...1, using: &rng)))
+                connectivity: ConnectivityRecord(linkClass: LinkClass.allCases.randomElement(using: &rng) ?? .wired, uptimeRatio: Double.random(in: 0.5...1, using: &rng),
+                    lastSeen: Int64.random(in: 0...1_000_000, using: &rng)))
         }
         let workloads = (0..<Int.random(in: 1...8, using: &rng)).map { i in
             var w = WorkloadSpec(
@@ -42,6 +43,7 @@ enum RandomFleet {
             if Int.random(in: 0..<4, using: &rng) == 0 { w.resources.devices = ["gpu": 1] }
             if Int.random(in: 0..<3, using: &rng) == 0 { w.spread = SpreadConstraint(labelKey: "site", maxSkew: Int.random(in: 1...2, using: &rng)) }
             if Int.random(in: 0..<4, using: &rng) == 0 { w.connectivity = ConnectivityNeeds(minLinkClass: .wifi, minUptime: 0.7) }
+            if Int.random(in: 0..<3, using: &rng) == 0 { w.connectivity.tolerateOfflineSeconds = Int.random(in: 0...900, using: &rng) }
             if Int.random(in: 0..<5, using: &rng) == 0 { w.mode = .every }
             w.priority = Int.random(in: 0...3, using: &rng)
             w.maxPerDevice = Int.random(in: 1...2, using: &rng)
@@ -49,6 +51,13 @@ enum RandomFleet {
             return w
         }
         return SchedulingInput(devices: devices, workloads: workloads, current: [], now: 1_000_000)
+    }
+
+    /// How many devices an unplaced replica's reasons count, and how many they should: one for
+    /// a `mode: every` replica (named after its device), else the whole fleet.
+    static func explained(_ u: Unplaced, devices: Int) -> (total: Int, expected: Int) {
+        let total = u.reasons.compactMap { line in line.split(separator: " ").first.flatMap { Int($0) } }.reduce(0, +)
+        return (total, u.id.hasPrefix("\(u.workload)-d") ? 1 : devices)
     }
 
     /// Every hard constraint a new placement must satisfy, checked independently of the scheduler.
@@ -141,8 +150,7 @@ struct SchedulerPropertyTests {
         await propertyCheck(count: 300, input: Self.seeds) { seed in
             let input = RandomFleet.make(seed: seed)
             for u in Scheduler.plan(input).unplaced {
-                let total = u.reasons.compactMap { line in line.split(separator: " ").first.flatMap { Int($0) } }.reduce(0, +)
-                let expected = u.id.hasPrefix("\(u.workload)-d") ? 1 : input.devices.count
+                let (total, expected) = RandomFleet.explained(u, devices: input.devices.count)
                 #expect(total == expected, "seed \(seed): \(u.id) explains \(total) of \(expected) devices: \(u.reasons)")
             }
         }
@@ -151,11 +159,11 @@ struct SchedulerPropertyTests {
 
 @Suite("Incremental scheduler")
 struct IncrementalSchedulerTests {
-    /// One random change to one device: lost, drained, back, relabelled (also to a spread
-    /// value no device had, or none), or resized.
-    static func change(_ device: inout DeviceSnapshot, _ rng: inout SplitMix64) {
+    /// One random change to one device: lost (some time before `now`), drained, back,
+    /// relabelled (also to a spread value no device had, or none), or resized.
+    static func change(_ device: inout DeviceSnapshot, now: Int64, _ rng: inout SplitMix64) {
         switch Int.random(in: 0..<7, using: &rng) {
-        case 0: device.presence = .unreachable; device.connectivity.lastSeen = 0
+        case 0: device.presence = .unreachable; device.connectivity.lastSeen = Int64.random(in: 0...now, using: &rng)
         case 1: device.schedulability = .draining
         case 2: device.presence = .online; device.schedulability = .normal
         case 3: device.labels["role"] = device.labels["role"] == "gw" ? "cam" : "gw"
@@ -176,19 +184,37 @@ struct IncrementalSchedulerTests {
             var rng = SplitMix64(state: UInt64(seed) &+ 7)
             var applied = Dictionary(uniqueKeysWithValues: first.assignments.map { ($0.id, $0) })
             for step in 0..<3 {
+                // Time passes: replicas on unreachable devices fall due past tolerateOffline, and
+                // the controller's periodic check updates each such device. Several falling due
+                // at once may land elsewhere than one full plan would put them: that is the new start.
+                input.now += Int64.random(in: 0...400_000, using: &rng)
+                for d in input.devices where d.presence == .unreachable {
+                    guard let delta = incremental.update(device: d, now: input.now) else { return }
+                    for a in delta.removed { applied[a.id] = nil }
+                    for a in delta.added { applied[a.id] = a }
+                }
+                input.current = incremental.plan.assignments
+                #expect(Set(applied.values) == Set(input.current), "seed \(seed) step \(step): the sweep's deltas add up")
                 guard var device = input.devices.randomElement(using: &rng) else { return }
-                Self.change(&device, &rng)
+                Self.change(&device, now: input.now, &rng)
                 input.devices = input.devices.map { $0.id == device.id ? device : $0 }
                 guard let delta = incremental.update(device: device, now: input.now) else {
                     Issue.record("seed \(seed): a known device was refused")
                     return
                 }
-                let full = Scheduler.plan(input)
-                #expect(incremental.plan.assignments == full.assignments, "seed \(seed) step \(step): \(delta.added.count) added, \(delta.removed.count) removed")
-                #expect(Set(incremental.plan.unplaced) == Set(full.unplaced), "seed \(seed) step \(step)")
                 // What a controller does with a delta: removals first, then additions.
                 for a in delta.removed { applied[a.id] = nil }
                 for a in delta.added { applied[a.id] = a }
+                let full = Scheduler.plan(input)
+                #expect(incremental.plan.assignments == full.assignments, "seed \(seed) step \(step)")
+                // The same replicas wait. Their reasons may differ in counts and "most free"
+                // figures: an update explains against the fleet after all its moves, a full plan
+                // against the fleet at that workload's turn.
+                #expect(Set(incremental.unplaced.map(\.id)) == Set(full.unplaced.map(\.id)), "seed \(seed) step \(step)")
+                for u in incremental.unplaced {
+                    let (total, expected) = RandomFleet.explained(u, devices: input.devices.count)
+                    #expect(total == expected, "seed \(seed): \(u.id) explains \(total) of \(expected) devices: \(u.reasons)")
+                }
                 #expect(Set(applied.values) == Set(full.assignments), "seed \(seed) step \(step): the deltas add up to the plan")
                 input.current = full.assignments
             }

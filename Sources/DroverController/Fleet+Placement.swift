@@ -1,0 +1,129 @@
+import DroverAPI
+import DroverCore
+import DroverProtocol
+import DroverScheduler
+import DroverStore
+
+extension Fleet {
+    /// How often placement runs over the whole fleet even when nothing asked for it: measured
+    /// connectivity (uptime ratio, RTT) drifts with time, and `minUptime` is a hard constraint.
+    static let reconcileInterval: Int64 = 300_000
+
+    /// Plans the whole fleet afresh (workloads changed, a device joined, the periodic
+    /// reconciliation) and turns the plan into replica rows and per-device desired state.
+    /// Only devices whose replica set changed get a new generation.
+    func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
+        let start = ContinuousClock.now
+        let fresh = IncrementalScheduler(schedulingInput(workloads: workloads.values.map(\.spec), now: now))
+        scheduler = fresh
+        lastFullPlan = now
+        let plan = fresh.plan
+        placementStats.fullPlans += 1
+        placementStats.lastFullPlanMillis = Self.millis(since: start)
+        let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
+        let touched = record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
+        lastUnplaced = Dictionary(grouping: plan.unplaced, by: \.workload)
+        // Every device is looked at: one may have been left with a desired state it no longer has.
+        return desiredMessages(for: touched.union(devices.keys).union(desired.keys), into: &batch)
+    }
+
+    /// Known devices changed (presence, schedulability, facts): re-plans only the workloads
+    /// they touched, through the incremental scheduler. Falls back to a full plan when there is
+    /// none yet or a device is new to it.
+    func replan(devices ids: [String], into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
+        guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
+        let start = ContinuousClock.now
+        var added: [Assignment] = []
+        var removed: [Assignment] = []
+        var preempted: [Assignment] = []
+        for id in ids {
+            guard let d = devices[id], let delta = scheduler.update(device: snapshot(d, now: now), now: now) else {
+                return replan(into: &batch, now: now)
+            }
+            // A replica moved twice within these updates: the later placement wins.
+            let readded = Set(delta.removed.map(\.id))
+            added.removeAll { readded.contains($0.id) }
+            added += delta.added
+            removed += delta.removed
+            preempted += delta.preempted
+        }
+        placementStats.incrementalPlans += 1
+        placementStats.lastIncrementalMillis = Self.millis(since: start)
+        let placedIDs = Set(added.map(\.id))
+        let stopped = Set(removed.map(\.id)).subtracting(placedIDs)
+        var touched = record(placed: added, stopped: stopped, preempted: preempted, into: &batch, now: now)
+        touched.formUnion(removed.map(\.device))
+        lastUnplaced = Dictionary(grouping: scheduler.unplaced, by: \.workload)
+        return desiredMessages(for: touched, into: &batch)
+    }
+
+    /// Writes placements and removals to the replica rows; returns the devices whose replica
+    /// set changed.
+    private func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
+        var touched = Set<String>()
+        for id in stopped.sorted() {
+            guard let row = replicas.removeValue(forKey: id) else { continue }
+            replicasOn[row.device]?.remove(id)
+            touched.insert(row.device)
+            batch.deletedReplicas.append(id)
+        }
+        for a in placed {
+            let previous = replicas[a.id]
+            if let previous, previous.device == a.device { continue }
+            if let previous {
+                replicasOn[previous.device]?.remove(a.id)
+                touched.insert(previous.device)
+            }
+            let row = ReplicaRow(id: a.id, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: now)
+            replicas[row.id] = row
+            replicasOn[a.device, default: []].insert(a.id)
+            touched.insert(a.device)
+            batch.replicas.append(row)
+            event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch)
+        }
+        for a in preempted {
+            event("ReplicaPreempted", a.workload, "replica \(a.id) on \(a.device) preempted by a higher-priority workload", into: &batch)
+        }
+        return touched
+    }
+
+    /// New desired state for those of `ids` whose replica set differs from what they were sent.
+    private func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
+        var messages: [Desired] = []
+        for id in ids.sorted() {
+            let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.spec.replica(id: r) } }
+                .sorted { $0.id < $1.id }
+            let previous = desired[id]
+            if let previous, previous.replicas == specs { continue }
+            if previous == nil, specs.isEmpty { continue }
+            // Generation never decreases: a stale retained message must not resurrect a replica.
+            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: specs)
+            desired[id] = record
+            batch.desired.append(record)
+            messages.append(Desired(device: id, generation: record.generation, replicas: specs))
+        }
+        return messages
+    }
+
+    static func millis(since start: ContinuousClock.Instant) -> Double {
+        let d = (ContinuousClock.now - start).components
+        return Double(d.seconds) * 1000 + Double(d.attoseconds) / 1e15
+    }
+
+    /// A device as the scheduler sees it at `now`.
+    func snapshot(_ d: DeviceRecord, now: Int64) -> DeviceSnapshot {
+        DeviceSnapshot(
+            id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
+            presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
+            connectivity: ConnectivityRecord(
+                linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen, rttMillis: d.rttMillis))
+    }
+
+    /// Devices, the given workloads and the replicas as they stand, for the scheduler.
+    func schedulingInput(workloads specs: [WorkloadSpec], now: Int64) -> SchedulingInput {
+        let current = replicas.values.map { r in
+            r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
+        }
+        return SchedulingInput(devices: devices.values.map { snapshot($0, now: now) }, workloads: specs, current: current, now: now)
+    }
+}

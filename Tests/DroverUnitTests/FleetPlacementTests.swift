@@ -1,0 +1,108 @@
+import DroverAPI
+import DroverCore
+import DroverController
+import DroverProtocol
+import DroverScheduler
+import Testing
+
+/// The controller re-plans device changes through the incremental scheduler. Whatever the
+/// sequence of events, what it holds must stay a plan a full re-plan would leave alone, its
+/// rows and desired state must agree, and a restarted controller must read the same back.
+@Suite("Fleet placement")
+struct FleetPlacementTests {
+    static let sites = ["north", "south", "east"]
+
+    static func workloads() -> [WorkloadSpec] {
+        var spread = FleetFixture.workload("spread", replicas: 4)
+        spread.spread = SpreadConstraint(labelKey: "site", maxSkew: 1)
+        spread.connectivity.tolerateOfflineSeconds = 0
+        var big = FleetFixture.workload("big", replicas: 3)
+        big.resources = Resources(cpuMillis: 900, memoryBytes: 256 << 20)
+        big.priority = 10
+        var small = FleetFixture.workload("small", replicas: 6)
+        small.maxPerDevice = 2
+        small.strategy = .binPack
+        small.connectivity.tolerateOfflineSeconds = 30
+        var every = FleetFixture.workload("every", replicas: 0)
+        every.mode = .every
+        every.selector = LabelSelector(matchLabels: ["site": "north"])
+        return [spread, big, small, every]
+    }
+
+    /// Checks what must hold after every event.
+    static func checkConsistent(_ fleet: Fleet, _ context: String) async throws {
+        let desired = Dictionary(uniqueKeysWithValues: await fleet.allDesired().map { ($0.device, $0) })
+        var rows = 0
+        for view in await fleet.deviceList() {
+            let ids = view.replicas.map(\.id).sorted()
+            #expect(ids == (desired[view.record.id]?.replicas.map(\.id) ?? []).sorted(), "\(context): rows and desired state of \(view.record.id) agree")
+            #expect(view.allocated.cpuMillis <= view.record.facts.capacity.cpuMillis, "\(context): \(view.record.id) over-committed")
+            #expect(view.allocated.memoryBytes <= view.record.facts.capacity.memoryBytes, "\(context): \(view.record.id) over-committed")
+            rows += ids.count
+        }
+        #expect(rows == (await fleet.workloadList()).map(\.replicas.count).reduce(0, +), "\(context): every row is on a known device")
+        for spec in workloads() {
+            // A full plan of the fleet as it stands moves nothing: the incremental result is its fixed point.
+            let preview = try await fleet.preview(spec)
+            #expect(preview.changes.isEmpty, "\(context): a full plan would still \(preview.changes.map { "\($0.action) \($0.replica) on \($0.device)" })")
+        }
+    }
+
+    @Test("random device events keep rows, desired state and a full re-plan in agreement, and survive a restart")
+    func randomEvents() async throws {
+        let (fleet, _, dir) = try await FleetFixture.fleet(unreachableAfter: .seconds(600))
+        let ids = (0..<9).map { "gw-\($0)" }
+        for (i, id) in ids.enumerated() { await fleet.hello(FleetFixture.hello(id, labels: ["site": Self.sites[i % 3]])) }
+        for spec in Self.workloads() { _ = try await fleet.apply(spec) }
+        try await Self.checkConsistent(fleet, "start")
+        var rng = SplitMix64(state: 42)
+        var offset: Int64 = 0
+        for step in 0..<60 {
+            let id = ids.randomElement(using: &rng) ?? "gw-0"
+            let context = "step \(step)"
+            switch Int.random(in: 0..<7, using: &rng) {
+            case 0: await fleet.state(DeviceState(device: id, state: .offline))
+            case 1: await fleet.state(DeviceState(device: id, state: .online))
+            case 2: _ = try await fleet.setSchedulability(id, .cordoned)
+            case 3: _ = try await fleet.setSchedulability(id, .draining)
+            case 4: _ = try await fleet.setSchedulability(id, .normal)
+            case 5:
+                // Facts changed: less memory, or another site.
+                let site = Self.sites.randomElement(using: &rng) ?? "north"
+                await fleet.hello(FleetFixture.hello(id, labels: ["site": site], memory: Bool.random(using: &rng) ? 1 << 30 : 384 << 20))
+            default:
+                offset += Int64.random(in: 0...40_000, using: &rng)
+                await fleet.checkPresence(now: Fleet.nowMillis() + offset)
+            }
+            try await Self.checkConsistent(fleet, context)
+        }
+        let before = await fleet.workloadList().map { ($0.spec.name, $0.replicas.map(\.device)) }
+        let (again, _, _) = try await FleetFixture.fleet(dir: dir, unreachableAfter: .seconds(600))
+        let after = await again.workloadList().map { ($0.spec.name, $0.replicas.map(\.device)) }
+        #expect(before.map(\.0) == after.map(\.0) && before.map(\.1) == after.map(\.1), "the store holds what memory held")
+        #expect(await again.allDesired().map(\.generation) == (await fleet.allDesired()).map(\.generation))
+    }
+
+    @Test("losing a device re-publishes only the devices whose replicas changed")
+    func lossTouchesFew() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        let ids = (0..<12).map { "gw-\($0)" }
+        for id in ids { await fleet.hello(FleetFixture.hello(id)) }
+        var spec = FleetFixture.workload("w", replicas: 6)
+        spec.connectivity.tolerateOfflineSeconds = 0
+        _ = try await fleet.apply(spec)
+        let lost = try #require(try await fleet.workload("w").replicas.first?.device)
+        let sent = publisher.all.count
+        let stats = await fleet.summary().placement
+        await fleet.state(DeviceState(device: lost, state: .offline))
+        let after = await fleet.summary().placement
+        #expect(after.fullPlans == stats.fullPlans && after.incrementalPlans == stats.incrementalPlans + 1, "re-planned incrementally: \(after)")
+        let republished = publisher.all.dropFirst(sent).map(\.device)
+        let now = try await fleet.workload("w").replicas.map(\.device)
+        #expect(!now.contains(lost))
+        #expect(now.count == 6)
+        // The lost device (told to stop) and the one that took its replica; nobody else.
+        #expect(republished.count == 2, "republished: \(republished)")
+        #expect(Set(republished).contains(lost))
+    }
+}
