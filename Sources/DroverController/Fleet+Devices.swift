@@ -9,7 +9,6 @@ extension Fleet {
         let now = Self.nowMillis()
         var batch = StoreBatch()
         var needsPlan = false
-        let known = devices[m.device] != nil
         if var d = devices[m.device] {
             needsPlan = d.facts != m.facts || d.presence != .online
             if d.bootID != m.bootID { event("DeviceRebooted", m.device, "device \(m.device) rebooted", into: &batch) }
@@ -29,7 +28,7 @@ extension Fleet {
             event("DeviceJoined", m.device, "device \(m.device) joined (\(m.facts.arch), cpu \(Quantity.formatCPU(m.facts.capacity.cpuMillis)), memory \(Quantity.formatMemory(m.facts.capacity.memoryBytes)))", into: &batch)
         }
         var messages: [Desired] = []
-        if needsPlan { messages = known ? replan(devices: [m.device], into: &batch, now: now) : replan(into: &batch, now: now) }
+        if needsPlan { messages = replan(devices: [m.device], into: &batch, now: now) }
         // A device that applied a generation this controller never sent (the controller's
         // store was restored from an older copy) would ignore everything until the counter
         // caught up: jump past it, sending the whole state, which may well be empty.
@@ -145,12 +144,12 @@ extension Fleet {
         devices[id] = d
         var batch = StoreBatch()
         batch.devices.append(d)
-        let verb = switch value {
-        case .normal: "uncordoned"
-        case .cordoned: "cordoned: no new replicas"
-        case .draining: "draining: its replicas move away"
+        let (kind, verb) = switch value {
+        case .normal: ("DeviceUncordoned", "uncordoned")
+        case .cordoned: ("DeviceCordoned", "cordoned: no new replicas")
+        case .draining: ("DeviceDraining", "draining: its replicas move away")
         }
-        event("Device\(value.rawValue.capitalized)", id, "device \(id) \(verb)", into: &batch)
+        event(kind, id, "device \(id) \(verb)", into: &batch)
         let messages = replan(devices: [id], into: &batch)
         do { try commit(batch) } catch { throw .storage("\(error)") }
         await send(messages)

@@ -9,8 +9,8 @@ extension Fleet {
     /// connectivity (uptime ratio, RTT) drifts with time, and `minUptime` is a hard constraint.
     static let reconcileInterval: Int64 = 300_000
 
-    /// Plans the whole fleet afresh (workloads changed, a device joined, the periodic
-    /// reconciliation) and turns the plan into replica rows and per-device desired state.
+    /// Plans the whole fleet afresh (workloads changed, the first plan after a start, the
+    /// periodic reconciliation) and turns the plan into replica rows and per-device desired state.
     /// Only devices whose replica set changed get a new generation.
     func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
         let start = ContinuousClock.now
@@ -27,9 +27,9 @@ extension Fleet {
         return desiredMessages(for: touched.union(devices.keys).union(desired.keys), into: &batch)
     }
 
-    /// Known devices changed (presence, schedulability, facts): re-plans only the workloads
-    /// they touched, through the incremental scheduler. Falls back to a full plan when there is
-    /// none yet or a device is new to it.
+    /// Devices changed (presence, schedulability, facts) or joined: re-plans only the
+    /// workloads they touched, through the incremental scheduler. Falls back to a full plan
+    /// when there is none yet or a reconciliation is due.
     func replan(devices ids: [String], into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
         guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
         let start = ContinuousClock.now
@@ -37,9 +37,8 @@ extension Fleet {
         var removed: [Assignment] = []
         var preempted: [Assignment] = []
         for id in ids {
-            guard let d = devices[id], let delta = scheduler.update(device: snapshot(d, now: now), now: now) else {
-                return replan(into: &batch, now: now)
-            }
+            guard let d = devices[id] else { continue }
+            let delta = scheduler.update(device: snapshot(d, now: now), now: now)
             // A replica moved twice within these updates: the later placement wins.
             let readded = Set(delta.removed.map(\.id))
             added.removeAll { readded.contains($0.id) }

@@ -26,8 +26,7 @@ public actor Fleet {
     /// Replica ids by the device they are placed on.
     var replicasOn: [String: Set<String>] = [:]
     /// Placement state kept between plans, so that a device change re-plans only what it
-    /// touched. nil when it must be built afresh: workloads changed, a device joined, or the
-    /// store was reloaded.
+    /// touched. nil when it must be built afresh: workloads changed, or the store was reloaded.
     var scheduler: IncrementalScheduler?
     /// When placement last ran over the whole fleet (see `reconcileInterval`).
     var lastFullPlan: Int64 = 0

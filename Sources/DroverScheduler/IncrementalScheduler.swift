@@ -42,11 +42,17 @@ public final class IncrementalScheduler {
     /// Every replica of the fleet still unplaced, with its reasons.
     public var unplaced: [Unplaced] { state.unplaced }
 
-    /// A known device changed (lost, back, cordoned, drained, relabelled): replicas that no
-    /// longer qualify there move, and workloads with replicas still to place try again.
-    /// Returns nil for a device the scheduler does not know; plan afresh then.
-    public func update(device: DeviceSnapshot, now: Int64) -> PlanDelta? {
-        guard let i = state.deviceIndex[device.id] else { return nil }
+    /// A device changed (lost, back, cordoned, drained, relabelled, resized) or joined:
+    /// replicas that no longer qualify there move, and workloads with replicas still to place
+    /// (or `mode: every`) try again. Gives what a full plan of the same fleet would.
+    public func update(device: DeviceSnapshot, now: Int64) -> PlanDelta {
+        let i: Int32
+        if let known = state.deviceIndex[device.id] {
+            i = known
+        } else {
+            i = state.insert(device: device)
+            for w in Array(candidateCache.keys) { candidateCache[w]?.shift(from: i) }
+        }
         let index = Int(i)
         state.now = now
         let before = state.devices[index]
@@ -64,8 +70,15 @@ public final class IncrementalScheduler {
             removed.append(x.a)
             affected.insert(x.w)
         }
+        // Unplaced replicas are listed workload by workload: one comparison per entry.
+        var waiting = Set<String>()
+        var last: String?
+        for u in state.unplaced where u.workload != last {
+            waiting.insert(u.workload)
+            last = u.workload
+        }
         for (w, spec) in state.workloads.enumerated() {
-            if spec.mode == .every || state.unplaced.contains(where: { $0.workload == spec.name }) { affected.insert(w) }
+            if spec.mode == .every || waiting.contains(spec.name) { affected.insert(w) }
             // The device's own static fitness may have changed for every cached workload
             // (edited in place: copying a 100k-entry list per workload costs milliseconds).
             guard let at = candidateCache[w]?.insertionPoint(of: i) else { continue }

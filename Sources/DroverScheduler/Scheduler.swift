@@ -19,7 +19,7 @@ public enum Scheduler {
 
 struct PlanState {
     var devices: [DeviceSnapshot]
-    let deviceIndex: [String: Int32]
+    var deviceIndex: [String: Int32]
     /// Priority descending, then name.
     let workloads: [WorkloadSpec]
     let workloadIndex: [String: Int]

@@ -63,7 +63,7 @@ func naiveFirstFit(_ input: SchedulingInput) -> Int {
     return placed
 }
 
-// --updates N: only the incremental scheduler at 100k devices, N device losses in a row (for profiling).
+// --updates N: only the incremental scheduler at 100k devices, N device losses and joins in a row (for profiling).
 if let flag = CommandLine.arguments.firstIndex(of: "--updates"), flag + 1 < CommandLine.arguments.count, let count = Int(CommandLine.arguments[flag + 1]) {
     var input = fleet(devices: 100_000, replicas: 1_000_000)
     input.current = Scheduler.plan(input).assignments
@@ -73,13 +73,16 @@ if let flag = CommandLine.arguments.firstIndex(of: "--updates"), flag + 1 < Comm
         device.presence = .unreachable
         device.connectivity.lastSeen = 0
         let t = seconds { _ = incremental.update(device: device, now: input.now) }
-        print(String(format: "update %d: %.2f ms", k, t * 1000))
+        device.id += "-joined"
+        device.presence = .online
+        let j = seconds { _ = incremental.update(device: device, now: input.now) }
+        print(String(format: "lose %d: %.2f ms, join: %.2f ms", k, t * 1000, j * 1000))
     }
     exit(0)
 }
 
 let sizes: [(Int, Int)] = CommandLine.arguments.contains("--quick") ? [(1_000, 10_000), (10_000, 100_000)] : [(1_000, 10_000), (10_000, 100_000), (100_000, 1_000_000)]
-print("devices   replicas  plan s   placements/s  unplaced  peak RSS MiB  lose 1 device: full re-plan / incremental   naive first-fit s  ratio")
+print("devices   replicas  plan s   placements/s  unplaced  peak RSS MiB  lose 1 device: full re-plan / incremental   join 1  naive first-fit s  ratio")
 for (n, r) in sizes {
     let input = fleet(devices: n, replicas: r)
     var plan = PlacementPlan(assignments: [], unplaced: [], preempted: [])
@@ -105,8 +108,12 @@ for (n, r) in sizes {
     let incremental = IncrementalScheduler(kept)
     var delta: PlanDelta?
     let lostDevice = after.devices.first { $0.id == lost }
-    let incrementalTime = seconds { delta = lostDevice.flatMap { incremental.update(device: $0, now: after.now) } }
+    let incrementalTime = seconds { delta = lostDevice.map { incremental.update(device: $0, now: after.now) } }
     let incrementalMoved = delta?.added.count ?? 0
+    // A new device joins mid-order: renumbering, then whatever waits for room.
+    var joining = input.devices[n / 2]
+    joining.id += "-joined"
+    let joinTime = seconds { _ = incremental.update(device: joining, now: after.now) }
 
     var naive = "skipped"
     var ratio = "-"
@@ -119,5 +126,6 @@ for (n, r) in sizes {
     print(pad("\(n)", 10) + pad("\(r)", 10) + pad(String(format: "%.3f", planTime), 9) + pad(String(format: "%.0f", Double(plan.assignments.count) / planTime), 14)
         + pad("\(plan.unplaced.count)", 10) + pad(String(format: "%.0f", rss), 14)
         + pad(String(format: "%.1f ms / %.2f ms (%d, %d of %d moved)", replanTime * 1000, incrementalTime * 1000, moved, incrementalMoved, byDevice[lost]?.count ?? 0), 44)
+        + pad(String(format: "%.1f ms", joinTime * 1000), 8)
         + pad(naive, 19) + ratio)
 }

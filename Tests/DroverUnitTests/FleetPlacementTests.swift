@@ -51,7 +51,7 @@ struct FleetPlacementTests {
     @Test("random device events keep rows, desired state and a full re-plan in agreement, and survive a restart")
     func randomEvents() async throws {
         let (fleet, _, dir) = try await FleetFixture.fleet(unreachableAfter: .seconds(600))
-        let ids = (0..<9).map { "gw-\($0)" }
+        var ids = (0..<9).map { "gw-\($0)" }
         for (i, id) in ids.enumerated() { await fleet.hello(FleetFixture.hello(id, labels: ["site": Self.sites[i % 3]])) }
         for spec in Self.workloads() { _ = try await fleet.apply(spec) }
         try await Self.checkConsistent(fleet, "start")
@@ -60,7 +60,12 @@ struct FleetPlacementTests {
         for step in 0..<60 {
             let id = ids.randomElement(using: &rng) ?? "gw-0"
             let context = "step \(step)"
-            switch Int.random(in: 0..<7, using: &rng) {
+            switch Int.random(in: 0..<8, using: &rng) {
+            case 7:
+                // A device joins, its id anywhere in the order.
+                let joined = "gw-\(Int.random(in: 0...9, using: &rng))-\(step)"
+                ids.append(joined)
+                await fleet.hello(FleetFixture.hello(joined, labels: ["site": Self.sites.randomElement(using: &rng) ?? "east"]))
             case 0: await fleet.state(DeviceState(device: id, state: .offline))
             case 1: await fleet.state(DeviceState(device: id, state: .online))
             case 2: _ = try await fleet.setSchedulability(id, .cordoned)
@@ -83,7 +88,7 @@ struct FleetPlacementTests {
         #expect(await again.allDesired().map(\.generation) == (await fleet.allDesired()).map(\.generation))
     }
 
-    @Test("losing a device re-publishes only the devices whose replicas changed")
+    @Test("losing a device re-publishes only the devices whose replicas changed; a join places without a full plan")
     func lossTouchesFew() async throws {
         let (fleet, publisher, _) = try await FleetFixture.fleet()
         let ids = (0..<12).map { "gw-\($0)" }
@@ -104,5 +109,14 @@ struct FleetPlacementTests {
         // The lost device (told to stop) and the one that took its replica; nobody else.
         #expect(republished.count == 2, "republished: \(republished)")
         #expect(Set(republished).contains(lost))
+
+        // A device joining takes the replica that had nowhere to go, without a full plan.
+        _ = try await fleet.scale(workload: "w", replicas: 12)
+        #expect(try await fleet.workload("w").unplaced.count == 1)
+        let full = await fleet.summary().placement.fullPlans
+        await fleet.hello(FleetFixture.hello("gw-10-new"))
+        #expect(try await fleet.workload("w").replicas.contains { $0.device == "gw-10-new" })
+        #expect(try await fleet.workload("w").unplaced.isEmpty)
+        #expect(await fleet.summary().placement.fullPlans == full)
     }
 }

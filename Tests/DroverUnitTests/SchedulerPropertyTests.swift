@@ -173,7 +173,7 @@ struct IncrementalSchedulerTests {
         }
     }
 
-    @Test("after device changes, the incremental plan equals a full plan, and its deltas add up")
+    @Test("after a device changes or joins, the incremental plan equals a full plan, and its deltas add up")
     func sameAsFullPlan() async {
         await propertyCheck(count: 300, input: SchedulerPropertyTests.seeds) { seed in
             var input = RandomFleet.make(seed: seed)
@@ -189,19 +189,24 @@ struct IncrementalSchedulerTests {
                 // at once may land elsewhere than one full plan would put them: that is the new start.
                 input.now += Int64.random(in: 0...400_000, using: &rng)
                 for d in input.devices where d.presence == .unreachable {
-                    guard let delta = incremental.update(device: d, now: input.now) else { return }
+                    let delta = incremental.update(device: d, now: input.now)
                     for a in delta.removed { applied[a.id] = nil }
                     for a in delta.added { applied[a.id] = a }
                 }
                 input.current = incremental.plan.assignments
                 #expect(Set(applied.values) == Set(input.current), "seed \(seed) step \(step): the sweep's deltas add up")
                 guard var device = input.devices.randomElement(using: &rng) else { return }
-                Self.change(&device, now: input.now, &rng)
-                input.devices = input.devices.map { $0.id == device.id ? device : $0 }
-                guard let delta = incremental.update(device: device, now: input.now) else {
-                    Issue.record("seed \(seed): a known device was refused")
-                    return
+                if Int.random(in: 0..<4, using: &rng) == 0 {
+                    // A device joins, its id anywhere in the order.
+                    device.id = String(format: "d%03d", Int.random(in: 0...60, using: &rng)) + "-new\(step)"
+                    device.presence = .online
+                    device.schedulability = .normal
+                    input.devices.append(device)
+                } else {
+                    Self.change(&device, now: input.now, &rng)
+                    input.devices = input.devices.map { $0.id == device.id ? device : $0 }
                 }
+                let delta = incremental.update(device: device, now: input.now)
                 // What a controller does with a delta: removals first, then additions.
                 for a in delta.removed { applied[a.id] = nil }
                 for a in delta.added { applied[a.id] = a }
