@@ -74,8 +74,13 @@ let package = Package(
             ]
         ),
 
-        // Prints placement figures for synthetic fleets; run by tools/bench in release mode.
+        // Print placement figures for synthetic fleets; run by tools/bench in release mode.
         .executableTarget(name: "drover-scheduler-bench", dependencies: ["DroverScheduler"]),
+        // The same through the controller's Fleet actor and its SQLite store.
+        .executableTarget(
+            name: "drover-fleet-bench",
+            dependencies: ["DroverController", "DroverCore", "DroverProtocol", "DroverStore", .product(name: "Logging", package: "swift-log")]
+        ),
 
         .testTarget(
             name: "DroverUnitTests",

@@ -1,0 +1,84 @@
+// What placement costs through the controller itself: the Fleet actor with its SQLite store,
+// replica rows and per-device desired state, as device events arrive. A device loss or join
+// goes through the incremental scheduler; a scale change runs a full plan, the baseline in the
+// same run. Run through tools/bench (release build). Prints figures; never fails on a time.
+import DroverController
+import DroverCore
+import DroverProtocol
+import DroverStore
+import Foundation
+import Logging
+
+func millis(_ start: ContinuousClock.Instant) -> Double {
+    let d = (ContinuousClock.now - start).components
+    return Double(d.seconds) * 1000 + Double(d.attoseconds) / 1e15
+}
+
+func hello(_ i: Int) -> Hello {
+    let facts = DeviceFacts(
+        agentVersion: "bench", arch: "amd64", os: "linux", capacity: Resources(cpuMillis: 4000, memoryBytes: 4 << 30),
+        labels: ["site": "site-\(i % 100)", "role": i % 3 == 0 ? "camera" : "gateway"], runtimes: [.exec])
+    return Hello(device: "dev-" + String(String(i + 1_000_000).dropFirst()), facts: facts, bootID: "boot", lastAppliedGeneration: 0)
+}
+
+/// Devices join one by one, 20 workloads totalling `total` replicas are applied, then devices
+/// are lost and join while everything is placed.
+func run(devices n: Int, replicas total: Int) async throws -> String {
+    let dir = NSTemporaryDirectory() + "drover-fleet-bench-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    let fleet = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: logger, unreachableAfter: .seconds(3600))
+
+    var start = ContinuousClock.now
+    for i in 0..<n { await fleet.hello(hello(i)) }
+    let joinAll = millis(start)
+
+    let count = 20
+    start = ContinuousClock.now
+    for k in 0..<count {
+        var w = WorkloadSpec(name: "workload-\(k)", replicas: total / count, resources: Resources(cpuMillis: 100, memoryBytes: 64 << 20), command: ["/bin/true"])
+        if k % 5 == 0 { w.spread = SpreadConstraint(labelKey: "site", maxSkew: 1) }
+        if k % 5 == 1 { w.selector = LabelSelector(matchLabels: ["role": "gateway"]) }
+        w.maxPerDevice = max(1, (total / count + n - 1) / n)
+        w.connectivity.tolerateOfflineSeconds = 0
+        _ = try await fleet.apply(w)
+    }
+    let applyAll = millis(start)
+
+    // Baseline: a scale change runs a full plan (and rewrites nothing else).
+    start = ContinuousClock.now
+    _ = try await fleet.scale(workload: "workload-1", replicas: total / count + 1)
+    let fullPlan = millis(start)
+
+    var losses: [Double] = []
+    var joins: [Double] = []
+    var moved = 0
+    for k in 0..<5 {
+        let lost = hello(k * 97).device
+        let before = try await fleet.device(lost).replicas.count
+        start = ContinuousClock.now
+        await fleet.state(DeviceState(device: lost, state: .offline))
+        losses.append(millis(start))
+        moved += before
+        start = ContinuousClock.now
+        await fleet.hello(hello(n + k))
+        joins.append(millis(start))
+    }
+    let stats = await fleet.summary().placement
+    let f = { (xs: [Double]) in xs.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
+    return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); 20 applies %.1f s; full plan (scale) %.0f ms; ", n, total, n, joinAll / 1000, joinAll / Double(n), applyAll / 1000, fullPlan)
+        + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
+        + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental"
+}
+
+let sizes = CommandLine.arguments.contains("--quick") ? [(1_000, 10_000)] : [(1_000, 10_000), (10_000, 100_000)]
+for (n, r) in sizes {
+    do {
+        print(try await run(devices: n, replicas: r))
+    } catch {
+        print("fleet of \(n) devices failed: \(error)")
+        exit(1)
+    }
+}
