@@ -21,10 +21,9 @@ extension Fleet {
         placementStats.fullPlans += 1
         placementStats.lastFullPlanMillis = Self.millis(since: start)
         let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
-        let touched = record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
-        lastUnplaced = Dictionary(grouping: plan.unplaced, by: \.workload)
+        record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
         // Every device is looked at: one may have been left with a desired state it no longer has.
-        return desiredMessages(for: touched.union(devices.keys).union(desired.keys), into: &batch)
+        return desiredMessages(for: Set(devices.keys).union(desired.keys), into: &batch)
     }
 
     /// Devices changed (presence, schedulability, facts) or joined: re-plans only the
@@ -52,12 +51,12 @@ extension Fleet {
         let stopped = Set(removed.map(\.id)).subtracting(placedIDs)
         var touched = record(placed: added, stopped: stopped, preempted: preempted, into: &batch, now: now)
         touched.formUnion(removed.map(\.device))
-        lastUnplaced = Dictionary(grouping: scheduler.unplaced, by: \.workload)
         return desiredMessages(for: touched, into: &batch)
     }
 
     /// Writes placements and removals to the replica rows; returns the devices whose replica
     /// set changed.
+    @discardableResult
     private func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
         var touched = Set<String>()
         for id in stopped.sorted() {

@@ -120,7 +120,8 @@ extension Fleet {
 
     func view(_ record: WorkloadRecord) -> WorkloadView {
         let rows = replicas.values.filter { $0.workload == record.spec.name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
-        let pending = (lastUnplaced[record.spec.name] ?? []).map {
+        // The scheduler keeps what waits, with its reasons, from its last plan or update.
+        let pending = (scheduler?.unplaced ?? []).filter { $0.workload == record.spec.name }.map {
             PendingReplica(id: $0.id, reasons: $0.reasons)
         }
         return WorkloadView(

@@ -82,7 +82,6 @@ public actor Fleet {
         }
     }
 
-    var lastUnplaced: [String: [Unplaced]] = [:]
     var lastOfflineReplan: Int64 = 0
     /// Latest CPU use per replica (millicores) and when it was reported.
     var replicaCPU: [String: (millis: Int, time: Int64)] = [:]

@@ -6,8 +6,6 @@ public struct PlanDelta: Sendable {
     public var removed: [Assignment]
     /// Those of `removed` that made room for a higher-priority replica.
     public var preempted: [Assignment]
-    /// Replicas of the workloads it re-planned that are still unplaced, with their reasons.
-    public var unplaced: [Unplaced]
 }
 
 /// Placement that keeps its state between plans, so that a change to one device re-plans
@@ -55,6 +53,8 @@ public final class IncrementalScheduler {
         }
         let index = Int(i)
         state.now = now
+        // Preemptions are reported once, by the update that made them.
+        state.preempted.removeAll()
         let before = state.devices[index]
         state.devices[index] = device
         state.refresh(device: index, from: before)
@@ -64,7 +64,6 @@ public final class IncrementalScheduler {
         for p in state.onDevice[index] { state.release(p) }
         state.free[index] = device.capacity
         var removed: [Assignment] = []
-        var preempted: [Assignment] = []
         var affected = Set<Int>()
         for x in here.sorted(by: PlanState.keepOrder) where !state.keep(workload: x.w, assignment: x.a, device: i) {
             removed.append(x.a)
@@ -111,7 +110,6 @@ public final class IncrementalScheduler {
             state.place(workload: w, candidates: known)
             for a in state.preempted[evictedBefore...] {
                 removed.append(a)
-                preempted.append(a)
                 if let victim = state.workloadIndex[a.workload] {
                     pending.insert(victim)
                     state.unplaced.removeAll { $0.workload == a.workload }
@@ -120,7 +118,6 @@ public final class IncrementalScheduler {
         }
         // A slot preempted and reused within this update is listed twice.
         let added = Set(state.journal ?? []).sorted().compactMap { state.placed[Int($0)] }
-        let touched = names.union(removed.map(\.workload))
-        return PlanDelta(added: added, removed: removed, preempted: preempted, unplaced: state.unplaced.filter { touched.contains($0.workload) })
+        return PlanDelta(added: added, removed: removed, preempted: state.preempted)
     }
 }

@@ -22,16 +22,8 @@ extension PlanState {
         for w in hosts.indices where hosts[w].keys.contains(where: { $0 >= index }) {
             hosts[w] = Dictionary(uniqueKeysWithValues: hosts[w].map { (shifted($0.key), $0.value) })
         }
-        for key in Array(domains.keys) {
-            domains[key]?.ofDevice.insert(-1, at: at)
-            guard let value = d.labels[key] else { continue }
-            if let g = domains[key]?.names.sortedIndex(of: value) {
-                domains[key]?.ofDevice[at] = Int32(g)
-            } else {
-                domains[key] = nil
-                ensureDomains(key)
-            }
-        }
+        for key in Array(domains.keys) { domains[key]?.ofDevice.insert(-1, at: at) }
+        indexDomains(of: at)
         return index
     }
 }

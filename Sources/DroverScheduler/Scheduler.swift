@@ -158,9 +158,13 @@ struct PlanState {
         connectivityScore[i] = Self.connectivityScore(d)
         capacityCPU[i] = d.capacity.cpuMillis
         capacityMemory[i] = d.capacity.memoryBytes
-        guard d.labels != old.labels else { return }
+        if d.labels != old.labels { indexDomains(of: i) }
+    }
+
+    /// Puts device `i` in the spread domains of its labels.
+    mutating func indexDomains(of i: Int) {
         for key in Array(domains.keys) {
-            guard let value = d.labels[key] else {
+            guard let value = devices[i].labels[key] else {
                 domains[key]?.ofDevice[i] = -1
                 continue
             }
