@@ -14,3 +14,141 @@ int drover_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path)
 int drover_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// One request at a time, handed to the spawner thread under `lock`.
+struct tied_request {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *output;
+    int deathsig;
+    pid_t result;
+    int error;
+    int pending;
+};
+
+static pthread_mutex_t tied_lock = PTHREAD_MUTEX_INITIALIZER;   // one caller at a time
+static pthread_mutex_t tied_mutex = PTHREAD_MUTEX_INITIALIZER;  // guards `tied_slot`
+static pthread_cond_t tied_cond = PTHREAD_COND_INITIALIZER;
+static struct tied_request *tied_slot;
+static pthread_once_t tied_once = PTHREAD_ONCE_INIT;
+static int tied_thread_error;
+
+static void tied_fail(int report) {
+    int e = errno;
+    (void)!write(report, &e, sizeof e);
+    _exit(127);
+}
+
+// Runs in the forked child: only async-signal-safe calls until exec.
+static void tied_child(struct tied_request *r, pid_t parent, int report) {
+    if (prctl(PR_SET_PDEATHSIG, r->deathsig, 0, 0, 0) != 0) tied_fail(report);
+    // The parent may have died between fork and prctl: then nobody would send the signal.
+    if (getppid() != parent) _exit(127);
+    if (report < 3) {
+        int moved = fcntl(report, F_DUPFD_CLOEXEC, 3);
+        if (moved < 0) _exit(127);
+        report = moved;
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(r->output, O_WRONLY | O_CREAT | O_APPEND, 0640);
+    if (in < 0 || out < 0) tied_fail(report);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) tied_fail(report);
+    // Nothing else is inherited, except the pipe that reports a failed exec (close-on-exec).
+    if (report > 3) syscall(SYS_close_range, 3U, (unsigned)report - 1, 0U);
+    syscall(SYS_close_range, (unsigned)report + 1, ~0U, 0U);
+    execve(r->path, r->argv, r->envp);
+    tied_fail(report);
+}
+
+static void tied_run(struct tied_request *r) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        r->result = -1;
+        r->error = errno;
+        return;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        tied_child(r, parent, pipefd[1]);
+    }
+    close(pipefd[1]);
+    if (pid < 0) {
+        r->result = -1;
+        r->error = errno;
+        close(pipefd[0]);
+        return;
+    }
+    int childerr = 0;
+    ssize_t n;
+    do { n = read(pipefd[0], &childerr, sizeof childerr); } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof childerr) {
+        // exec failed: the child has exited; reap it so no zombie remains.
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        r->result = -1;
+        r->error = childerr;
+        return;
+    }
+    r->result = pid;
+    r->error = 0;
+}
+
+static void *tied_thread(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&tied_mutex);
+    for (;;) {
+        while (tied_slot == NULL || !tied_slot->pending) pthread_cond_wait(&tied_cond, &tied_mutex);
+        tied_run(tied_slot);
+        tied_slot->pending = 0;
+        pthread_cond_broadcast(&tied_cond);
+    }
+    return NULL;
+}
+
+static void tied_start(void) {
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    tied_thread_error = pthread_create(&thread, &attr, tied_thread, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], const char *output, int deathsig) {
+    pthread_once(&tied_once, tied_start);
+    if (tied_thread_error != 0) {
+        errno = tied_thread_error;
+        return -1;
+    }
+    struct tied_request r = {path, argv, envp, output, deathsig, -1, 0, 1};
+    pthread_mutex_lock(&tied_lock);
+    pthread_mutex_lock(&tied_mutex);
+    tied_slot = &r;
+    pthread_cond_broadcast(&tied_cond);
+    while (r.pending) pthread_cond_wait(&tied_cond, &tied_mutex);
+    tied_slot = NULL;
+    pthread_mutex_unlock(&tied_mutex);
+    pthread_mutex_unlock(&tied_lock);
+    if (r.result < 0) errno = r.error;
+    return r.result;
+}

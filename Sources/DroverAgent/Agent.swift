@@ -7,77 +7,83 @@ import Logging
 import ServiceLifecycle
 import CDroverSys
 
-/// The device daemon: connection, supervision, beats and the outbox, as one service.
-public struct Agent: Service {
-    let configuration: AgentConfiguration
-    let logger: Logger
-
-    public init(configuration: AgentConfiguration, logger: Logger) {
-        self.configuration = configuration
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        let config = configuration
+/// The device daemon as a `ServiceGroup` of real services, started in this order and stopped
+/// in reverse: supervision (restart policies, the outbox), the MQTT link, beats and the
+/// systemd watchdog. Before any of them runs, the agent recovers from `agent.db`: after a
+/// reboot its workloads run again whether or not a broker is reachable.
+public enum Agent {
+    public static func serviceGroup(configuration config: AgentConfiguration, logger: Logger) async throws -> ServiceGroup {
         POSIX.makeDirectories(config.dataDir)
         let store: AgentStore
         do {
             store = try AgentStore(path: config.dataDir + "/agent.db")
         } catch {
-            throw AgentError("cannot open \(config.dataDir)/agent.db: \(error)")
+            throw AgentError("cannot open \(config.dataDir)/agent.db: \(error); move it aside to start this device afresh")
         }
         // Orphans of replicas come back to the agent, which reaps them; none stays a zombie.
         _ = drover_set_child_subreaper()
         let reaper = ChildReaper(reapsOrphans: true)
         let supervisor = ReplicaSupervisor(
             deviceID: config.deviceID, store: store, drivers: [ExecDriver(reaper: reaper)], dataDir: config.dataDir,
-            logger: logger, maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)
-        await supervisor.recover()
+            logger: logger, bootID: MachineInfo.bootID(), maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)
+        do {
+            try await supervisor.recover()
+        } catch {
+            throw AgentError("\(config.dataDir)/agent.db: \(error); move it aside to start this device afresh")
+        }
 
-        let offline = WireCodec.encode(DeviceState(device: config.deviceID, state: .offline))
         let client = try MQTTClient(
             MQTTConfiguration(
                 broker: config.broker, clientID: "drover-agent-\(config.deviceID)", username: config.username ?? config.deviceID,
                 password: config.password, keepAliveSeconds: 15, sessionExpirySeconds: 7 * 24 * 3600, cleanStart: false,
-                will: LastWill(topic: Topic.device(config.deviceID, .state), payload: offline, qos: .atLeastOnce, retain: true)))
+                will: LastWill(topic: Topic.device(config.deviceID, .state), payload: AgentLink.offline(config.deviceID), qos: .atLeastOnce, retain: true)))
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, logger: logger)
-        client.start()
-        let notifier = SystemdNotifier()
-        notifier.ready(status: "device \(config.deviceID), broker \(config.broker)")
-        logger.info("agent started", metadata: ["device": "\(config.deviceID)", "broker": "\(config.broker)"])
 
-        await withGracefulShutdownHandler {
+        let services: [any Service] = [
+            PeriodicService(interval: .milliseconds(500)) {
+                await supervisor.tick()
+                // Through a long outage only the newest reports matter: each carries the
+                // whole status of the replicas it names.
+                _ = try? store.trimOutbox(keep: 10_000)
+                await link.flushOutbox()
+            },
+            AgentLinkService(link: link, client: client, notifier: SystemdNotifier(), logger: logger),
+            PeriodicService(interval: config.beatInterval) { await link.sendBeat() },
+            WatchdogService(notifier: SystemdNotifier()),
+        ]
+        var group = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
+            logger: logger)
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        return ServiceGroup(configuration: group)
+    }
+}
+
+/// The MQTT connection as a service: announces the device, applies desired state, answers
+/// commands. A planned stop says `offline` before leaving, so the controller need not wait
+/// for the will; replicas keep running.
+struct AgentLinkService: Service {
+    let link: AgentLink
+    let client: MQTTClient
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    func run() async {
+        client.start()
+        let device = link.deviceID
+        notifier.ready(status: "device \(device), broker \(client.configuration.broker)")
+        logger.info("agent started", metadata: ["device": "\(device)", "broker": "\(client.configuration.broker)"])
+        await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await link.handleEvents() }
                 group.addTask { await link.handleMessages() }
-                group.addTask {
-                    while !Task.isCancelled {
-                        await supervisor.tick()
-                        // Through a long outage only the newest reports matter: each carries
-                        // the whole status of the replicas it names.
-                        _ = try? store.trimOutbox(keep: 10_000)
-                        await link.flushOutbox()
-                        try? await Task.sleep(for: .milliseconds(500))
-                    }
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        await link.sendBeat()
-                        try? await Task.sleep(for: config.beatInterval)
-                    }
-                }
-                group.addTask { await notifier.runWatchdog() }
-                try? await gracefulShutdown()
-                group.cancelAll()
+                await group.waitForAll()
             }
-        } onGracefulShutdown: {
-            notifier.stopping()
         }
-        // A planned stop says so before leaving: the controller need not wait for the will.
-        _ = try? await client.publish(Topic.device(config.deviceID, .state), offline, qos: .atLeastOnce, retain: true)
+        _ = try? await client.publish(Topic.device(device, .state), AgentLink.offline(device), qos: .atLeastOnce, retain: true)
         await client.shutdown()
         logger.info("agent stopped; replicas keep running")
     }

@@ -25,7 +25,12 @@ actor AgentLink {
         self.logger = logger
     }
 
-    var deviceID: String { configuration.deviceID }
+    nonisolated var deviceID: String { configuration.deviceID }
+
+    /// The retained `state` payload of a device that is gone: its will, and its goodbye.
+    static func offline(_ device: String) -> [UInt8] {
+        WireCodec.encode(DeviceState(device: device, state: .offline))
+    }
 
     func facts() -> DeviceFacts {
         let memory = MachineInfo.memory()

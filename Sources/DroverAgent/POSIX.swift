@@ -34,6 +34,29 @@ enum POSIX {
         return Int64(st.st_size)
     }
 
+    /// Copies `source` over `destination` through a fixed 64 KiB buffer.
+    static func copyFile(_ source: String, to destination: String) {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { return }
+        defer { close(input) }
+        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard output >= 0 else { return }
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return }
+            var written = 0
+            while written < n {
+                let w = buffer[written..<n].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+                if w < 0, errno == EINTR { continue }
+                guard w > 0 else { return }
+                written += w
+            }
+        }
+    }
+
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// Fields of /proc/PID/stat after the command name (which may itself hold spaces and

@@ -10,6 +10,11 @@ import Logging
 ///
 /// Everything it decides is written to `agent.db` before it acts, and every phase change is
 /// queued in the outbox, so an agent restart or a broker outage loses nothing.
+///
+/// Actor reentrancy: the only suspension points are the stops in `reconcile`. Before it
+/// suspends, a replica that is being stopped is taken out of `records` and `live` and put in
+/// `stopping`, so no `tick` can see it exit and start it again, and a replica with the same id
+/// is started only once the old process is gone: nothing ever runs untracked.
 public actor ReplicaSupervisor {
     struct Live {
         var process: RuntimeProcess?
@@ -25,42 +30,30 @@ public actor ReplicaSupervisor {
     let logger: Logger
     let maxLogBytes: Int64
     let stopGrace: Duration
-    private(set) var generation: Generation = 0
-    private var desired: [String: ReplicaSpec] = [:]
-    private var records: [String: ReplicaRecord] = [:]
-    private var live: [String: Live] = [:]
+    /// This boot of the machine: a pid recorded under another boot id is never adopted.
+    let bootID: String
+    var generation: Generation = 0
+    var desired: [String: ReplicaSpec] = [:]
+    var records: [String: ReplicaRecord] = [:]
+    var live: [String: Live] = [:]
+    /// Replicas whose process is being stopped, by id: tracked until it is gone.
+    var stopping: [String: RuntimeProcess] = [:]
 
-    public init(deviceID: String, store: AgentStore, drivers: [any RuntimeDriver], dataDir: String, logger: Logger, maxLogBytes: Int64 = 1 << 20, stopGrace: Duration = .seconds(5)) {
+    public init(
+        deviceID: String, store: AgentStore, drivers: [any RuntimeDriver], dataDir: String, logger: Logger, bootID: String,
+        maxLogBytes: Int64 = 1 << 20, stopGrace: Duration = .seconds(5)
+    ) {
         self.deviceID = deviceID
         self.store = store
         self.drivers = Dictionary(drivers.map { ($0.kind, $0) }, uniquingKeysWith: { a, _ in a })
         self.replicasDir = dataDir + "/replicas"
         self.logger = logger
+        self.bootID = bootID
         self.maxLogBytes = maxLogBytes
         self.stopGrace = stopGrace
     }
 
     public var appliedGeneration: Generation { generation }
-
-    /// Loads what the agent knew before it stopped and adopts replicas that are still running
-    /// instead of starting them again.
-    public func recover() async {
-        if let saved = try? store.loadDesired(), let message = decodeDesired(saved.payload) {
-            generation = saved.generation
-            desired = Dictionary(message.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        }
-        for record in (try? store.loadReplicas()) ?? [] {
-            records[record.spec.id] = record
-            var state = Live()
-            if let pid = record.pid, record.phase == .running, POSIX.isAlive(pid: pid, startTicks: record.startTicks) {
-                state.process = RuntimeProcess(pid: pid, startTicks: record.startTicks)
-                state.startedAt = .now
-                logger.info("adopted running replica", metadata: ["replica": "\(record.spec.id)", "pid": "\(pid)"])
-            }
-            live[record.spec.id] = state
-        }
-        await reconcile()
-    }
 
     /// Takes a new desired state. An older or equal generation is ignored: a stale message
     /// must not resurrect anything. Returns whether it was applied.
@@ -83,24 +76,36 @@ public actor ReplicaSupervisor {
     /// Brings the running set in line with the desired set: stop what is gone or changed,
     /// start what is missing.
     func reconcile() async {
-        var changed: [ReplicaStatus] = []
         let obsolete = records.filter { id, record in desired[id]?.revisionKey != record.spec.revisionKey }
-        // Stopped side by side: each may take its whole grace period.
-        await withTaskGroup(of: Void.self) { group in
-            for id in obsolete.keys { group.addTask { await self.stopReplica(id) } }
-        }
+        // Taken out of the books before the first suspension point (see the type's comment).
+        var stops: [(id: String, process: RuntimeProcess, driver: any RuntimeDriver)] = []
+        var stopped: [ReplicaStatus] = []
         for (id, record) in obsolete.sorted(by: { $0.key < $1.key }) {
-            changed.append(status(of: record, phase: .stopped))
+            if let process = live[id]?.process, let driver = drivers[record.spec.runtime] {
+                stopping[id] = process
+                stops.append((id, process, driver))
+            }
+            stopped.append(status(of: record, phase: .stopped))
             records[id] = nil
             live[id] = nil
-            try? store.deleteReplica(id: id)
+            do { try store.deleteReplica(id: id) } catch { logger.error("cannot delete replica record", metadata: ["replica": "\(id)", "error": "\(error)"]) }
         }
         for (id, spec) in desired.sorted(by: { $0.key < $1.key }) where records[id] == nil {
-            records[id] = ReplicaRecord(spec: spec, phase: .pending)
+            records[id] = ReplicaRecord(spec: spec, phase: .pending, bootID: bootID)
             live[id] = Live(nextStart: .now)
         }
-        changed += startDue()
-        queue(changed)
+        queue(startDue())
+        guard !stops.isEmpty else { return }
+        // Stopped side by side: each may take its whole grace period.
+        let grace = stopGrace
+        await withTaskGroup(of: Void.self) { group in
+            for stop in stops { group.addTask { await stop.driver.stop(stop.process, grace: grace) } }
+        }
+        for stop in stops {
+            stopping[stop.id] = nil
+            logger.info("stopped replica", metadata: ["replica": "\(stop.id)", "pid": "\(stop.process.pid)"])
+        }
+        queue(stopped + startDue())
     }
 
     /// One supervision pass: notice exits, apply restart policies, start what is due, cap logs.
@@ -117,8 +122,7 @@ public actor ReplicaSupervisor {
             let ranLong = state.startedAt.map { ContinuousClock.now - $0 > .seconds(10) } ?? false
             state.failures = ranLong ? 0 : state.failures + 1
             let failed = exit.map { $0.code != 0 } ?? true
-            let restart = record.spec.restartPolicy == .always || (record.spec.restartPolicy == .onFailure && failed)
-            if restart {
+            if record.spec.restartPolicy.restarts(failed: failed) {
                 let delay = Self.restartDelay(failures: state.failures)
                 state.nextStart = .now + delay
                 record.phase = .restarting
@@ -129,7 +133,7 @@ public actor ReplicaSupervisor {
             }
             records[id] = record
             live[id] = state
-            try? store.saveReplica(record)
+            save(record)
             changed.append(status(of: record, phase: record.phase))
         }
         changed += startDue()
@@ -141,10 +145,10 @@ public actor ReplicaSupervisor {
         .seconds(min(30, 1 << min(max(failures - 1, 0), 5)))
     }
 
-    private func startDue() -> [ReplicaStatus] {
+    func startDue() -> [ReplicaStatus] {
         var changed: [ReplicaStatus] = []
         let now = ContinuousClock.now
-        for (id, var record) in records.sorted(by: { $0.key < $1.key }) {
+        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where stopping[id] == nil {
             guard var state = live[id], state.process == nil, let due = state.nextStart, due <= now else { continue }
             let wasRestart = record.phase == .restarting
             state.nextStart = nil
@@ -160,8 +164,9 @@ public actor ReplicaSupervisor {
                 record.phase = .running
                 record.pid = process.pid
                 record.startTicks = process.startTicks
+                record.bootID = bootID
                 record.message = nil
-                if wasRestart { record.restarts += 1 }
+                if wasRestart { record.restarts = min(record.restarts, Int.max - 1) + 1 }
                 logger.info("started replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
             } catch {
                 record.phase = .failed
@@ -170,40 +175,37 @@ public actor ReplicaSupervisor {
             }
             records[id] = record
             live[id] = state
-            try? store.saveReplica(record)
+            save(record)
             changed.append(status(of: record, phase: record.phase))
         }
         return changed
     }
 
-    private func stopReplica(_ id: String) async {
-        guard let record = records[id], let process = live[id]?.process, let driver = drivers[record.spec.runtime] else { return }
-        await driver.stop(process, grace: stopGrace)
-        logger.info("stopped replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
+    func save(_ record: ReplicaRecord) {
+        do {
+            try store.saveReplica(record)
+        } catch {
+            logger.error("cannot save replica record", metadata: ["replica": "\(record.spec.id)", "error": "\(error)"])
+        }
     }
 
-    /// Keeps a replica's log under `maxLogBytes`: the older half moves to `output.log.1`, then
-    /// the file is truncated (the replica appends, so it goes on writing at the new end).
+    /// Keeps a replica's log under `maxLogBytes`: the file is copied to `output.log.1` in
+    /// small chunks (never whole into memory), then truncated; the replica appends, so it
+    /// goes on writing at the new end.
     private func capLog(_ id: String) {
         let path = replicasDir + "/" + id + "/output.log"
         guard let size = POSIX.fileSize(path), size > maxLogBytes else { return }
-        if let text = POSIX.readFile(path, limit: Int(size)) {
-            let fd = open(path + ".1", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-            if fd >= 0 {
-                _ = text.utf8.withContiguousStorageIfAvailable { write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-            }
-        }
+        POSIX.copyFile(path, to: path + ".1")
         truncate(path, 0)
     }
 
-    private func status(of record: ReplicaRecord, phase: ReplicaPhase) -> ReplicaStatus {
+    func status(of record: ReplicaRecord, phase: ReplicaPhase) -> ReplicaStatus {
         ReplicaStatus(
             id: record.spec.id, workload: record.spec.workload, phase: phase, generation: generation, pid: record.pid,
             exitCode: record.exitCode, restarts: record.restarts, message: record.message, time: epochMillis())
     }
 
-    private func queue(_ statuses: [ReplicaStatus]) {
+    func queue(_ statuses: [ReplicaStatus]) {
         guard !statuses.isEmpty else { return }
         do {
             _ = try store.enqueue(WireCodec.encodeText(statuses))
@@ -224,8 +226,16 @@ public actor ReplicaSupervisor {
         return groups
     }
 
+    /// Every replica process the supervisor tracks, running or being stopped (for tests and
+    /// for the agent's own accounting).
+    public func trackedPIDs() -> Set<Int32> {
+        Set(live.values.compactMap { $0.process?.pid }).union(stopping.values.map(\.pid))
+    }
+}
 
-    private func decodeDesired(_ payload: String) -> Desired? {
-        try? WireCodec.decode(Desired.self, from: Array(payload.utf8), topicDevice: deviceID)
+extension RestartPolicy {
+    /// Whether a replica that ended (`failed`: non-zero or unknown exit) is started again.
+    func restarts(failed: Bool) -> Bool {
+        self == .always || (self == .onFailure && failed)
     }
 }

@@ -17,8 +17,14 @@ public struct ReplicaRecord: Hashable, Sendable, Codable {
     public var exitCode: Int32?
     public var restarts: Int
     public var message: String?
+    /// The machine's boot id when the process was started: after a reboot a recorded pid
+    /// names some other process, whatever its start time.
+    public var bootID: String?
 
-    public init(spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil) {
+    public init(
+        spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0,
+        message: String? = nil, bootID: String? = nil
+    ) {
         self.spec = spec
         self.phase = phase
         self.pid = pid
@@ -26,6 +32,7 @@ public struct ReplicaRecord: Hashable, Sendable, Codable {
         self.exitCode = exitCode
         self.restarts = restarts
         self.message = message
+        self.bootID = bootID
     }
 }
 
@@ -51,6 +58,9 @@ public final class AgentStore: Sendable {
 
     public init(path: String) throws(SQLiteError) {
         let database = try SQLiteDatabase(path: path)
+        // A damaged file must be noticed here, not taken for an empty one.
+        let check = try database.query("PRAGMA quick_check").first?.first?.text ?? "no answer"
+        guard check == "ok" else { throw SQLiteError(code: 11, message: "integrity check failed: \(check)", sql: "PRAGMA quick_check") }
         try database.migrate(Self.migrations)
         db = Mutex(database)
     }
@@ -100,9 +110,17 @@ public final class AgentStore: Sendable {
         try withDB { db throws(SQLiteError) in try db.execute("DELETE FROM replicas WHERE id = ?", [.text(id)]) }
     }
 
+    /// Every replica record; one that cannot be read is an error, not a replica forgotten.
     public func loadReplicas() throws(SQLiteError) -> [ReplicaRecord] {
-        let rows = try withDB { db throws(SQLiteError) in try db.query("SELECT record FROM replicas ORDER BY id") }
-        return rows.compactMap { $0.first?.text }.compactMap { decodeJSON(ReplicaRecord.self, $0) }
+        let rows = try withDB { db throws(SQLiteError) in try db.query("SELECT id, record FROM replicas ORDER BY id") }
+        var records: [ReplicaRecord] = []
+        for row in rows {
+            guard let text = row.count == 2 ? row[1].text : nil, let record = decodeJSON(ReplicaRecord.self, text) else {
+                throw SQLiteError(code: 11, message: "replica record \(row.first?.text ?? "?") is unreadable", sql: "SELECT record FROM replicas")
+            }
+            records.append(record)
+        }
+        return records
     }
 
     // MARK: outbox

@@ -1,16 +1,19 @@
 import DroverPOSIX
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// The embedded default: a mosquitto bound to 127.0.0.1 that the controller starts from a
-/// generated config in its data directory, restarts if it dies, and stops on shutdown.
-public final class BrokerSupervisor: @unchecked Sendable {
+/// generated config in its data directory, restarts if it dies, and stops on shutdown; it
+/// dies with the controller (parent-death signal).
+public final class BrokerSupervisor: Service, @unchecked Sendable {
     public let dataDir: String
     public let port: Int
     let logger: Logger
     private let lock = NSLock()
     private var child: pid_t?
-    private var stopping = false
+    /// When a stop was asked for; nil while the broker should run.
+    private var stopAsked: ContinuousClock.Instant?
 
     /// Keeps the port of an earlier run (agents are configured with it); picks a free one the first time.
     public init(dataDir: String, logger: Logger) throws {
@@ -61,27 +64,53 @@ public final class BrokerSupervisor: @unchecked Sendable {
         return path
     }
 
-    /// Starts mosquitto and keeps it running until `stop()`.
+    /// Starts mosquitto and keeps it running until graceful shutdown. mosquitto dying over
+    /// and over at start (a port taken, a broken config) is a failure of the controller: it
+    /// stops with that error rather than run without a broker.
     public func run() async throws {
         guard let binary = Self.mosquittoPath() else {
             throw ControllerError("mosquitto not found; install it (tools/setup) or pass --broker mqtt://HOST:PORT")
         }
+        await stopLeftover()
         let config = try writeConfig()
+        try await withGracefulShutdownHandler {
+            try await supervise(binary: binary, config: config)
+        } onGracefulShutdown: {
+            self.requestStop()
+        }
+    }
+
+    private func supervise(binary: String, config: String) async throws {
         var backoff = 0.5
+        var quickExits = 0
         while !isStopping {
-            let started = Date()
+            let started = ContinuousClock.now
             let pid = try spawn(binary, ["-c", config])
             lock.withLock { child = pid }
             logger.info("broker started", metadata: ["pid": "\(pid)", "url": "\(url)"])
-            var status: Int32 = 0
-            // Polled rather than blocking in waitpid, so that no thread of the pool is held.
-            while waitpid(pid, &status, WNOHANG) == 0 { try? await Task.sleep(for: .milliseconds(100)) }
+            let status = await waitForExit(pid)
             lock.withLock { child = nil }
             if isStopping { break }
-            backoff = Date().timeIntervalSince(started) > 30 ? 0.5 : min(backoff * 2, 10)
+            let ranLong = ContinuousClock.now - started > .seconds(10)
+            quickExits = ranLong ? 0 : quickExits + 1
+            guard quickExits < 5 else {
+                throw ControllerError("mosquitto exited \(quickExits) times in a row within 10 s of starting (last wait status \(status)); see \(dataDir)/mosquitto.log and \(dataDir)/mosquitto.stderr")
+            }
+            backoff = ranLong ? 0.5 : min(backoff * 2, 10)
             logger.error("broker exited; restarting", metadata: ["status": "\(status)", "after": "\(backoff)s"])
             try? await Task.sleep(for: .milliseconds(Int(backoff * 1000)))
         }
+    }
+
+    /// Polled rather than blocking in waitpid, so that no thread of the pool is held. Once a
+    /// stop was asked for, mosquitto gets 5 s after SIGTERM before SIGKILL.
+    private func waitForExit(_ pid: pid_t) async -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if let asked = lock.withLock({ stopAsked }), ContinuousClock.now - asked > .seconds(5) { kill(pid, SIGKILL) }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return status
     }
 
     private func spawn(_ binary: String, _ arguments: [String]) throws -> pid_t {
@@ -91,28 +120,42 @@ public final class BrokerSupervisor: @unchecked Sendable {
         var spawn = Spawn(executable: binary, arguments: arguments, environment: Spawn.currentEnvironment.filter { !hidden.contains($0.key) })
         spawn.outputPath = dataDir + "/mosquitto.stderr"
         do {
-            return try spawn.run()
+            // The broker lives and dies with the controller: a crashed controller must not
+            // leave a broker behind that the next start would collide with.
+            return try spawn.runTied(deathSignal: SIGTERM)
         } catch {
             throw ControllerError(error.description)
         }
     }
 
-    var isStopping: Bool { lock.withLock { stopping } }
-
-    /// Stops mosquitto (SIGTERM, then SIGKILL after 5 s) and waits until it has exited.
-    public func stop() async {
-        let pid = lock.withLock { () -> pid_t? in
-            stopping = true
-            return child
-        }
-        guard let pid else { return }
+    /// A broker of an earlier run of this data directory (a controller killed before the
+    /// parent-death signal existed, or a copy started by hand) holds the port: stop it.
+    /// Only a mosquitto started from this directory's config is touched.
+    func stopLeftover() async {
+        let pidFile = dataDir + "/mosquitto.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+            let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+            cmdline.split(separator: "\0").contains(where: { $0 == dataDir + "/mosquitto.conf" })
+        else { return }
+        logger.warning("stopping a broker left over from an earlier run", metadata: ["pid": "\(pid)"])
         kill(pid, SIGTERM)
-        for _ in 0..<100 {
-            if lock.withLock({ child }) == nil { return }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline, FileManager.default.fileExists(atPath: "/proc/\(pid)/cmdline") {
+            if let state = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), state.contains(") Z") { break }
             try? await Task.sleep(for: .milliseconds(50))
         }
         kill(pid, SIGKILL)
-        while lock.withLock({ child }) != nil { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+
+    var isStopping: Bool { lock.withLock { stopAsked != nil } }
+
+    /// Asks mosquitto to stop (SIGTERM; `waitForExit` escalates); `run` returns once it exited.
+    func requestStop() {
+        let pid = lock.withLock { () -> pid_t? in
+            if stopAsked == nil { stopAsked = .now }
+            return child
+        }
+        if let pid { kill(pid, SIGTERM) }
     }
 }
 

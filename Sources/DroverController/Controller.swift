@@ -34,19 +34,13 @@ public struct ControllerConfiguration: Sendable {
     public static let version = "0.1.0"
 }
 
-/// The control plane as one service: broker supervision, MQTT ingest, presence checks and
-/// the REST API, stopped in reverse order on SIGTERM/SIGINT.
-public struct Controller: Service {
-    let configuration: ControllerConfiguration
-    let logger: Logger
-
-    public init(configuration: ControllerConfiguration, logger: Logger) {
-        self.configuration = configuration
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        let config = configuration
+/// The control plane as a `ServiceGroup` of real services, started in this order and stopped
+/// in reverse on SIGTERM/SIGINT: the managed broker (when there is no `--broker`), the MQTT
+/// link with its ingest, the presence and autoscaling loop, the systemd watchdog and the
+/// REST API. Any of them failing stops the whole controller with its error (non-zero exit),
+/// so that systemd restarts it instead of it running on without, say, its broker.
+public enum Controller {
+    public static func serviceGroup(configuration config: ControllerConfiguration, logger: Logger) throws -> ServiceGroup {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         let store = try SQLiteFleetStore(path: config.dataDir + "/controller.db")
         let fleet = try Fleet(store: store, logger: logger, unreachableAfter: config.unreachableAfter)
@@ -60,50 +54,61 @@ public struct Controller: Service {
                 will: LastWill(topic: Topic.controllerState, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true),
                 backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))))
         let ingest = Ingest(client: client, fleet: fleet, logger: logger)
-        await fleet.setPublisher(ingest)
 
         let info = ControllerInfo(version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil)
         let notifier = SystemdNotifier()
         let app = Application(
             router: API.router(fleet: fleet, info: info, brokerConnected: { client.isConnected }),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "drover-controller"),
-            onServerRunning: { _ in notifier.ready(status: "API on \(config.listenHost):\(config.listenPort), broker \(brokerURL)") },
+            onServerRunning: { _ in
+                notifier.ready(status: "API on \(config.listenHost):\(config.listenPort), broker \(brokerURL)")
+                logger.info("controller started", metadata: ["api": "\(config.listenHost):\(config.listenPort)", "broker": "\(brokerURL)"])
+            },
             logger: logger)
 
-        await withThrowingTaskGroup(of: Void.self) { group in
-            if let broker {
-                group.addTask { try await broker.run() }
-            }
-            client.start()
-            group.addTask { await ingest.handleEvents() }
-            group.addTask { await ingest.handleMessages() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: config.presenceCheckInterval)
-                    await fleet.checkPresence(now: Fleet.nowMillis())
-                    await fleet.autoscale(now: Fleet.nowMillis())
+        var services: [any Service] = broker.map { [$0] } ?? []
+        services += [
+            ControllerLink(client: client, ingest: ingest, fleet: fleet, pingInterval: config.pingInterval),
+            PeriodicService(interval: config.presenceCheckInterval) {
+                await fleet.checkPresence(now: Fleet.nowMillis())
+                await fleet.autoscale(now: Fleet.nowMillis())
+            },
+            WatchdogService(notifier: notifier),
+            app,
+        ]
+        var group = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
+            logger: logger)
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        return ServiceGroup(configuration: group)
+    }
+}
+
+/// The controller's MQTT side as a service: ingest of what devices send, republishing after
+/// every (re)connect, and round-trip pings. On shutdown it says `offline` before leaving.
+struct ControllerLink: Service {
+    let client: MQTTClient
+    let ingest: Ingest
+    let fleet: Fleet
+    let pingInterval: Duration
+
+    func run() async {
+        await fleet.setPublisher(ingest)
+        client.start()
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await ingest.handleEvents() }
+                group.addTask { await ingest.handleMessages() }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: pingInterval)
+                        await ingest.pingAll()
+                    }
                 }
+                await group.waitForAll()
             }
-            group.addTask { await notifier.runWatchdog() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: config.pingInterval)
-                    await ingest.pingAll()
-                }
-            }
-            group.addTask { try await app.run() }
-            logger.info("controller started", metadata: ["api": "\(config.listenHost):\(config.listenPort)", "broker": "\(brokerURL)"])
-            do {
-                try await gracefulShutdown()
-            } catch {
-                // Cancelled: shut down all the same.
-            }
-            notifier.stopping()
-            _ = try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
-            await client.shutdown()
-            await broker?.stop()
-            group.cancelAll()
         }
-        logger.info("controller stopped")
+        _ = try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
+        await client.shutdown()
     }
 }

@@ -109,18 +109,28 @@ extension Fleet {
         try? commit(batch)
     }
 
-    /// Marks devices whose beats stopped as unreachable.
+    /// Marks devices whose beats stopped as unreachable. Nobody is judged while the
+    /// controller itself cannot hear the fleet, nor within `unreachableAfter` of it regaining
+    /// sight, and the controller's blind time never counts as a device's silence.
     public func checkPresence(now: Int64) async {
         let bound = Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
         var batch = StoreBatch()
+        markAlive(now: now, into: &batch)
+        guard !sight.isBlind else {
+            try? commit(batch)
+            return
+        }
         var changed: [String] = []
-        // Runs every second: filter before sorting, so a large quiet fleet costs one pass.
-        for (id, var d) in devices.filter({ $0.value.presence == .online && now - $0.value.lastSeen > bound }).sorted(by: { $0.key < $1.key }) {
-            d.setPresence(.unreachable, at: now)
-            devices[id] = d
-            batch.devices.append(d)
-            changed.append(id)
-            event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
+        if now - sight.since > bound {
+            // Runs every second: filter before sorting, so a large quiet fleet costs one pass.
+            let silent = devices.filter { $0.value.presence == .online && now - sight.effectiveLastSeen($0.value.lastSeen, now: now) > bound }
+            for (id, var d) in silent.sorted(by: { $0.key < $1.key }) {
+                d.setPresence(.unreachable, at: now)
+                devices[id] = d
+                batch.devices.append(d)
+                changed.append(id)
+                event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
+            }
         }
         // Replicas on a device that stays unreachable move once their workload's
         // tolerateOffline has passed; look for that every 10 s on each such device.
@@ -129,7 +139,10 @@ extension Fleet {
             changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
         }
         let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
-        guard !changed.isEmpty || reconcile else { return }
+        guard !changed.isEmpty || reconcile else {
+            try? commit(batch)
+            return
+        }
         // (A reconciliation is due: this runs a full plan.)
         let messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
         try? commit(batch)

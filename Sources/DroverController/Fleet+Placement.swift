@@ -114,7 +114,7 @@ extension Fleet {
             id: d.id, labels: d.facts.labels, arch: d.facts.arch, capacity: d.facts.capacity, runtimes: Set(d.facts.runtimes),
             presence: d.presence, schedulability: Schedulability(rawValue: d.schedulability) ?? .normal,
             connectivity: ConnectivityRecord(
-                linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: d.lastSeen, rttMillis: d.rttMillis))
+                linkClass: d.facts.link ?? .wired, uptimeRatio: d.uptimeRatio(at: now), flaps: d.flaps, lastSeen: sight.effectiveLastSeen(d.lastSeen, now: now), rttMillis: d.rttMillis))
     }
 
     /// Devices, the given workloads and the replicas as they stand, for the scheduler.

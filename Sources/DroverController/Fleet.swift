@@ -32,6 +32,9 @@ public actor Fleet {
     var lastFullPlan: Int64 = 0
     var placementStats = PlacementStats()
     var drops = DropLedger()
+    /// When the controller could not hear the fleet (see `Sight`).
+    var sight: Sight
+    var lastAliveWritten: Int64 = 0
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
         self.store = store
@@ -40,6 +43,7 @@ public actor Fleet {
         let snapshot = try store.load()
         (devices, workloads, replicas, desired) = Self.index(snapshot)
         replicasOn = Self.byDevice(replicas)
+        sight = Sight(lastAlive: snapshot.meta[Self.lastAliveKey].flatMap { Int64($0) }, now: Self.nowMillis())
     }
 
     static func byDevice(_ replicas: [String: ReplicaRow]) -> [String: Set<String>] {

@@ -29,10 +29,12 @@ public final class Ingest: DesiredPublisher {
     func handleEvents() async {
         for await event in client.events {
             guard case .connected = event else {
-                logger.warning("broker connection lost")
+                logger.warning("broker connection lost; no device is judged until it is back")
+                await fleet.sightLost(now: Fleet.nowMillis())
                 continue
             }
             logger.info("connected to broker")
+            await fleet.sightRestored(now: Fleet.nowMillis())
             _ = try? await client.publish(Topic.controllerState, Array("online".utf8), qos: .atLeastOnce, retain: true)
             for desired in await fleet.allDesired() { await publish(desired) }
         }

@@ -25,6 +25,19 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
         self.runtimes = runtimes
         self.link = link
     }
+
+    /// Runtimes this build does not know (a newer agent's `podman`) are left out rather than
+    /// refusing the whole device: it can still run what this controller can place.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        agentVersion = try c.decode(String.self, forKey: .agentVersion)
+        arch = try c.decode(String.self, forKey: .arch)
+        os = try c.decode(String.self, forKey: .os)
+        capacity = try c.decode(Resources.self, forKey: .capacity)
+        labels = try c.decode([String: String].self, forKey: .labels)
+        runtimes = try c.decode([String].self, forKey: .runtimes).compactMap(RuntimeKind.init(rawValue:))
+        link = try c.decodeIfPresent(LinkClass.self, forKey: .link)
+    }
 }
 
 /// The lifecycle phase of one replica as its agent sees it.

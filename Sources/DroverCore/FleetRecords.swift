@@ -76,9 +76,10 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
     /// Fraction of the time since joining that the device was online, 0...1.
     public func uptimeRatio(at now: Int64) -> Double {
         let span = max(0, now - presenceSince)
-        let online = onlineMillis + (presence == .online ? span : 0)
-        let total = onlineMillis + offlineMillis + span
-        return total <= 0 ? 1 : Double(online) / Double(total)
+        let online = Double(onlineMillis) + (presence == .online ? Double(span) : 0)
+        let total = Double(onlineMillis) + Double(offlineMillis) + Double(span)
+        guard total > 0 else { return 1 }
+        return min(1, max(0, online / total))
     }
 }
 

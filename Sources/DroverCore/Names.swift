@@ -2,8 +2,14 @@
 public enum Names {
     /// Device ids double as MQTT usernames and topic levels, so they must not contain
     /// `/`, `+` or `#` and must stay short.
+    /// `.` and `..` are refused: ids also name directories.
     public static func isValidDeviceID(_ id: String) -> Bool {
-        isValid(id, maxLength: 64, extra: "._-")
+        isValid(id, maxLength: 64, extra: "._-") && id != "." && id != ".."
+    }
+
+    /// `<workload>-<ordinal>` or `<workload>-<device>`: at most 128 characters, never `.` or `..`.
+    public static func isValidReplicaID(_ id: String) -> Bool {
+        isValid(id, maxLength: 128, extra: "._-") && id != "." && id != ".."
     }
 
     /// Workload names appear in replica ids, file names and URL paths: lowercase DNS labels.

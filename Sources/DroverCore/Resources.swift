@@ -81,8 +81,11 @@ public enum Quantity {
         let units: [(String, Int64)] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)]
         guard let (unit, scale) = units.first(where: { bytes >= $0.1 }) else { return String(bytes) }
         if bytes % scale == 0 { return "\(bytes / scale)\(unit)" }
-        let tenths = (bytes * 10 + scale / 2) / scale
-        return "\(tenths / 10).\(tenths % 10)\(unit)"
+        // Whole units and rounded tenths computed apart: `bytes * 10` would overflow near Int64.max.
+        var whole = bytes / scale
+        var tenth = ((bytes % scale) * 10 + scale / 2) / scale
+        if tenth == 10 { (whole, tenth) = (whole + 1, 0) }
+        return "\(whole).\(tenth)\(unit)"
     }
 }
 

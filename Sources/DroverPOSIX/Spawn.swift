@@ -37,43 +37,61 @@ public struct Spawn: Sendable {
     }
 
     public func run() throws(Failure) -> pid_t {
+        // Every setup call is checked: a half-configured child (stdout nowhere, the
+        // parent's signal mask) is worse than no child.
+        func check(_ rc: Int32) throws(Failure) {
+            guard rc == 0 else { throw Failure(executable: executable, code: rc) }
+        }
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
+        try check(posix_spawn_file_actions_init(&actions))
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o640)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        drover_spawn_addclosefrom(&actions, 3)
-        if let directory { drover_spawn_addchdir(&actions, directory) }
+        try check(posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0))
+        try check(posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o640))
+        try check(posix_spawn_file_actions_adddup2(&actions, 1, 2))
+        try check(drover_spawn_addclosefrom(&actions, 3))
+        if let directory { try check(drover_spawn_addchdir(&actions, directory)) }
 
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
+        try check(posix_spawnattr_init(&attributes))
         defer { posix_spawnattr_destroy(&attributes) }
         var all = sigset_t()
         sigfillset(&all)
         var none = sigset_t()
         sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setsigmask(&attributes, &none)
+        try check(posix_spawnattr_setsigdefault(&attributes, &all))
+        try check(posix_spawnattr_setsigmask(&attributes, &none))
         var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
         if newProcessGroup {
-            posix_spawnattr_setpgroup(&attributes, 0)
+            try check(posix_spawnattr_setpgroup(&attributes, 0))
             flags |= POSIX_SPAWN_SETPGROUP
         }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
+        try check(posix_spawnattr_setflags(&attributes, Int16(flags)))
 
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
+        let (argv, envp) = cArrays()
+        defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
         let rc = searchPath
             ? posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
             : posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw Failure(executable: executable, code: rc) }
         return pid
+    }
+
+    /// Like `run()`, for a helper that must not outlive this process (the managed broker):
+    /// the child receives `deathSignal` when this process dies, however it dies, even by
+    /// SIGKILL. `directory`, `newProcessGroup` and `searchPath` do not apply.
+    public func runTied(deathSignal: Int32) throws(Failure) -> pid_t {
+        let (argv, envp) = cArrays()
+        defer { (argv + envp).forEach { free($0) } }
+        let pid = drover_spawn_tied(executable, argv, envp, outputPath, deathSignal)
+        guard pid > 0 else { throw Failure(executable: executable, code: errno) }
+        return pid
+    }
+
+    /// argv and envp as NULL-terminated C arrays; the caller frees every element.
+    private func cArrays() -> (argv: [UnsafeMutablePointer<CChar>?], envp: [UnsafeMutablePointer<CChar>?]) {
+        (([executable] + arguments).map { strdup($0) } + [nil],
+         environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil])
     }
 
     /// This process's environment, for a child that should inherit it.

@@ -33,14 +33,16 @@ public struct Hello: DeviceMessage, Hashable {
     }
 
     public func validate() -> [FieldError] {
-        var errors: [FieldError] = []
-        if facts.capacity.cpuMillis < 0 { errors.append(.init(path: "facts.capacity.cpuMillis", reason: "must not be negative")) }
-        if facts.capacity.memoryBytes < 0 { errors.append(.init(path: "facts.capacity.memoryBytes", reason: "must not be negative")) }
-        if lastAppliedGeneration < 0 { errors.append(.init(path: "lastAppliedGeneration", reason: "must not be negative")) }
-        for key in facts.labels.keys where !Names.isValidLabelKey(key) {
-            errors.append(.init(path: "facts.labels.\(key)", reason: "is not a valid label key"))
-        }
-        return errors
+        var check = FieldChecker()
+        check.text("facts.agentVersion", facts.agentVersion, max: WireLimits.maxShortText)
+        check.text("facts.arch", facts.arch, max: WireLimits.maxShortText, empty: false)
+        check.text("facts.os", facts.os, max: WireLimits.maxOSText)
+        check.resources("facts.capacity", facts.capacity)
+        check.labels("facts.labels", facts.labels)
+        check.count("facts.runtimes", facts.runtimes.count, max: WireLimits.maxRuntimes)
+        check.text("bootID", bootID, max: WireLimits.maxShortText)
+        check.range("lastAppliedGeneration", lastAppliedGeneration, 0...WireLimits.maxCounter)
+        return check.errors
     }
 }
 
@@ -77,10 +79,27 @@ public struct Beat: DeviceMessage, Hashable {
     }
 
     public func validate() -> [FieldError] {
-        guard usage.cpuPercent.isFinite, usage.cpuPercent >= 0 else {
-            return [.init(path: "usage.cpuPercent", reason: "must be a finite number >= 0")]
+        var check = FieldChecker()
+        check.range("time", time, WireLimits.timeRange)
+        // NaN fails every comparison, so it is out of range too.
+        check.require(usage.cpuPercent.isFinite && WireLimits.cpuPercentRange.contains(usage.cpuPercent), "usage.cpuPercent", "must be a number between 0 and 100")
+        check.range("usage.memoryUsedBytes", usage.memoryUsedBytes, 0...WireLimits.maxMemoryBytes)
+        check.range("usage.memoryTotalBytes", usage.memoryTotalBytes, 0...WireLimits.maxMemoryBytes)
+        check.range("usage.diskUsedBytes", usage.diskUsedBytes, 0...WireLimits.maxStorageBytes)
+        check.range("usage.diskTotalBytes", usage.diskTotalBytes, 0...WireLimits.maxStorageBytes)
+        check.count("phases", phases.count, max: ReplicaPhase.allCases.count)
+        for (phase, count) in phases.sorted(by: { $0.key < $1.key }).prefix(ReplicaPhase.allCases.count) {
+            check.require(ReplicaPhase(rawValue: phase) != nil, "phases.\(phase.prefix(64))", "is not a replica phase")
+            check.range("phases.\(phase.prefix(64))", count, 0...WireLimits.maxReplicas)
         }
-        return []
+        if let replicaCPU {
+            check.count("replicaCPU", replicaCPU.count, max: WireLimits.maxReplicas)
+            for (id, millis) in replicaCPU.sorted(by: { $0.key < $1.key }).prefix(WireLimits.maxReplicas) {
+                check.require(Names.isValidReplicaID(id), "replicaCPU.\(id.prefix(128))", "is not a replica id")
+                check.range("replicaCPU.\(id.prefix(128))", millis, 0...WireLimits.maxCPUMillis)
+            }
+        }
+        return check.errors
     }
 }
 
@@ -131,12 +150,21 @@ public struct Report: DeviceMessage, Hashable {
     }
 
     public func validate() -> [FieldError] {
-        var errors: [FieldError] = []
-        if seq < 1 { errors.append(.init(path: "seq", reason: "must be >= 1")) }
-        for (i, r) in replicas.enumerated() where r.id.isEmpty || r.restarts < 0 {
-            errors.append(.init(path: "replicas[\(i)]", reason: "needs an id and restarts >= 0"))
+        var check = FieldChecker()
+        check.range("seq", seq, 1...WireLimits.maxCounter)
+        check.count("replicas", replicas.count, max: WireLimits.maxReplicas)
+        for (i, r) in replicas.prefix(WireLimits.maxReplicas).enumerated() {
+            let path = "replicas[\(i)]"
+            check.require(Names.isValidReplicaID(r.id), path + ".id", "is not a replica id")
+            check.require(Names.isValidWorkloadName(r.workload), path + ".workload", "is not a workload name")
+            check.range(path + ".generation", r.generation, 0...WireLimits.maxCounter)
+            if let pid = r.pid { check.range(path + ".pid", pid, 1...Int32.max) }
+            if let code = r.exitCode { check.range(path + ".exitCode", code, WireLimits.exitCodeRange) }
+            check.range(path + ".restarts", r.restarts, 0...WireLimits.maxRestarts)
+            check.text(path + ".message", r.message ?? "", max: WireLimits.maxMessageText)
+            check.range(path + ".time", r.time, WireLimits.timeRange)
         }
-        return errors
+        return check.errors
     }
 }
 
@@ -154,17 +182,16 @@ public struct Desired: DeviceMessage, Hashable {
     }
 
     public func validate() -> [FieldError] {
-        var errors: [FieldError] = []
-        if generation < 1 { errors.append(.init(path: "generation", reason: "must be >= 1")) }
+        var check = FieldChecker()
+        check.range("generation", generation, 1...WireLimits.maxCounter)
+        check.count("replicas", replicas.count, max: WireLimits.maxReplicas)
         var seen = Set<String>()
-        for (i, r) in replicas.enumerated() {
-            if r.command.isEmpty { errors.append(.init(path: "replicas[\(i)].command", reason: "must not be empty")) }
-            if !seen.insert(r.id).inserted { errors.append(.init(path: "replicas[\(i)].id", reason: "duplicate id \(r.id)")) }
-            if r.id.isEmpty || r.id.contains("/") || r.id.contains("..") {
-                errors.append(.init(path: "replicas[\(i)].id", reason: "must be a plain name"))
-            }
+        for (i, r) in replicas.prefix(WireLimits.maxReplicas).enumerated() {
+            check.require(!r.command.isEmpty, "replicas[\(i)].command", "must not be empty")
+            check.require(seen.insert(r.id).inserted, "replicas[\(i)].id", "duplicate id \(r.id.prefix(128))")
+            check.require(Names.isValidReplicaID(r.id), "replicas[\(i)].id", "must be a plain name: letters, digits, '.', '_' or '-', not '.' or '..'")
         }
-        return errors
+        return check.errors
     }
 }
 
@@ -199,5 +226,11 @@ public struct CommandReply: DeviceMessage, Hashable {
         self.command = command
         self.ok = ok
         self.message = message
+    }
+
+    public func validate() -> [FieldError] {
+        var check = FieldChecker()
+        check.text("message", message ?? "", max: WireLimits.maxMessageText)
+        return check.errors
     }
 }

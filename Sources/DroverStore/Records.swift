@@ -6,6 +6,8 @@ public struct FleetSnapshot: Sendable {
     public var workloads: [WorkloadRecord] = []
     public var replicas: [ReplicaRow] = []
     public var desired: [DesiredRecord] = []
+    /// Small facts about the controller itself (`controller.lastAlive`).
+    public var meta: [String: String] = [:]
 
     public init() {}
 }
@@ -19,12 +21,13 @@ public struct StoreBatch: Sendable {
     public var deletedReplicas: [String] = []
     public var desired: [DesiredRecord] = []
     public var events: [EventRecord] = []
+    public var meta: [String: String] = [:]
 
     public init() {}
 
     public var isEmpty: Bool {
         devices.isEmpty && workloads.isEmpty && deletedWorkloads.isEmpty && replicas.isEmpty && deletedReplicas.isEmpty
-            && desired.isEmpty && events.isEmpty
+            && desired.isEmpty && events.isEmpty && meta.isEmpty
     }
 }
 

@@ -34,6 +34,9 @@ public final class SQLiteFleetStore: FleetStore {
                 CREATE INDEX events_subject ON events(subject);
                 """)
         }
+        m.registerMigration("v2-meta") { db in
+            try db.execute(sql: "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        }
         return m
     }
 
@@ -59,6 +62,7 @@ public final class SQLiteFleetStore: FleetStore {
             s.workloads = try decode(WorkloadRecord.self, Row.fetchAll(db, sql: "SELECT record FROM workloads ORDER BY name"))
             s.replicas = try decode(ReplicaRow.self, Row.fetchAll(db, sql: "SELECT record FROM replicas ORDER BY id"))
             s.desired = try decode(DesiredRecord.self, Row.fetchAll(db, sql: "SELECT record FROM desired ORDER BY device"))
+            for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta") { s.meta[row["key"]] = row["value"] as String }
             return s
         }
     }
@@ -87,6 +91,9 @@ public final class SQLiteFleetStore: FleetStore {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)",
                     arguments: [d.device, d.generation, json(d)])
+            }
+            for (key, value) in batch.meta {
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
             }
             for e in batch.events {
                 try db.execute(

@@ -3,7 +3,6 @@ import DroverAgent
 import DroverCore
 import DroverMQTT
 import Logging
-import ServiceLifecycle
 
 @main
 struct DroverAgentCommand: AsyncParsableCommand {
@@ -91,9 +90,6 @@ struct DroverAgentCommand: AsyncParsableCommand {
             deviceID: id, broker: try BrokerAddress(url: broker), dataDir: dataDir, labels: try parsedLabels(),
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             password: password, stopGrace: .milliseconds(Int64(stopGrace * 1000)), maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
-        let group = ServiceGroup(
-            services: [Agent(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        try await group.run()
+        try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import DroverController
 import DroverMQTT
 import Logging
-import ServiceLifecycle
 
 @main
 struct DroverControllerCommand: AsyncParsableCommand {
@@ -47,8 +46,7 @@ struct DroverControllerCommand: AsyncParsableCommand {
         let configuration = ControllerConfiguration(
             dataDir: dataDir, listenHost: address.host, listenPort: address.port, brokerURL: broker,
             unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)), pingInterval: .milliseconds(Int64(pingInterval * 1000)))
-        let group = ServiceGroup(
-            services: [Controller(configuration: configuration, logger: logger)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        try await Controller.serviceGroup(configuration: configuration, logger: logger).run()
+        logger.info("controller stopped")
     }
 }

@@ -30,6 +30,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     var logger = Logger(label: "bench")
     logger.logLevel = .error
     let fleet = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: logger, unreachableAfter: .seconds(3600))
+    await fleet.sightRestored(now: Fleet.nowMillis())
 
     var start = ContinuousClock.now
     for i in 0..<n { await fleet.hello(hello(i)) }

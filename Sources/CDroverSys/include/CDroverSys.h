@@ -10,4 +10,12 @@ int drover_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 int drover_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 // Makes the calling process a child subreaper: orphans of its replicas are reparented to it.
 int drover_set_child_subreaper(void);
+
+// Starts `path` as a child that receives `deathsig` when this process dies (PR_SET_PDEATHSIG),
+// with default signal dispositions, an empty signal mask, stdin from /dev/null, stdout and
+// stderr appended to `output`, and no other descriptor. The fork happens on one thread
+// that lives as long as the process: the parent-death signal follows the thread that forked,
+// and the threads of Swift's pool come and go. Returns the pid, or -1 with errno set (also
+// when exec failed in the child).
+int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], const char *output, int deathsig);
 #endif

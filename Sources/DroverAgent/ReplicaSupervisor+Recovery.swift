@@ -1,0 +1,94 @@
+import DroverAgentStore
+import DroverCore
+import DroverProtocol
+
+/// `agent.db` could not be read: the agent stops loudly instead of running nothing.
+public struct RecoveryError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+extension ReplicaSupervisor {
+    /// Loads what the agent knew before it stopped, and for every replica it held either
+    /// adopts the same process (pid, start time and boot id all match) or treats it as ended
+    /// with an unknown exit code and applies the restart policy. This is what makes a device
+    /// run its workloads after a reboot or a power cut before it ever reaches a broker.
+    ///
+    /// An unreadable `agent.db` is an error, never "nothing to run": silently starting empty
+    /// would stop a device's workloads without anyone noticing.
+    public func recover() async throws(RecoveryError) {
+        let saved: (generation: Generation, payload: String)?
+        let stored: [ReplicaRecord]
+        do {
+            saved = try store.loadDesired()
+            stored = try store.loadReplicas()
+        } catch {
+            throw RecoveryError(description: "agent.db is unreadable: \(error)")
+        }
+        if let saved {
+            let message: Desired
+            do {
+                message = try WireCodec.decode(Desired.self, from: Array(saved.payload.utf8), topicDevice: deviceID)
+            } catch {
+                throw RecoveryError(description: "agent.db: the stored desired state (generation \(saved.generation)) is unreadable: \(error)")
+            }
+            generation = saved.generation
+            desired = Dictionary(message.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        var changed: [ReplicaStatus] = []
+        for var record in stored {
+            let id = record.spec.id
+            var state = Live()
+            if let process = adoptable(record) {
+                state.process = process
+                state.startedAt = .now
+                logger.info("adopted running replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
+            } else if let reason = resume(&record, into: &state) {
+                save(record)
+                changed.append(status(of: record, phase: record.phase))
+                logger.warning("replica was not running after the agent started", metadata: ["replica": "\(id)", "action": "\(reason)"])
+            }
+            records[id] = record
+            live[id] = state
+        }
+        queue(changed)
+        await reconcile()
+    }
+
+    /// The recorded process, if it is still the same one: the pid alone may have been reused
+    /// after a reboot or by the kernel's pid wrap.
+    func adoptable(_ record: ReplicaRecord) -> RuntimeProcess? {
+        guard record.phase == .running, let pid = record.pid, record.bootID == nil || record.bootID == bootID,
+            POSIX.isAlive(pid: pid, startTicks: record.startTicks)
+        else { return nil }
+        return RuntimeProcess(pid: pid, startTicks: record.startTicks)
+    }
+
+    /// A replica that is not running after a start: it ended while the agent was away (a
+    /// crash, `kill -9`, a reboot) or had not started yet. Returns what was done, or nil when
+    /// nothing is to be done (it had exited for good, or it is no longer desired and
+    /// `reconcile` removes it).
+    func resume(_ record: inout ReplicaRecord, into state: inout Live) -> String? {
+        guard desired[record.spec.id]?.revisionKey == record.spec.revisionKey else { return nil }
+        switch record.phase {
+        case .running:
+            record.pid = nil
+            record.startTicks = nil
+            record.exitCode = nil
+            // The exit code is unknown, which counts as a failure for `on-failure`.
+            if record.spec.restartPolicy.restarts(failed: true) {
+                record.phase = .restarting
+                record.message = "not running after the agent started (reboot or crash); starting again"
+                state.nextStart = .now
+                return "restart"
+            }
+            record.phase = .exited
+            record.message = "not running after the agent started (reboot or crash); exit code unknown"
+            return "left exited (restartPolicy never)"
+        case .pending, .restarting, .failed:
+            state.nextStart = .now
+            return nil
+        case .exited, .stopped:
+            return nil
+        }
+    }
+}
