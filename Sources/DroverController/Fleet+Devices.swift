@@ -7,6 +7,7 @@ import DroverStore
 extension Fleet {
     public func hello(_ m: Hello) async {
         let now = Self.nowMillis()
+        heldWills.remove(m.device)
         var batch = StoreBatch()
         var needsPlan = false
         if var d = devices[m.device] {
@@ -49,6 +50,15 @@ extension Fleet {
         guard var d = devices[m.device] else { return }
         let presence: Presence = m.state == .online ? .online : .unreachable
         guard d.presence != presence else { return }
+        // Within the grace after the controller regained sight, an `offline` may be a will
+        // the broker fired while it went down with the controller, queued for the
+        // controller's session: it is held until the grace ends, and dropped if the device
+        // shows life before that.
+        if presence == .unreachable, inGrace(now: Self.nowMillis()) {
+            heldWills.insert(m.device)
+            return
+        }
+        heldWills.remove(m.device)
         var batch = StoreBatch()
         d.setPresence(presence, at: Self.nowMillis())
         if presence == .online { d.lastSeen = Self.nowMillis() }
@@ -63,6 +73,7 @@ extension Fleet {
 
     public func beat(_ m: Beat) async {
         guard var d = devices[m.device] else { return }
+        heldWills.remove(m.device)
         d.lastSeen = Self.nowMillis()
         d.usage = m.usage
         d.phases = m.phases
@@ -113,7 +124,7 @@ extension Fleet {
     /// controller itself cannot hear the fleet, nor within `unreachableAfter` of it regaining
     /// sight, and the controller's blind time never counts as a device's silence.
     public func checkPresence(now: Int64) async {
-        let bound = Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
+        let bound = unreachableAfterMillis
         var batch = StoreBatch()
         markAlive(now: now, into: &batch)
         guard !sight.isBlind else {
@@ -121,16 +132,20 @@ extension Fleet {
             return
         }
         var changed: [String] = []
-        if now - sight.since > bound {
+        if !inGrace(now: now) {
             // Runs every second: filter before sorting, so a large quiet fleet costs one pass.
-            let silent = devices.filter { $0.value.presence == .online && now - sight.effectiveLastSeen($0.value.lastSeen, now: now) > bound }
+            let silent = devices.filter {
+                $0.value.presence == .online && (heldWills.contains($0.key) || now - sight.effectiveLastSeen($0.value.lastSeen, now: now) > bound)
+            }
             for (id, var d) in silent.sorted(by: { $0.key < $1.key }) {
                 d.setPresence(.unreachable, at: now)
                 devices[id] = d
                 batch.devices.append(d)
                 changed.append(id)
-                event("DeviceUnreachable", id, "device \(id) is unreachable (no beat for \(unreachableAfter))", into: &batch)
+                let why = heldWills.contains(id) ? "its last will, held through the grace after the controller started" : "no beat for \(unreachableAfter)"
+                event("DeviceUnreachable", id, "device \(id) is unreachable (\(why))", into: &batch)
             }
+            heldWills.removeAll()
         }
         // Replicas on a device that stays unreachable move once their workload's
         // tolerateOffline has passed; look for that every 10 s on each such device.

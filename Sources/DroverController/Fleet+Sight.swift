@@ -59,6 +59,19 @@ extension Fleet {
         sight.restored(at: now, oldestLastSeen: devices.values.map(\.lastSeen).min() ?? now)
     }
 
+    var unreachableAfterMillis: Int64 {
+        Int64(unreachableAfter.components.seconds * 1000) + unreachableAfter.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Blind, or within the grace after regaining sight: no device is judged.
+    func inGrace(now: Int64) -> Bool {
+        sight.isBlind || now - sight.since <= graceMillis
+    }
+
+    /// `unreachableAfter`, but never less than 10 s: agents retry their broker at least every
+    /// 5 s (jittered), so after an outage every live device is back within the grace.
+    var graceMillis: Int64 { max(unreachableAfterMillis, 10_000) }
+
     /// Writes the controller's sign of life, so that the next start knows how long it was away.
     func markAlive(now: Int64, into batch: inout StoreBatch) {
         guard now - lastAliveWritten >= Self.aliveInterval else { return }

@@ -34,6 +34,8 @@ public actor Fleet {
     var drops = DropLedger()
     /// When the controller could not hear the fleet (see `Sight`).
     var sight: Sight
+    /// Devices whose `offline` arrived within the grace: judged when it ends (see `state`).
+    var heldWills: Set<String> = []
     var lastAliveWritten: Int64 = 0
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {

@@ -63,6 +63,10 @@ public final class Ingest: DesiredPublisher {
         }
         // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
         if channel == .state, message.payload.isEmpty { return }
+        // A retained `state` is history: it may be a will that the broker fired while it
+        // shut down with the controller. Presence is judged from what arrives live (hello,
+        // beats, wills) once the controller can hear the fleet again, never from that.
+        if channel == .state, message.retain { return }
         do throws(WireError) {
             switch channel {
             case .hello: await fleet.hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))

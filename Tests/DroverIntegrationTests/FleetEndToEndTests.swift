@@ -52,6 +52,8 @@ struct FleetEndToEndTests {
             try await Self.apply(bed)
             #expect(await Harness.eventually { (try? await bed.running("sensor-reader").count) == 1 })
             let replica = try await bed.running("sensor-reader").first
+            // Past the grace after the controller's start (10 s at least), in which nobody is judged.
+            try await bed.waitPastGrace()
             await bed.agents["gw-1"]?.stop(signal: SIGKILL)
             let killedAt = ContinuousClock.now
             let unreachable = await Harness.eventually(.seconds(10)) {
@@ -61,7 +63,7 @@ struct FleetEndToEndTests {
             #expect(ContinuousClock.now - killedAt < .seconds(2 + 3), "took \(ContinuousClock.now - killedAt)")
             #expect(replica.map { Harness.isAlive($0.pid) } == true, "a replica must outlive its agent")
             let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=gw-1").2, as: UTF8.self)
-            #expect(events.contains("DeviceUnreachable"))
+            #expect(events.contains("DeviceUnreachable"), "events: \(events)\ncontroller log:\n\(bed.controller?.log.suffix(4000) ?? "")")
         }
     }
 

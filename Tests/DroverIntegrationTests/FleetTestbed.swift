@@ -32,7 +32,17 @@ final class FleetTestbed: @unchecked Sendable {
         await bed.shutdown()
     }
 
+    /// When the controller last started.
+    private(set) var controllerStarted = ContinuousClock.now
+
+    /// Waits until the controller judges presence again: its grace after a start is
+    /// `--unreachable-after`, 10 s at least.
+    func waitPastGrace() async throws {
+        try await Task.sleep(until: controllerStarted + .seconds(max(10, unreachableAfter)) + .milliseconds(500))
+    }
+
     func startController() async throws {
+        controllerStarted = ContinuousClock.now
         controller = try TestProcess(
             Harness.binary("drover-controller"),
             ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"],
@@ -49,6 +59,33 @@ final class FleetTestbed: @unchecked Sendable {
 
     func stopController() async {
         await controller?.stop()
+    }
+
+    /// A crash: SIGKILL, no chance to clean up.
+    func killController() async {
+        await controller?.stop(signal: SIGKILL, grace: .seconds(5))
+    }
+
+    /// mosquitto processes started from this testbed's managed-broker config.
+    func managedBrokers() -> [pid_t] {
+        let config = dir + "/controller/mosquitto.conf"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { pid in
+            guard Harness.isAlive(pid), let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+            return cmdline.split(separator: "\0").contains { $0 == config }
+        }
+    }
+
+    /// The fleet's events, oldest first, as (kind, subject, message).
+    func events(limit: Int = 1000) async throws -> [(kind: String, subject: String, message: String)] {
+        let (_, _, data) = try await api.request("GET", "/v1/events?limit=\(limit)")
+        let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
+        return list.map { ($0["kind"] as? String ?? "", $0["subject"] as? String ?? "", $0["message"] as? String ?? "") }
+    }
+
+    /// Runs the `drover` CLI against this testbed's controller.
+    func drover(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try Harness.run(Harness.binary("drover"), arguments, environment: ["DROVER_CONTROLLER": "http://127.0.0.1:\(apiPort)"])
     }
 
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
@@ -109,6 +146,7 @@ final class FleetTestbed: @unchecked Sendable {
         for agent in agents.values { await agent.stop(grace: .seconds(5)) }
         await controller?.stop()
         Harness.killProcesses(under: dir)
+        for pid in managedBrokers() { kill(pid, SIGKILL) }
         // A controller killed hard leaves its broker behind; its pid file names it.
         if let text = try? String(contentsOfFile: dir + "/controller/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir) == true {

@@ -22,8 +22,8 @@ enum FleetFixture {
         let fleet = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: logger, unreachableAfter: unreachableAfter)
         let publisher = RecordingPublisher()
         await fleet.setPublisher(publisher)
-        // As the controller does once its broker connection is up.
-        await fleet.sightRestored(now: Fleet.nowMillis())
+        // A controller whose broker connection has been up for an hour: past any grace.
+        await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
         return (fleet, publisher, dir)
     }
 

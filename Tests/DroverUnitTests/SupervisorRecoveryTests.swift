@@ -1,0 +1,144 @@
+import DroverAgent
+import DroverAgentStore
+import DroverCore
+import DroverProtocol
+import Foundation
+import Logging
+import Testing
+
+/// The agent's start after a crash, `kill -9` or a reboot, with real processes and a real
+/// `agent.db` (no network).
+@Suite("Supervisor recovery", .serialized)
+struct SupervisorRecoveryTests {
+    static let logger = Logger(label: "test")
+
+    static func spec(_ name: String, _ script: String, restart: RestartPolicy = .always) -> ReplicaSpec {
+        WorkloadSpec(name: name, command: ["/bin/sh", "-c", script], restartPolicy: restart).replica(ordinal: 0)
+    }
+
+    static func supervisor(_ dir: String, boot: String, grace: Duration = .seconds(5)) throws -> ReplicaSupervisor {
+        ReplicaSupervisor(
+            deviceID: "gw-1", store: try AgentStore(path: dir + "/agent.db"), drivers: [ExecDriver(reaper: ChildReaper(reapsOrphans: false))],
+            dataDir: dir, logger: logger, bootID: boot, stopGrace: grace)
+    }
+
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
+
+    static func killAndReap(_ pids: some Sequence<Int32>) {
+        for pid in pids {
+            kill(-pid, SIGKILL)
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+
+    /// The phases the outbox holds for `id`, oldest first.
+    static func reported(_ dir: String, _ id: String) throws -> [ReplicaPhase] {
+        try AgentStore(path: dir + "/agent.db").pending(limit: 1000).flatMap { entry in
+            ((try? WireCodec.decodeValue([ReplicaStatus].self, from: entry.payload)) ?? []).filter { $0.id == id }.map(\.phase)
+        }
+    }
+
+    @Test("a replica recorded running whose process died while the agent was away is started again")
+    func restartedAfterReboot() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try Self.supervisor(dir, boot: "boot-a")
+        try await first.recover()
+        #expect(await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec("w", "exec sleep 1000")])))
+        let before = await first.trackedPIDs()
+        #expect(before.count == 1)
+        // A power cut: the replica and the agent are gone; agent.db says "running".
+        Self.killAndReap(before)
+
+        let second = try Self.supervisor(dir, boot: "boot-b")
+        try await second.recover()
+        let after = await second.trackedPIDs()
+        defer { Self.killAndReap(after) }
+        #expect(after.count == 1)
+        #expect(after.isDisjoint(with: before))
+        #expect(after.allSatisfy(Self.alive))
+        #expect(await second.phaseCounts() == ["running": 1])
+        #expect(try Self.reported(dir, "w-0").suffix(2) == [.restarting, .running])
+    }
+
+    @Test("a live process recorded under another boot id is not adopted: its pid names something else now")
+    func bootIDMismatch() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try Self.supervisor(dir, boot: "boot-a")
+        try await first.recover()
+        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec("w", "exec sleep 1000")]))
+        let old = await first.trackedPIDs()
+        defer { Self.killAndReap(old) }
+
+        let same = try Self.supervisor(dir, boot: "boot-a")
+        try await same.recover()
+        #expect(await same.trackedPIDs() == old, "same boot, same process: adopted")
+
+        let rebooted = try Self.supervisor(dir, boot: "boot-b")
+        try await rebooted.recover()
+        let fresh = await rebooted.trackedPIDs()
+        defer { Self.killAndReap(fresh) }
+        #expect(fresh.count == 1 && fresh.isDisjoint(with: old))
+    }
+
+    @Test("under restartPolicy never a replica that died while the agent was away is left exited, code unknown")
+    func neverPolicy() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try Self.supervisor(dir, boot: "boot-a")
+        try await first.recover()
+        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec("once", "exec sleep 1000", restart: .never)]))
+        Self.killAndReap(await first.trackedPIDs())
+        let second = try Self.supervisor(dir, boot: "boot-a")
+        try await second.recover()
+        #expect(await second.trackedPIDs().isEmpty)
+        #expect(await second.phaseCounts() == ["exited": 1])
+    }
+
+    @Test("an unreadable agent.db stops the agent loudly instead of running nothing")
+    func corruptStore() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        try Data(repeating: 0x5a, count: 8192).write(to: URL(fileURLWithPath: dir + "/agent.db"))
+        #expect(throws: SQLiteError.self) { _ = try AgentStore(path: dir + "/agent.db") }
+
+        let other = try Fixtures.temporaryDirectory()
+        let store = try AgentStore(path: other + "/agent.db")
+        try store.saveReplica(ReplicaRecord(spec: Self.spec("w", "true"), phase: .running))
+        #expect(try store.saveDesired(generation: 1, payload: "{not json"))
+        let supervisor = try Self.supervisor(other, boot: "b")
+        await #expect(throws: RecoveryError.self) { try await supervisor.recover() }
+    }
+
+    @Test("removing two replicas at once, one ignoring SIGTERM: supervision passes during the stop start nothing, nothing is left running")
+    func removalNeverRaces() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let supervisor = try Self.supervisor(dir, boot: "b", grace: .milliseconds(800))
+        try await supervisor.recover()
+        let stubborn = Self.spec("stubborn", "trap '' TERM; while :; do sleep 0.05; done")
+        let polite = Self.spec("polite", "exec sleep 1000")
+        await supervisor.apply(Desired(device: "gw-1", generation: 1, replicas: [stubborn, polite]))
+        let pids = await supervisor.trackedPIDs()
+        #expect(pids.count == 2)
+        defer { Self.killAndReap(pids) }
+        try await Task.sleep(for: .milliseconds(200))  // the trap is set
+        let removal = Task { await supervisor.apply(Desired(device: "gw-1", generation: 2, replicas: [])) }
+        // While the stubborn one takes its grace, supervision goes on, as the agent's loop does.
+        for _ in 0..<10 {
+            await supervisor.tick()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(await removal.value)
+        for _ in 0..<3 { await supervisor.tick() }
+        #expect(await supervisor.trackedPIDs().isEmpty)
+        #expect(await supervisor.phaseCounts().isEmpty)
+        #expect(pids.allSatisfy { !Self.alive($0) }, "every replica process is gone")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap { Int32($0) }.filter { pid in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"))?.hasPrefix(dir + "/") == true && Self.alive(pid)
+        }
+        #expect(leftovers.isEmpty, "processes still running in the replicas' directories: \(leftovers)")
+    }
+}
