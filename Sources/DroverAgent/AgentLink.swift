@@ -58,6 +58,10 @@ actor AgentLink {
         do {
             try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true)
             try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce)
+            // Reports acknowledged by a broker that then lost them, or taken by a controller
+            // that died before its commit, are never resent: a full snapshot after every
+            // announcement sets the controller's view right.
+            await supervisor.queueSnapshot()
         } catch {
             logger.warning("cannot announce", metadata: ["error": "\(error)"])
         }
@@ -93,23 +97,45 @@ actor AgentLink {
         }
     }
 
-    /// Answers a request on the response topic it names, echoing its correlation data.
+    /// Answers a request on the response topic it names, echoing its correlation data. A
+    /// command this agent does not know is answered `ok: false`, so the asker need not wait.
     private func answer(_ message: MQTTMessage) async {
-        let command: Command
-        do {
-            command = try WireCodec.decode(Command.self, from: message.payload, topicDevice: deviceID)
-        } catch {
-            drop(error.reason, "\(message.topic): \(error.detail)")
-            return
-        }
         // Only this device's reply topic: a request cannot make the device publish elsewhere.
         let replyTopic = Topic.device(deviceID, .cmdReply)
         guard message.responseTopic == replyTopic else {
             drop(.invalidField, "\(message.topic): response topic must be \(replyTopic)")
             return
         }
-        let reply = CommandReply(device: deviceID, command: command.command, ok: true)
+        let reply: CommandReply
+        do {
+            let command = try WireCodec.decode(Command.self, from: message.payload, topicDevice: deviceID)
+            switch command.command {
+            case .ping: break
+            case .snapshot: await supervisor.queueSnapshot()
+            }
+            reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
+        } catch {
+            guard let name = unknownCommand(message.payload) else {
+                drop(error.reason, "\(message.topic): \(error.detail)")
+                return
+            }
+            reply = CommandReply(device: deviceID, command: name, ok: false, message: "unknown command")
+        }
         _ = try? await client.publish(replyTopic, WireCodec.encode(reply), qos: .atLeastOnce, correlationData: message.correlationData)
+        if reply.command == Command.Name.snapshot.rawValue { await flushOutbox() }
+    }
+
+    /// The name of a well-formed request whose command this agent does not know.
+    func unknownCommand(_ payload: [UInt8]) -> String? {
+        struct Loose: Decodable {
+            var v: Int
+            var device: String
+            var command: String
+        }
+        guard payload.count <= WireCodec.maxPayloadBytes, let loose = try? WireCodec.decodeValue(Loose.self, from: String(decoding: payload, as: UTF8.self)),
+            loose.v == wireVersion, loose.device == deviceID, Command.Name(rawValue: loose.command) == nil, loose.command.utf8.count <= WireLimits.maxShortText
+        else { return nil }
+        return loose.command
     }
 
     private func drop(_ reason: DropReason, _ detail: String) {
@@ -126,11 +152,11 @@ actor AgentLink {
         while client.isConnected {
             guard let batch = try? store.pending(limit: 50), !batch.isEmpty else { return }
             for entry in batch {
-                guard let statuses = try? WireCodec.decodeValue([ReplicaStatus].self, from: entry.payload) else {
+                guard let body = QueuedReport.decode(entry.payload) else {
                     try? store.acknowledge(seq: entry.seq)  // unreadable row: never blocks the queue
                     continue
                 }
-                let report = Report(device: deviceID, seq: entry.seq, replicas: statuses)
+                let report = Report(device: deviceID, seq: entry.seq, replicas: body.replicas, epoch: store.epoch, full: body.full ? true : nil)
                 do {
                     // A report nobody subscribed to (the controller is away and the broker lost its
                     // session) stays queued until the controller is back.
@@ -149,6 +175,7 @@ actor AgentLink {
         let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
         var beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
         beat.replicaCPU = replicaCPU.sample(await supervisor.runningGroups())
+        (beat.generation, beat.reportSeq, beat.digest) = await supervisor.beatSummary()
         _ = try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
     }
 }

@@ -214,6 +214,23 @@ public actor ReplicaSupervisor {
         }
     }
 
+    /// Queues a full report of every replica, for the controller to set its view right.
+    public func queueSnapshot() {
+        let statuses = records.values.sorted { $0.spec.id < $1.spec.id }.map { status(of: $0, phase: $0.phase) }
+        do {
+            _ = try store.enqueue(WireCodec.encodeText(QueuedReport(full: true, replicas: statuses)))
+        } catch {
+            logger.error("cannot queue snapshot", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// What a beat says of the replicas: the applied generation, the last queued report and
+    /// the digest of every replica's state, all read at one moment.
+    public func beatSummary() -> (generation: Generation, reportSeq: Int64, digest: String) {
+        let digest = ReplicaDigest.compute(records.values.map { status(of: $0, phase: $0.phase).digestEntry })
+        return (generation, (try? store.lastQueuedSeq()) ?? 0, digest)
+    }
+
     /// Current phase counts, for beats.
     public func phaseCounts() -> [String: Int] {
         records.values.reduce(into: [:]) { $0[$1.phase.rawValue, default: 0] += 1 }

@@ -62,8 +62,18 @@ public final class AgentStore: Sendable {
         let check = try database.query("PRAGMA quick_check").first?.first?.text ?? "no answer"
         guard check == "ok" else { throw SQLiteError(code: 11, message: "integrity check failed: \(check)", sql: "PRAGMA quick_check") }
         try database.migrate(Self.migrations)
+        // The outbox epoch names this agent.db: a recreated file starts its sequence numbers
+        // again at 1, and the new epoch tells the controller to accept them.
+        if try database.query("SELECT value FROM meta WHERE key = 'epoch'").isEmpty {
+            let epoch = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+            try database.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", [.text(epoch)])
+        }
+        epoch = try database.query("SELECT value FROM meta WHERE key = 'epoch'").first?.first?.text ?? ""
         db = Mutex(database)
     }
+
+    /// This agent.db's outbox epoch (see `init`).
+    public let epoch: String
 
     private func withDB<T: Sendable>(_ body: (SQLiteDatabase) throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         try db.withLock { (database: inout SQLiteDatabase) throws(SQLiteError) -> T in try body(database) }
@@ -139,6 +149,14 @@ public final class AgentStore: Sendable {
                 guard let seq = row[0].int, let payload = row[1].text else { return nil }
                 return OutboxEntry(seq: seq, payload: payload)
             }
+        }
+    }
+
+    /// The highest sequence number ever queued (0 before the first): the outbox is
+    /// AUTOINCREMENT, so SQLite keeps it even when every row was acknowledged.
+    public func lastQueuedSeq() throws(SQLiteError) -> Int64 {
+        try withDB { db throws(SQLiteError) in
+            try db.query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").first?.first?.int ?? 0
         }
     }
 

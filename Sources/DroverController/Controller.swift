@@ -93,12 +93,13 @@ struct ControllerLink: Service {
     let pingInterval: Duration
 
     func run() async {
-        await fleet.setPublisher(ingest)
+        await fleet.setPublisher(ingest.outbox)
         client.start()
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await ingest.handleEvents() }
                 group.addTask { await ingest.handleMessages() }
+                group.addTask { await ingest.publishDesired() }
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: pingInterval)

@@ -6,7 +6,7 @@ extension Fleet {
     /// One autoscaling pass: for each workload with `autoscale`, compare the CPU its running
     /// replicas use with its target and scale, up at once, down only after the stabilisation
     /// window, and never beyond what the fleet can place.
-    public func autoscale(now: Int64) async {
+    public func autoscale(now: Int64) {
         for record in workloads.values.sorted(by: { $0.spec.name < $1.spec.name }) {
             guard let target = record.spec.autoscale else {
                 autoscalers[record.spec.name] = nil
@@ -27,7 +27,7 @@ extension Fleet {
             guard wanted != record.spec.replicas, wanted >= 0 else { continue }
             let mean = utilization.isEmpty ? 0 : utilization.reduce(0, +) / Double(utilization.count)
             do {
-                _ = try await scale(workload: name, replicas: wanted, reason: "autoscaled at \(Int(mean))% CPU of request (target \(target.targetCPUPercent)%)")
+                _ = try scale(workload: name, replicas: wanted, reason: "autoscaled at \(Int(mean))% CPU of request (target \(target.targetCPUPercent)%)")
             } catch {
                 logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
             }

@@ -5,7 +5,7 @@ import DroverScheduler
 import DroverStore
 
 extension Fleet {
-    public func hello(_ m: Hello) async {
+    public func hello(_ m: Hello) {
         let now = Self.nowMillis()
         heldWills.remove(m.device)
         var batch = StoreBatch()
@@ -41,12 +41,15 @@ extension Fleet {
             messages.removeAll { $0.device == m.device }
             messages.append(Desired(device: m.device, generation: record.generation, replicas: record.replicas))
             event("GenerationResynced", m.device, "device \(m.device) had applied generation \(m.lastAppliedGeneration); desired state resent as \(record.generation)", into: &batch)
+        } else if let current = desired[m.device], m.lastAppliedGeneration < current.generation, !messages.contains(where: { $0.device == m.device }) {
+            // Behind: the retained message may be lost (a broker that crashed before saving
+            // it), so the newest is sent again; applying it twice is harmless.
+            messages.append(Desired(device: m.device, generation: current.generation, replicas: current.replicas))
         }
-        try? commit(batch)
-        await send(messages)
+        try? commit(batch, publishing: messages)
     }
 
-    public func state(_ m: DeviceState) async {
+    public func state(_ m: DeviceState) {
         guard var d = devices[m.device] else { return }
         let presence: Presence = m.state == .online ? .online : .unreachable
         guard d.presence != presence else { return }
@@ -67,12 +70,15 @@ extension Fleet {
         event(presence == .online ? "DeviceOnline" : "DeviceUnreachable", m.device,
               presence == .online ? "device \(m.device) is online" : "device \(m.device) is unreachable (last will or clean disconnect)", into: &batch)
         let messages = replan(devices: [m.device], into: &batch)
-        try? commit(batch)
-        await send(messages)
+        try? commit(batch, publishing: messages)
     }
 
-    public func beat(_ m: Beat) async {
-        guard var d = devices[m.device] else { return }
+    /// Takes a beat; returns true when the device should be asked for a full snapshot
+    /// (its replica digest says the controller's view has drifted).
+    @discardableResult
+    public func beat(_ m: Beat) -> Bool {
+        guard var d = devices[m.device] else { return false }
+        let snapshot = wantsSnapshot(m, now: Self.nowMillis())
         heldWills.remove(m.device)
         d.lastSeen = Self.nowMillis()
         d.usage = m.usage
@@ -85,23 +91,33 @@ extension Fleet {
         devices[m.device] = d
         // Beats are frequent and carry nothing that must survive a restart except presence;
         // write only when presence changed.
-        guard cameBack else { return }
+        guard cameBack else { return snapshot }
         var batch = StoreBatch()
         batch.devices.append(d)
         event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch)
         let messages = replan(devices: [m.device], into: &batch)
-        try? commit(batch)
-        await send(messages)
+        try? commit(batch, publishing: messages)
+        return snapshot
     }
 
     /// Applies a report once: a seq at or below the last one applied is a resend.
     public func report(_ m: Report) {
-        guard var d = devices[m.device], m.seq > d.lastReportSeq else { return }
+        guard var d = devices[m.device] else { return }
+        var batch = StoreBatch()
+        if let epoch = m.epoch, epoch != d.reportEpoch {
+            // The device's agent.db was created afresh: its sequence numbers start again.
+            if d.reportEpoch != nil {
+                event("DeviceStoreRecreated", m.device, "device \(m.device) has a new agent.db (outbox epoch \(epoch)); its reports count from seq \(m.seq)", into: &batch)
+            }
+            d.reportEpoch = epoch
+            d.lastReportSeq = 0
+        }
+        guard m.seq > d.lastReportSeq else { return }
         d.lastReportSeq = m.seq
         d.lastSeen = Self.nowMillis()
         devices[m.device] = d
-        var batch = StoreBatch()
         batch.devices.append(d)
+        if m.full == true { resetUnlisted(m, into: &batch) }
         for status in m.replicas {
             // A device may only speak for replicas placed on it.
             guard var row = replicas[status.id], row.device == m.device, status.phase != .stopped else { continue }
@@ -123,7 +139,7 @@ extension Fleet {
     /// Marks devices whose beats stopped as unreachable. Nobody is judged while the
     /// controller itself cannot hear the fleet, nor within `unreachableAfter` of it regaining
     /// sight, and the controller's blind time never counts as a device's silence.
-    public func checkPresence(now: Int64) async {
+    public func checkPresence(now: Int64) {
         let bound = unreachableAfterMillis
         var batch = StoreBatch()
         markAlive(now: now, into: &batch)
@@ -160,13 +176,12 @@ extension Fleet {
         }
         // (A reconciliation is due: this runs a full plan.)
         let messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
-        try? commit(batch)
-        await send(messages)
+        try? commit(batch, publishing: messages)
     }
 
     /// Cordon (no new replicas), drain (no new replicas, and existing ones move away) or
     /// return a device to normal.
-    public func setSchedulability(_ id: String, _ value: Schedulability) async throws(FleetError) -> DeviceView {
+    public func setSchedulability(_ id: String, _ value: Schedulability) throws(FleetError) -> DeviceView {
         guard var d = devices[id] else { throw .notFound(kind: "device", name: id) }
         guard d.schedulability != value.rawValue else { return view(d) }
         d.schedulability = value.rawValue
@@ -180,8 +195,7 @@ extension Fleet {
         }
         event(kind, id, "device \(id) \(verb)", into: &batch)
         let messages = replan(devices: [id], into: &batch)
-        do { try commit(batch) } catch { throw .storage("\(error)") }
-        await send(messages)
+        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
         return view(d)
     }
 

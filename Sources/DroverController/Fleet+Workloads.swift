@@ -11,7 +11,7 @@ public enum FleetError: Error, Sendable {
 }
 
 extension Fleet {
-    public func apply(_ spec: WorkloadSpec) async throws(FleetError) -> ApplyOutcome {
+    public func apply(_ spec: WorkloadSpec) throws(FleetError) -> ApplyOutcome {
         let problems = spec.validate()
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
         let now = Self.nowMillis()
@@ -35,33 +35,26 @@ extension Fleet {
             outcome = .created
         }
         var batch = StoreBatch()
-        let previous = workloads[spec.name]
         workloads[spec.name] = record
         batch.workloads.append(record)
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)", into: &batch)
         let messages = replan(into: &batch)
-        do {
-            try commit(batch)
-        } catch {
-            workloads[spec.name] = previous
-            throw .storage("\(error)")
-        }
-        await send(messages)
+        // On failure `commit` has put memory back to what the store holds.
+        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
         return outcome
     }
 
-    public func delete(workload name: String) async throws(FleetError) {
+    public func delete(workload name: String) throws(FleetError) {
         guard workloads[name] != nil else { throw .notFound(kind: "workload", name: name) }
         var batch = StoreBatch()
         workloads[name] = nil
         batch.deletedWorkloads.append(name)
         event("WorkloadDeleted", name, "workload \(name) deleted", into: &batch)
         let messages = replan(into: &batch)
-        do { try commit(batch) } catch { throw .storage("\(error)") }
-        await send(messages)
+        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
     }
 
-    public func scale(workload name: String, replicas count: Int, reason: String? = nil) async throws(FleetError) -> WorkloadRecord {
+    public func scale(workload name: String, replicas count: Int, reason: String? = nil) throws(FleetError) -> WorkloadRecord {
         guard var record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
         guard (0...WorkloadSpec.maxReplicas).contains(count) else {
             throw .invalid(ValidationFailure([FieldError(path: "replicas", reason: "must be between 0 and \(WorkloadSpec.maxReplicas)")]))
@@ -75,8 +68,7 @@ extension Fleet {
         batch.workloads.append(record)
         event(reason == nil ? "WorkloadScaled" : "WorkloadAutoscaled", name, "workload \(name) scaled from \(from) to \(count)\(reason.map { " (\($0))" } ?? "")", into: &batch)
         let messages = replan(into: &batch)
-        do { try commit(batch) } catch { throw .storage("\(error)") }
-        await send(messages)
+        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
         return record
     }
 

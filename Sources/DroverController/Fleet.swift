@@ -6,9 +6,11 @@ import DroverStore
 import Foundation
 import Logging
 
-/// Sends a device its whole desired state. The MQTT ingest implements it; tests record it.
+/// Takes desired state to send, once its store write has committed. The controller's
+/// `DesiredOutbox` publishes it (one publish per device at a time, the newest generation
+/// wins); tests record it. Called inside the fleet's state change: it must not block.
 public protocol DesiredPublisher: Sendable {
-    func publish(_ desired: Desired) async
+    func enqueue(_ desired: [Desired])
 }
 
 /// The controller's in-memory fleet: devices, workloads, replicas and each device's desired
@@ -36,6 +38,8 @@ public actor Fleet {
     var sight: Sight
     /// Devices whose `offline` arrived within the grace: judged when it ends (see `state`).
     var heldWills: Set<String> = []
+    /// When each device was last asked for a snapshot (see `wantsSnapshot`).
+    var snapshotAsked: [String: Int64] = [:]
     var lastAliveWritten: Int64 = 0
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
@@ -72,9 +76,10 @@ public actor Fleet {
         logger.info("\(message)", metadata: ["event": "\(kind)", "subject": "\(subject)"])
     }
 
-    /// Writes a batch; a failed write is logged and reported, memory is reloaded from disk so
-    /// that the two never disagree.
-    func commit(_ batch: StoreBatch) throws {
+    /// Writes a batch, then hands its desired state to the publisher: nothing is published
+    /// that the store does not hold. A failed write is logged and thrown, and memory is
+    /// reloaded from disk so that the two never disagree.
+    func commit(_ batch: StoreBatch, publishing messages: [Desired] = []) throws {
         do {
             try store.write(batch)
         } catch {
@@ -86,6 +91,7 @@ public actor Fleet {
             }
             throw error
         }
+        if !messages.isEmpty { publisher?.enqueue(messages) }
     }
 
     var lastOfflineReplan: Int64 = 0
@@ -95,11 +101,6 @@ public actor Fleet {
     /// Pings in flight: correlation number → (device, sent at).
     var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
     var nextPing: UInt64 = 1
-
-    func send(_ messages: [Desired]) async {
-        guard let publisher else { return }
-        for m in messages { await publisher.publish(m) }
-    }
 
     /// Every device's current desired state, for republishing after a broker restart.
     public func allDesired() -> [Desired] {

@@ -3,27 +3,37 @@ import DroverMQTT
 import DroverProtocol
 import Logging
 
-/// The controller's MQTT side: decodes what devices send, hands it to the fleet, publishes
-/// desired state retained, and republishes everything after every (re)connect.
-public final class Ingest: DesiredPublisher {
+/// The controller's MQTT side: decodes what devices send and hands it to the fleet,
+/// publishes desired state retained through the `DesiredOutbox`, and after every (re)connect
+/// queues every device's newest desired state again.
+public final class Ingest: Sendable {
     let client: MQTTClient
     let fleet: Fleet
+    let outbox: DesiredOutbox
     let logger: Logger
 
-    public init(client: MQTTClient, fleet: Fleet, logger: Logger) {
+    public init(client: MQTTClient, fleet: Fleet, outbox: DesiredOutbox = DesiredOutbox(), logger: Logger) {
         self.client = client
         self.fleet = fleet
+        self.outbox = outbox
         self.logger = logger
         for filter in Topic.controllerSubscriptions { client.subscribe(filter, qos: .atLeastOnce) }
     }
 
-    public func publish(_ desired: Desired) async {
+    /// One desired state, retained; true once the broker acknowledged it.
+    func publish(_ desired: Desired) async -> Bool {
         do {
             try await client.publish(Topic.device(desired.device, .desired), WireCodec.encode(desired), qos: .atLeastOnce, retain: true)
+            return true
         } catch {
-            // Republished whole on the next connect; a device that missed it reads the retained one.
+            // Published again once the connection is back; a device that missed it reads the retained one.
             logger.warning("desired state not sent yet", metadata: ["device": "\(desired.device)", "error": "\(error)"])
+            return false
         }
+    }
+
+    func publishDesired() async {
+        await outbox.run { [self] desired in await self.publish(desired) }
     }
 
     func handleEvents() async {
@@ -36,8 +46,17 @@ public final class Ingest: DesiredPublisher {
             logger.info("connected to broker")
             await fleet.sightRestored(now: Fleet.nowMillis())
             _ = try? await client.publish(Topic.controllerState, Array("online".utf8), qos: .atLeastOnce, retain: true)
-            for desired in await fleet.allDesired() { await publish(desired) }
+            // The broker may have lost retained messages (a crash before its autosave).
+            outbox.enqueue(await fleet.allDesired())
+            outbox.resume()
         }
+    }
+
+    /// Asks a device for a full report of its replicas (it queues one in its outbox).
+    func askSnapshot(_ device: String) async {
+        let request = WireCodec.encode(Command(device: device, command: .snapshot))
+        _ = try? await client.publish(
+            Topic.device(device, .cmd), request, qos: .atLeastOnce, responseTopic: Topic.device(device, .cmdReply), correlationData: [0])
     }
 
     /// Measures every online device's round trip with an MQTT 5 request/response ping.
@@ -71,7 +90,10 @@ public final class Ingest: DesiredPublisher {
             switch channel {
             case .hello: await fleet.hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))
             case .state: await fleet.state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
-            case .beat: await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device))
+            case .beat:
+                if await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device)) {
+                    await askSnapshot(device)
+                }
             case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
             case .cmdReply:
                 _ = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)

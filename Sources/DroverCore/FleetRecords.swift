@@ -10,6 +10,8 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
     public var lastAppliedGeneration: Generation
     /// Highest report sequence number applied; older or repeated reports are ignored.
     public var lastReportSeq: Int64
+    /// The outbox epoch `lastReportSeq` belongs to (see `Report.epoch`).
+    public var reportEpoch: String?
     public var usage: Usage?
     public var phases: [String: Int]
     /// `cordoned` or `draining` set by an operator; `normal` otherwise.
@@ -61,6 +63,7 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
         offlineMillis = try c.decodeIfPresent(Int64.self, forKey: .offlineMillis) ?? 0
         presenceSince = try c.decodeIfPresent(Int64.self, forKey: .presenceSince) ?? joinedAt
         rttMillis = try c.decodeIfPresent(Double.self, forKey: .rttMillis)
+        reportEpoch = try c.decodeIfPresent(String.self, forKey: .reportEpoch)
     }
 
     /// Changes presence, keeping the online/offline accounting and the flap count.

@@ -65,6 +65,7 @@ extension MQTTClient {
                 s.connected = false
                 s.pendingAcks = [:]
                 s.earlyAcks = [:]
+                s.unacknowledged = []
             }
             return (s.connected, s.pendingAcks)
         }
@@ -99,6 +100,7 @@ extension MQTTClient {
     func didAcknowledge(mid: Int32, reason: Int32) {
         let waiter = shared.withLock { s -> CheckedContinuation<PublishAck, any Error>? in
             if let c = s.pendingAcks.removeValue(forKey: mid) { return c }
+            if s.unacknowledged.remove(mid) != nil { return nil }
             s.earlyAcks[mid] = reason
             return nil
         }

@@ -25,6 +25,11 @@ public final class MQTTClient: @unchecked Sendable {
         var pendingAcks: [Int32: CheckedContinuation<PublishAck, any Error>] = [:]
         /// PUBACKs (with their reason codes) that arrived before the publisher registered its wait.
         var earlyAcks: [Int32: Int32] = [:]
+        /// QoS 0 publishes whose completion has not been seen yet. libmosquitto reports a QoS 0
+        /// message written to the socket through the same callback as a PUBACK, with a mid
+        /// from the same 16-bit counter: taken for an acknowledgement, it could complete a later
+        /// QoS 1 publish that reuses the mid, which was never acknowledged.
+        var unacknowledged: Set<Int32> = []
         var started = false
         var finished: [CheckedContinuation<Void, Never>] = []
         var threadDone = false
@@ -141,7 +146,13 @@ public final class MQTTClient: @unchecked Sendable {
             mosquitto_publish_v5(handle, &mid, topic, Int32($0.count), $0.baseAddress, qos.rawValue, retain, props)
         }
         try mosqCheck(rc, "mosquitto_publish_v5(\(topic))")
-        guard qos == .atLeastOnce else { return .sent }
+        guard qos == .atLeastOnce else {
+            shared.withLock { s in
+                // Its completion may already have come (and been parked); otherwise skip it when it does.
+                if s.earlyAcks.removeValue(forKey: mid) == nil { s.unacknowledged.insert(mid) }
+            }
+            return .sent
+        }
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<PublishAck, any Error>) in
             enum Now { case wait, ack(Int32), lost }
             let now = shared.withLock { s -> Now in

@@ -70,6 +70,12 @@ public struct Beat: DeviceMessage, Hashable {
     public var phases: [String: Int]
     /// CPU used by each running replica's process group since the last beat, in millicores.
     public var replicaCPU: [String: Int]?
+    /// The generation the device has applied, the last report sequence number it queued, and
+    /// the `ReplicaDigest` of its replicas. When the controller has every report up to
+    /// `reportSeq` for `generation` and its digest differs, it asks for a full snapshot.
+    public var generation: Generation?
+    public var reportSeq: Int64?
+    public var digest: String?
 
     public init(device: String, time: Int64, usage: Usage, phases: [String: Int]) {
         self.device = device
@@ -92,6 +98,9 @@ public struct Beat: DeviceMessage, Hashable {
             check.require(ReplicaPhase(rawValue: phase) != nil, "phases.\(phase.prefix(64))", "is not a replica phase")
             check.range("phases.\(phase.prefix(64))", count, 0...WireLimits.maxReplicas)
         }
+        if let generation { check.range("generation", generation, 0...WireLimits.maxCounter) }
+        if let reportSeq { check.range("reportSeq", reportSeq, 0...WireLimits.maxCounter) }
+        if let digest { check.text("digest", digest, max: 16, empty: false) }
         if let replicaCPU {
             check.count("replicaCPU", replicaCPU.count, max: WireLimits.maxReplicas)
             for (id, millis) in replicaCPU.sorted(by: { $0.key < $1.key }).prefix(WireLimits.maxReplicas) {
@@ -142,16 +151,25 @@ public struct Report: DeviceMessage, Hashable {
     public var device: String
     public var seq: Int64
     public var replicas: [ReplicaStatus]
+    /// The outbox epoch: new whenever the device's store is created afresh, when `seq`
+    /// starts again at 1. Optional for agents that predate it.
+    public var epoch: String?
+    /// A full snapshot: `replicas` is everything the device holds, and a replica placed on it
+    /// that is not listed has not been started there yet.
+    public var full: Bool?
 
-    public init(device: String, seq: Int64, replicas: [ReplicaStatus]) {
+    public init(device: String, seq: Int64, replicas: [ReplicaStatus], epoch: String? = nil, full: Bool? = nil) {
         self.device = device
         self.seq = seq
         self.replicas = replicas
+        self.epoch = epoch
+        self.full = full
     }
 
     public func validate() -> [FieldError] {
         var check = FieldChecker()
         check.range("seq", seq, 1...WireLimits.maxCounter)
+        check.text("epoch", epoch ?? "", max: WireLimits.maxShortText)
         check.count("replicas", replicas.count, max: WireLimits.maxReplicas)
         for (i, r) in replicas.prefix(WireLimits.maxReplicas).enumerated() {
             let path = "replicas[\(i)]"
@@ -201,6 +219,8 @@ public struct Command: DeviceMessage, Hashable {
     public enum Name: String, Codable, Sendable {
         /// Answer at once; the controller measures the round trip.
         case ping
+        /// Queue a full report of every replica (`Report.full`), then answer.
+        case snapshot
     }
 
     public var v = wireVersion
@@ -217,11 +237,12 @@ public struct Command: DeviceMessage, Hashable {
 public struct CommandReply: DeviceMessage, Hashable {
     public var v = wireVersion
     public var device: String
-    public var command: Command.Name
+    /// The request's command name, echoed as the device read it (also an unknown one).
+    public var command: String
     public var ok: Bool
     public var message: String?
 
-    public init(device: String, command: Command.Name, ok: Bool, message: String? = nil) {
+    public init(device: String, command: String, ok: Bool, message: String? = nil) {
         self.device = device
         self.command = command
         self.ok = ok
@@ -230,6 +251,7 @@ public struct CommandReply: DeviceMessage, Hashable {
 
     public func validate() -> [FieldError] {
         var check = FieldChecker()
+        check.text("command", command, max: WireLimits.maxShortText)
         check.text("message", message ?? "", max: WireLimits.maxMessageText)
         return check.errors
     }

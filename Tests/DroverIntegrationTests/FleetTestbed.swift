@@ -12,8 +12,15 @@ final class FleetTestbed: @unchecked Sendable {
     var brokerURL = ""
     let unreachableAfter: Double
 
-    init(label: String, unreachableAfter: Double = 2) throws {
+    /// A broker of the test's own instead of the controller's managed one.
+    var external: TestBroker?
+
+    init(label: String, unreachableAfter: Double = 2, externalBroker: Bool = false) throws {
         dir = try Harness.temporaryDirectory(label)
+        if externalBroker {
+            try FileManager.default.createDirectory(atPath: dir + "/broker", withIntermediateDirectories: true)
+            external = try TestBroker(dir: dir + "/broker")
+        }
         apiPort = try Harness.freePort()
         api = APIClient(base: "http://127.0.0.1:\(apiPort)")
         self.unreachableAfter = unreachableAfter
@@ -21,8 +28,8 @@ final class FleetTestbed: @unchecked Sendable {
 
     /// Runs `body` against a fresh testbed with its controller up; records any error as an
     /// issue and always shuts everything down.
-    static func run(_ label: String, unreachableAfter: Double = 2, _ body: (FleetTestbed) async throws -> Void) async throws {
-        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter)
+    static func run(_ label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, _ body: (FleetTestbed) async throws -> Void) async throws {
+        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter, externalBroker: externalBroker)
         do {
             try await bed.startController()
             try await body(bed)
@@ -45,7 +52,8 @@ final class FleetTestbed: @unchecked Sendable {
         controllerStarted = ContinuousClock.now
         controller = try TestProcess(
             Harness.binary("drover-controller"),
-            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"],
+            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"]
+                + (external.map { ["--broker", $0.url] } ?? []),
             log: dir + "/controller.log")
         guard await Harness.eventually(.seconds(20), { await self.api.isUp() }) else {
             throw HarnessError("controller did not come up:\n\(controller?.log ?? "")")
@@ -147,6 +155,7 @@ final class FleetTestbed: @unchecked Sendable {
         await controller?.stop()
         Harness.killProcesses(under: dir)
         for pid in managedBrokers() { kill(pid, SIGKILL) }
+        await external?.kill()
         // A controller killed hard leaves its broker behind; its pid file names it.
         if let text = try? String(contentsOfFile: dir + "/controller/mosquitto.pid", encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(dir) == true {

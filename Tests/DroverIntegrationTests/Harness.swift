@@ -169,6 +169,16 @@ final class TestBroker: @unchecked Sendable {
         try Self.waitForListener(port: port)
     }
 
+    /// A crash: SIGKILL, so everything it held only in memory is gone.
+    func kill() async {
+        await process.stop(signal: SIGKILL)
+    }
+
+    func start() throws {
+        process = try Self.start(config: dir + "/mosquitto.conf", dir: dir)
+        try Self.waitForListener(port: port)
+    }
+
     func stop() async {
         await process.stop()
         try? FileManager.default.removeItem(atPath: dir)

@@ -141,6 +141,26 @@ struct MQTTClientTests {
         await broker.stop()
     }
 
+    @Test("QoS 0 completions are never taken for a PUBACK, even after the 16-bit message id wraps")
+    func qos0NeverAcknowledgesQos1() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("mid-wrap"))
+        let pub = try Self.client(broker, id: "beats")
+        pub.start()
+        #expect(await Self.waitConnected(pub))
+        // More QoS 0 messages than there are message ids.
+        for i in 0..<70_000 {
+            _ = try await pub.publish("beats/x", [UInt8(i & 0xff)], qos: .atMostOnce)
+            if i % 5000 == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        for _ in 0..<20 {
+            // Nobody subscribes: a real PUBACK says so; a stale QoS 0 completion would say "delivered".
+            #expect(try await pub.publish("nobody/listens", [1], qos: .atLeastOnce) == .noMatchingSubscribers)
+        }
+        await pub.shutdown()
+        await broker.stop()
+    }
+
     @Test("publishing while disconnected fails at once instead of hanging")
     func notConnected() async throws {
         let port = try Harness.freePort()

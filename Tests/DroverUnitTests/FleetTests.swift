@@ -9,7 +9,7 @@ import Testing
 /// Records what the fleet would publish, in order.
 final class RecordingPublisher: DesiredPublisher {
     let sent = Mutex<[Desired]>([])
-    func publish(_ desired: Desired) async { sent.withLock { $0.append(desired) } }
+    func enqueue(_ desired: [Desired]) { sent.withLock { $0.append(contentsOf: desired) } }
     var all: [Desired] { sent.withLock { $0 } }
     func last(for device: String) -> Desired? { all.last { $0.device == device } }
 }

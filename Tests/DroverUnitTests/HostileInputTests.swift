@@ -72,7 +72,7 @@ struct HostileInputTests {
                 return b
             }())
         case "report": WireCodec.encode(Report(device: "gw-1", seq: 1, replicas: [ReplicaStatus(id: "w-0", workload: "w", phase: .running, generation: 1, pid: 5, exitCode: 0, time: 1)]))
-        case "cmdReply": WireCodec.encode(CommandReply(device: "gw-1", command: .ping, ok: true, message: "ok"))
+        case "cmdReply": WireCodec.encode(CommandReply(device: "gw-1", command: "ping", ok: true, message: "ok"))
         default: WireCodec.encode(Desired(device: "gw-1", generation: 1, replicas: [spec]))
         }
         return (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
