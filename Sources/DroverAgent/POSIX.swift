@@ -57,6 +57,18 @@ enum POSIX {
         }
     }
 
+    /// Removes `path` and everything under it, never following a symbolic link out of it.
+    static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            for name in listDirectory(path) { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// Fields of /proc/PID/stat after the command name (which may itself hold spaces and

@@ -95,7 +95,10 @@ public actor ReplicaSupervisor {
             live[id] = Live(nextStart: .now)
         }
         queue(startDue())
-        guard !stops.isEmpty else { return }
+        guard !stops.isEmpty else {
+            for id in obsolete.keys where desired[id] == nil { POSIX.removeTree(replicasDir + "/" + id) }
+            return
+        }
         // Stopped side by side: each may take its whole grace period.
         let grace = stopGrace
         await withTaskGroup(of: Void.self) { group in
@@ -105,6 +108,8 @@ public actor ReplicaSupervisor {
             stopping[stop.id] = nil
             logger.info("stopped replica", metadata: ["replica": "\(stop.id)", "pid": "\(stop.process.pid)"])
         }
+        // A replica gone for good leaves nothing behind; one being replaced keeps its logs.
+        for id in obsolete.keys where desired[id] == nil && records[id] == nil { POSIX.removeTree(replicasDir + "/" + id) }
         queue(stopped + startDue())
     }
 

@@ -106,11 +106,25 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
     /// stop was asked for, mosquitto gets 5 s after SIGTERM before SIGKILL.
     private func waitForExit(_ pid: pid_t) async -> Int32 {
         var status: Int32 = 0
+        var polls = 0
         while waitpid(pid, &status, WNOHANG) == 0 {
             if let asked = lock.withLock({ stopAsked }), ContinuousClock.now - asked > .seconds(5) { kill(pid, SIGKILL) }
+            polls += 1
+            if polls % 200 == 0 { capLogs() }
             try? await Task.sleep(for: .milliseconds(50))
         }
         return status
+    }
+
+    /// mosquitto appends to its log for ever (a line per connection); past 8 MiB the older
+    /// part moves to `.1`, as replica logs do.
+    func capLogs(limit: Int = 8 << 20) {
+        for path in [dataDir + "/mosquitto.log", dataDir + "/mosquitto.stderr"] {
+            guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int, size > limit else { continue }
+            try? FileManager.default.removeItem(atPath: path + ".1")
+            try? FileManager.default.copyItem(atPath: path, toPath: path + ".1")
+            truncate(path, 0)
+        }
     }
 
     private func spawn(_ binary: String, _ arguments: [String]) throws -> pid_t {

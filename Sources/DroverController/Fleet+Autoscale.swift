@@ -34,8 +34,17 @@ extension Fleet {
         }
     }
 
-    /// How many of `replicas` the fleet could not place right now.
+    /// How many of `replicas` the fleet could not place right now. A full plan is costly, so
+    /// it runs again only when something placement depends on changed since.
     private func unplaceable(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int {
+        if let cached = unplaceableCache[spec.name], cached.wanted == count, cached.version == placementVersion { return cached.count }
+        let result = plannedShortfall(spec, replicas: count, now: now)
+        unplaceableCache[spec.name] = (count, placementVersion, result)
+        autoscalePlans += 1
+        return result
+    }
+
+    private func plannedShortfall(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int {
         var specs = workloads.mapValues(\.spec)
         var scaled = spec
         scaled.replicas = count

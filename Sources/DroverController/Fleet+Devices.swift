@@ -83,6 +83,7 @@ extension Fleet {
         d.lastSeen = Self.nowMillis()
         d.usage = m.usage
         d.phases = m.phases
+        if let generation = m.generation { d.lastAppliedGeneration = generation }
         for (id, millis) in m.replicaCPU ?? [:] where replicas[id]?.device == m.device {
             replicaCPU[id] = (millis, d.lastSeen)
         }
@@ -114,6 +115,8 @@ extension Fleet {
         }
         guard m.seq > d.lastReportSeq else { return }
         d.lastReportSeq = m.seq
+        // Statuses say which generation the device was applying: what it has applied since its hello.
+        d.lastAppliedGeneration = max(d.lastAppliedGeneration, m.replicas.map(\.generation).max() ?? 0)
         d.lastSeen = Self.nowMillis()
         devices[m.device] = d
         batch.devices.append(d)
@@ -225,7 +228,7 @@ extension Fleet {
         FleetSummary(
             devices: devices.count, online: devices.values.filter { $0.presence == .online }.count,
             unreachable: devices.values.filter { $0.presence == .unreachable }.count, workloads: workloads.count,
-            desiredReplicas: workloads.values.map(\.spec.replicas).reduce(0, +),
+            desiredReplicas: desiredCounts().values.reduce(0, +),
             runningReplicas: replicas.values.filter { $0.phase == .running }.count,
             droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }), placement: placementStats)
     }

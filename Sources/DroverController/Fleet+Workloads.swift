@@ -39,6 +39,7 @@ extension Fleet {
         batch.workloads.append(record)
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)", into: &batch)
         let messages = replan(into: &batch)
+        try refuseOversized(messages, field: "spec")
         // On failure `commit` has put memory back to what the store holds.
         do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
         return outcome
@@ -68,8 +69,23 @@ extension Fleet {
         batch.workloads.append(record)
         event(reason == nil ? "WorkloadScaled" : "WorkloadAutoscaled", name, "workload \(name) scaled from \(from) to \(count)\(reason.map { " (\($0))" } ?? "")", into: &batch)
         let messages = replan(into: &batch)
+        try refuseOversized(messages, field: "replicas")
         do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
         return record
+    }
+
+    /// A change whose desired state for some device would exceed what a device accepts is
+    /// refused whole, and memory goes back to what the store holds: otherwise the device
+    /// would silently never hear of it.
+    func refuseOversized(_ messages: [Desired], field: String) throws(FleetError) {
+        // Each replica's spec is at most ~66 KiB (command and env 64 KiB): only devices with
+        // many replicas can be too large, and only those are encoded to find out.
+        let safe = WireCodec.maxDesiredBytes / (WorkloadSpec.Limits.commandAndEnvBytes + 2048)
+        guard let big = messages.first(where: { $0.replicas.count > safe && WireCodec.encode($0).count > WireCodec.maxDesiredBytes }) else { return }
+        let size = WireCodec.encode(big).count
+        reload()
+        throw .invalid(ValidationFailure([FieldError(
+            path: field, reason: "device \(big.device) would be sent \(size / 1024)Ki of desired state (\(big.replicas.count) replicas), over the \(WireCodec.maxDesiredBytes / 1024)Ki a device accepts; use smaller env or command, or fewer replicas per device")]))
     }
 
     /// What applying `spec` would do, computed by the same scheduler; changes nothing.
@@ -117,8 +133,18 @@ extension Fleet {
             PendingReplica(id: $0.id, reasons: $0.reasons)
         }
         return WorkloadView(
-            name: record.spec.name, revision: record.revision, spec: record.spec, desiredReplicas: record.spec.replicas,
+            name: record.spec.name, revision: record.revision, spec: record.spec,
+            desiredReplicas: record.spec.mode == .every ? rows.count + pending.count : record.spec.replicas,
             runningReplicas: rows.filter { $0.phase == .running }.count, replicas: rows, unplaced: pending,
             createdAt: record.createdAt, updatedAt: record.updatedAt)
+    }
+
+    /// How many replicas each workload asks for: `replicas`, or for `mode: every` one per
+    /// matching device (placed or waiting).
+    func desiredCounts() -> [String: Int] {
+        var counts = workloads.mapValues { $0.spec.mode == .every ? 0 : $0.spec.replicas }
+        for row in replicas.values where workloads[row.workload]?.spec.mode == .every { counts[row.workload, default: 0] += 1 }
+        for u in scheduler?.unplaced ?? [] where workloads[u.workload]?.spec.mode == .every { counts[u.workload, default: 0] += 1 }
+        return counts
     }
 }

@@ -84,20 +84,35 @@ public actor Fleet {
             try store.write(batch)
         } catch {
             logger.error("store write failed", metadata: ["error": "\(error)"])
-            if let snapshot = try? store.load() {
-                (devices, workloads, replicas, desired) = Self.index(snapshot)
-                replicasOn = Self.byDevice(replicas)
-                scheduler = nil
-            }
+            reload()
             throw error
         }
+        if !batch.devices.isEmpty || !batch.workloads.isEmpty || !batch.replicas.isEmpty || !batch.deletedReplicas.isEmpty || !batch.deletedWorkloads.isEmpty {
+            placementVersion &+= 1
+        }
         if !messages.isEmpty { publisher?.enqueue(messages) }
+    }
+
+    /// Puts memory back to what the store holds, after a change that must not land.
+    func reload() {
+        guard let snapshot = try? store.load() else { return }
+        (devices, workloads, replicas, desired) = Self.index(snapshot)
+        replicasOn = Self.byDevice(replicas)
+        scheduler = nil
+        placementVersion &+= 1
     }
 
     var lastOfflineReplan: Int64 = 0
     /// Latest CPU use per replica (millicores) and when it was reported.
     var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
     var autoscalers: [String: Autoscaler] = [:]
+    /// Grows with every committed change that placement depends on, so that the autoscaler
+    /// asks the scheduler again only when something changed.
+    var placementVersion: UInt64 = 0
+    /// The autoscaler's last "how many of N would not fit", with the version it was computed at.
+    var unplaceableCache: [String: (wanted: Int, version: UInt64, count: Int)] = [:]
+    /// Full plans the autoscaler ran to see what fits (for tests and status).
+    public internal(set) var autoscalePlans = 0
     /// Pings in flight: correlation number → (device, sent at).
     var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
     var nextPing: UInt64 = 1

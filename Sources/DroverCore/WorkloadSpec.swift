@@ -140,6 +140,42 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         for key in env.keys.sorted() where key.isEmpty || key.contains("=") || key.contains("\0") {
             fail("env.\(key)", "is not a valid environment variable name")
         }
+        checkRanges(fail)
         return errors
+    }
+
+    /// The largest values a manifest may hold: past them, sums and conversions to
+    /// milliseconds could overflow, and no real device has them.
+    public enum Limits {
+        public static let cpuMillis = 10_000_000
+        public static let memoryBytes: Int64 = 1 << 50
+        public static let storageBytes: Int64 = 1 << 60
+        public static let deviceResourceCount = 1_000_000
+        /// Ten years.
+        public static let seconds = 10 * 366 * 86_400
+        public static let priority = 1_000_000
+        public static let targetCPUPercent = 100_000
+        /// The command and environment of one replica, in bytes: it travels in every desired
+        /// state of a device that runs it.
+        public static let commandAndEnvBytes = 64 * 1024
+    }
+
+    private func checkRanges(_ fail: (String, String) -> Void) {
+        if resources.cpuMillis > Limits.cpuMillis { fail("resources.cpu", "must be at most \(Limits.cpuMillis / 1000) cores") }
+        if resources.memoryBytes > Limits.memoryBytes { fail("resources.memory", "must be at most 1Pi") }
+        if resources.storageBytes > Limits.storageBytes { fail("resources.storage", "must be at most 1Ei") }
+        for (name, count) in resources.devices where count > Limits.deviceResourceCount {
+            fail("resources.\(name)", "must be at most \(Limits.deviceResourceCount)")
+        }
+        if connectivity.tolerateOfflineSeconds > Limits.seconds { fail("connectivity.tolerateOffline", "must be at most 10 years") }
+        if priority < -Limits.priority || priority > Limits.priority { fail("priority", "must be between -\(Limits.priority) and \(Limits.priority)") }
+        if maxPerDevice > Self.maxReplicas { fail("maxPerDevice", "must be at most \(Self.maxReplicas)") }
+        if let spread, spread.maxSkew > Self.maxReplicas { fail("spread.maxSkew", "must be at most \(Self.maxReplicas)") }
+        if let a = autoscale {
+            if a.targetCPUPercent > Limits.targetCPUPercent { fail("autoscale.targetCPUPercent", "must be at most \(Limits.targetCPUPercent)") }
+            if a.stabilizationSeconds > Limits.seconds { fail("autoscale.stabilizationWindow", "must be at most 10 years") }
+        }
+        let size = command.reduce(0) { $0 + $1.utf8.count + 4 } + env.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 6 }
+        if size > Limits.commandAndEnvBytes { fail("env", "command and env together are \(size) bytes; at most \(Limits.commandAndEnvBytes / 1024)Ki") }
     }
 }

@@ -127,6 +127,11 @@ extension MQTTClient {
                 free(data)
             }
         }
+        // Backpressure (see `MQTTMessages`): wait while the reader is this far behind.
+        while messages.buffered.count.load(ordering: .relaxed) >= configuration.maxBufferedMessages, !stopping.load(ordering: .relaxed) {
+            usleep(1000)
+        }
+        messages.buffered.count.add(1, ordering: .relaxed)
         messageContinuation.yield(received)
     }
 

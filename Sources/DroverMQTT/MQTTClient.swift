@@ -46,7 +46,7 @@ public final class MQTTClient: @unchecked Sendable {
         handle = mosq
         (messages, messageContinuation) = {
             let (s, c) = AsyncStream<MQTTMessage>.makeStream(bufferingPolicy: .unbounded)
-            return (MQTTMessages(stream: s), c)
+            return (MQTTMessages(stream: s, buffered: BufferCount()), c)
         }()
         (events, eventContinuation) = {
             let (s, c) = AsyncStream<MQTTConnectionEvent>.makeStream(bufferingPolicy: .bufferingNewest(64))
@@ -113,6 +113,9 @@ public final class MQTTClient: @unchecked Sendable {
             markThreadDone()
         }
     }
+
+    /// Messages received and not yet read from `messages`.
+    public var unreadMessages: Int { messages.buffered.count.load(ordering: .relaxed) }
 
     /// Whether a session is up right now.
     public var isConnected: Bool { shared.withLock { $0.connected } }

@@ -92,6 +92,8 @@ public struct MQTTConfiguration: Sendable {
     public var cleanStart: Bool
     public var will: LastWill?
     public var backoff: BackoffPolicy
+    /// Received messages that may wait unread before the client stops reading the socket.
+    public var maxBufferedMessages = 10_000
 
     public init(
         broker: BrokerAddress, clientID: String, username: String? = nil, password: String? = nil,

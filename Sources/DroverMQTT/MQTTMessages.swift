@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One message received from the broker.
 public struct MQTTMessage: Sendable, Hashable {
     public var topic: String
@@ -26,13 +28,34 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
 }
 
 /// Incoming messages of one client, in arrival order. Single consumer.
+///
+/// Bounded: while `MQTTConfiguration.maxBufferedMessages` wait unread, the network thread
+/// stops reading from the socket, so the broker holds the rest (it queues QoS 1 for the
+/// session) instead of this process growing without limit.
 public struct MQTTMessages: AsyncSequence, Sendable {
     public typealias Element = MQTTMessage
     let stream: AsyncStream<MQTTMessage>
+    let buffered: BufferCount
 
-    public func makeAsyncIterator() -> AsyncStream<MQTTMessage>.AsyncIterator {
-        stream.makeAsyncIterator()
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: AsyncStream<MQTTMessage>.AsyncIterator
+        let buffered: BufferCount
+
+        public mutating func next() async -> MQTTMessage? {
+            guard let message = await inner.next() else { return nil }
+            buffered.count.subtract(1, ordering: .relaxed)
+            return message
+        }
     }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(inner: stream.makeAsyncIterator(), buffered: buffered)
+    }
+}
+
+/// Messages received and not yet read.
+final class BufferCount: Sendable {
+    let count = Atomic<Int>(0)
 }
 
 /// Connection events of one client. Single consumer.

@@ -195,7 +195,8 @@ extension Duration {
         let units: [(String, Int)] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             guard let n = Int(text.dropLast()), n >= 0 else { return nil }
-            return n * scale
+            let (seconds, overflow) = n.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : seconds
         }
         return Int(text).flatMap { $0 >= 0 ? $0 : nil }
     }

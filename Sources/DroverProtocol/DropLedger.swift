@@ -1,5 +1,5 @@
 /// Counts dropped messages by reason and decides which drops are worth a log line:
-/// at most one per device and minute, so a device spewing garbage cannot flood the log.
+/// at most one per device and minute, and 20 a minute in all, so garbage cannot flood the log.
 ///
 /// Pure: the caller passes the time in.
 public struct DropLedger: Sendable {
@@ -13,10 +13,19 @@ public struct DropLedger: Sendable {
 
     public var total: Int { counts.values.reduce(0, +) }
 
+    /// Log lines per `logInterval` over all devices: garbage under 20,000 made-up device ids
+    /// must not write 20,000 lines.
+    public var maxLinesPerInterval = 20
+    private var windowStart: Double = -.infinity
+    private var linesInWindow = 0
+
     /// Records one drop; returns true when it should be logged.
     public mutating func record(_ reason: DropReason, device: String, now: Double) -> Bool {
         counts[reason, default: 0] += 1
         if let last = lastLogged[device], now - last < logInterval { return false }
+        if now - windowStart >= logInterval { (windowStart, linesInWindow) = (now, 0) }
+        guard linesInWindow < maxLinesPerInterval else { return false }
+        linesInWindow += 1
         if lastLogged.count > 10_000 {
             // Bound the memory a flood of made-up device ids can take.
             lastLogged = lastLogged.filter { now - $0.value < logInterval }

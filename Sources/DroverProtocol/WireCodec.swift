@@ -33,6 +33,12 @@ public enum WireCodec {
     /// Larger payloads are dropped unread. Desired state for a device with hundreds of
     /// replicas stays far below this.
     public static let maxPayloadBytes = 256 * 1024
+    /// A device's whole desired state comes from the controller and may be larger: every
+    /// replica the device runs, each with its command and env (64 KiB at most). The
+    /// controller refuses a change that would make one larger.
+    public static let maxDesiredBytes = 1024 * 1024
+
+    static func limit<M>(_ type: M.Type) -> Int { type == Desired.self ? maxDesiredBytes : maxPayloadBytes }
 
     public static func encode<M: Encodable>(_ message: M) -> [UInt8] {
         let encoder = JSONEncoder()
@@ -49,8 +55,8 @@ public enum WireCodec {
 
     /// Decodes and checks one device message that arrived on a topic of `topicDevice`.
     public static func decode<M: DeviceMessage>(_ type: M.Type, from payload: [UInt8], topicDevice: String) throws(WireError) -> M {
-        guard payload.count <= maxPayloadBytes else {
-            throw WireError(.oversized, "\(payload.count) bytes, limit \(maxPayloadBytes)")
+        guard payload.count <= limit(M.self) else {
+            throw WireError(.oversized, "\(payload.count) bytes, limit \(limit(M.self))")
         }
         let data = Data(payload)
         let decoder = JSONDecoder()

@@ -37,6 +37,9 @@ public final class SQLiteFleetStore: FleetStore {
         m.registerMigration("v2-meta") { db in
             try db.execute(sql: "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         }
+        m.registerMigration("v3-events-time") { db in
+            try db.execute(sql: "CREATE INDEX events_time ON events(time)")
+        }
         return m
     }
 
@@ -100,12 +103,16 @@ public final class SQLiteFleetStore: FleetStore {
                     sql: "INSERT INTO events (time, kind, subject, message) VALUES (?, ?, ?, ?)",
                     arguments: [e.time, e.kind, e.subject, e.message])
             }
-            // Keep the event log bounded: the newest 100,000 are plenty for an operator.
-            if !batch.events.isEmpty {
-                try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - 100000")
+            // Keep the event log bounded: the newest 100,000, none older than 30 days.
+            if let newest = batch.events.last {
+                try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", arguments: [Self.eventsKept])
+                try db.execute(sql: "DELETE FROM events WHERE time < ?", arguments: [newest.time - Self.eventsMaxAge])
             }
         }
     }
+
+    public static let eventsKept = 100_000
+    public static let eventsMaxAge: Int64 = 30 * 86_400_000
 
     public func events(limit: Int, subject: String?) throws -> [EventRecord] {
         try queue.read { db in

@@ -161,6 +161,46 @@ struct MQTTClientTests {
         await broker.stop()
     }
 
+    @Test("a reader that falls behind holds at most maxBufferedMessages; the rest waits at the broker and nothing is lost")
+    func boundedBuffer() async throws {
+        let broker = try TestBroker(dir: try Harness.temporaryDirectory("bounded"))
+        var config = MQTTConfiguration(broker: try BrokerAddress(url: broker.url), clientID: "slow-reader", backoff: BackoffPolicy(initial: .milliseconds(100), maximum: .seconds(1)))
+        config.maxBufferedMessages = 500
+        let reader = try MQTTClient(config)
+        reader.subscribe("flood", qos: .atLeastOnce)
+        reader.start()
+        #expect(await Self.waitConnected(reader))
+        let pub = try Self.client(broker, id: "flooder")
+        pub.start()
+        #expect(await Self.waitConnected(pub))
+        let total = 5000
+        let sender = Task {
+            for i in 0..<total { _ = try? await pub.publish("flood", Array("\(i)".utf8), qos: .atLeastOnce) }
+        }
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(reader.unreadMessages <= 500)
+        let received = await withTaskGroup(of: [Int]?.self) { group in
+            group.addTask {
+                var iterator = reader.messages.makeAsyncIterator()
+                var numbers: [Int] = []
+                while numbers.count < total, let m = await iterator.next() { numbers.append(Int(String(decoding: m.payload, as: UTF8.self)) ?? -1) }
+                return numbers
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(30))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? []
+        }
+        await sender.value
+        #expect(received == Array(0..<total))
+        await pub.shutdown()
+        await reader.shutdown()
+        await broker.stop()
+    }
+
     @Test("publishing while disconnected fails at once instead of hanging")
     func notConnected() async throws {
         let port = try Harness.freePort()
