@@ -82,6 +82,9 @@ let package = Package(
             dependencies: ["DroverController", "DroverCore", "DroverProtocol", "DroverStore", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // Recovery of a real fleet (controller, broker, 100 agents) from a broker crash and a controller restart.
+        .executableTarget(name: "drover-recovery-bench", dependencies: ["DroverPOSIX"]),
+
         .testTarget(
             name: "DroverUnitTests",
             dependencies: [

@@ -15,11 +15,11 @@ final class FleetTestbed: @unchecked Sendable {
     /// A broker of the test's own instead of the controller's managed one.
     var external: TestBroker?
 
-    init(label: String, unreachableAfter: Double = 2, externalBroker: Bool = false) throws {
+    init(label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil) throws {
         dir = try Harness.temporaryDirectory(label)
         if externalBroker {
             try FileManager.default.createDirectory(atPath: dir + "/broker", withIntermediateDirectories: true)
-            external = try TestBroker(dir: dir + "/broker")
+            external = try TestBroker(dir: dir + "/broker", alsoOn: brokerAlsoOn)
         }
         apiPort = try Harness.freePort()
         api = APIClient(base: "http://127.0.0.1:\(apiPort)")
@@ -28,8 +28,10 @@ final class FleetTestbed: @unchecked Sendable {
 
     /// Runs `body` against a fresh testbed with its controller up; records any error as an
     /// issue and always shuts everything down.
-    static func run(_ label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, _ body: (FleetTestbed) async throws -> Void) async throws {
-        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter, externalBroker: externalBroker)
+    static func run(
+        _ label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil, _ body: (FleetTestbed) async throws -> Void
+    ) async throws {
+        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter, externalBroker: externalBroker, brokerAlsoOn: brokerAlsoOn)
         do {
             try await bed.startController()
             try await body(bed)
@@ -98,11 +100,12 @@ final class FleetTestbed: @unchecked Sendable {
 
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
 
-    func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = []) throws {
-        agents[id] = try TestProcess(
-            Harness.binary("drover-agent"),
-            ["--id", id, "--broker", brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"] + extra,
-            log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
+    /// `netns`: run the agent inside this network namespace, reaching the broker at `broker`.
+    func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = [], netns: String? = nil, broker: String? = nil) throws {
+        let arguments = ["--id", id, "--broker", broker ?? brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"] + extra
+        let (executable, full) = netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, Harness.binary("drover-agent")] + arguments) }
+            ?? (Harness.binary("drover-agent"), arguments)
+        agents[id] = try TestProcess(executable, full, log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
         agentStarts += 1
     }
 

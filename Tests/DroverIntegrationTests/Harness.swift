@@ -129,11 +129,13 @@ final class TestBroker: @unchecked Sendable {
     let dir: String
     private(set) var process: TestProcess
 
-    init(dir: String, port: Int? = nil) throws {
+    /// `alsoOn`: another address to listen on (a veth the test made), same port.
+    init(dir: String, port: Int? = nil, alsoOn: String? = nil) throws {
         self.dir = dir
         self.port = try port ?? Harness.freePort()
         let config = dir + "/mosquitto.conf"
         var lines = ["listener \(self.port) 127.0.0.1", "allow_anonymous true", "max_queued_messages 10000", "persistence false"]
+        if let alsoOn { lines.insert("listener \(self.port) \(alsoOn)", at: 1) }
         if geteuid() == 0 { lines.append("user root") }
         try lines.joined(separator: "\n").appending("\n").write(toFile: config, atomically: true, encoding: .utf8)
         process = try Self.start(config: config, dir: dir)

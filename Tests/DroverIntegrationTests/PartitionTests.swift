@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// A network namespace and a veth pair that the test makes and removes itself: the device
+/// side lives in the namespace, the broker listens on the host side too. Link-local
+/// addresses, reachable from nowhere else.
+final class Partition: @unchecked Sendable {
+    let namespace: String
+    let hostLink: String
+    let hostAddress: String
+    let deviceAddress: String
+
+    init() throws {
+        let tag = String(UInt32.random(in: 0x1000...0xffff), radix: 16)
+        let subnet = Int.random(in: 1...254)
+        let host = Int.random(in: 0...63) * 4
+        namespace = "drover-pt-\(tag)"
+        hostLink = "vh-\(tag)"
+        hostAddress = "169.254.\(subnet).\(host + 1)"
+        deviceAddress = "169.254.\(subnet).\(host + 2)"
+        let deviceLink = "vn-\(tag)"
+        let steps: [[String]] = [
+            ["netns", "add", namespace],
+            ["link", "add", hostLink, "type", "veth", "peer", "name", deviceLink],
+            ["link", "set", deviceLink, "netns", namespace],
+            ["addr", "add", hostAddress + "/30", "dev", hostLink],
+            ["link", "set", hostLink, "up"],
+            ["netns", "exec", namespace, "ip", "addr", "add", deviceAddress + "/30", "dev", deviceLink],
+            ["netns", "exec", namespace, "ip", "link", "set", deviceLink, "up"],
+            ["netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
+        ]
+        for step in steps {
+            let (status, output) = try Harness.run("/usr/sbin/ip", step)
+            guard status == 0 else {
+                remove()
+                throw HarnessError("ip \(step.joined(separator: " ")): \(output)")
+            }
+        }
+    }
+
+    /// Cuts the link: packets stop both ways, nobody is told.
+    func cut() throws { try Harness.run("/usr/sbin/ip", ["link", "set", hostLink, "down"]) }
+    func heal() throws { try Harness.run("/usr/sbin/ip", ["link", "set", hostLink, "up"]) }
+
+    /// Deleting the namespace deletes its end of the pair, and so the pair.
+    func remove() {
+        _ = try? Harness.run("/usr/sbin/ip", ["netns", "del", namespace])
+        _ = try? Harness.run("/usr/sbin/ip", ["link", "del", hostLink])
+    }
+}
+
+@Suite("Network partition", .serialized)
+struct PartitionTests {
+    @Test("a partitioned device keeps its replicas until tolerateOffline, then they run elsewhere; back, it stops its own; never more than asked")
+    func partition() async throws {
+        let net = try Partition()
+        defer { net.remove() }
+        try await FleetTestbed.run("partition", externalBroker: true, brokerAlsoOn: net.hostAddress) { bed in
+            let port = bed.external?.port ?? 0
+            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", netns: net.namespace, broker: "mqtt://\(net.hostAddress):\(port)")
+            try bed.startAgent("gw-2", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
+            try await bed.waitForDevices(online: 2)
+            try await bed.apply(FaultTests.manifest("steady", replicas: 2, tolerate: "4s"))
+            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 2 })
+            try bed.startAgent("gw-3", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
+            try await bed.waitForDevices(online: 3)
+            let isolated = try await bed.running("steady").first { $0.device == "gw-1" }
+            #expect(isolated != nil, "one replica runs on gw-1")
+            try await bed.waitPastGrace()
+
+            /// Live replica processes per device, as the machine sees them.
+            func processes() -> [String: Int] {
+                var counts: [String: Int] = [:]
+                for id in ["gw-1", "gw-2", "gw-3"] { counts[id] = Harness.processes(under: bed.agentDir(id)).filter(Harness.isAlive).count }
+                return counts
+            }
+
+            try net.cut()
+            let cutAt = ContinuousClock.now
+            #expect(await Harness.eventually(.seconds(10)) {
+                ((try? await bed.api.get("/v1/devices/gw-1"))?["record"] as? [String: Any])?["presence"] as? String == "unreachable"
+            })
+            // Within tolerateOffline the replica stays where it is, and still runs there.
+            if ContinuousClock.now - cutAt < .seconds(3) {
+                #expect(try await bed.replicas("steady").contains { $0["device"] as? String == "gw-1" })
+            }
+            #expect(processes()["gw-1"] == 1)
+            // After it, the replica runs elsewhere; only gw-1's own copy is extra.
+            let moved = await Harness.eventually(.seconds(20)) {
+                guard let running = try? await bed.running("steady") else { return false }
+                return running.count == 2 && !running.contains { $0.device == "gw-1" }
+            }
+            #expect(moved)
+            for _ in 0..<5 {
+                let p = processes()
+                #expect((p["gw-2"] ?? 0) + (p["gw-3"] ?? 0) <= 2, "reachable devices run more than asked: \(p)")
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(processes()["gw-1"] == 1, "cut off, gw-1 cannot know and keeps running its own")
+
+            try net.heal()
+            let stopped = await Harness.eventually(.seconds(45)) { processes()["gw-1"] == 0 }
+            #expect(stopped, "back, gw-1 stops the replica that moved away: \(processes())")
+            #expect(await Harness.eventually(.seconds(20)) {
+                ((try? await bed.api.get("/v1/devices/gw-1"))?["record"] as? [String: Any])?["presence"] as? String == "online"
+            })
+            let p = processes()
+            #expect(p.values.reduce(0, +) == 2, "\(p)")
+            #expect(try await bed.running("steady").count == 2)
+        }
+    }
+}
