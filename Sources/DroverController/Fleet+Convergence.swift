@@ -5,7 +5,7 @@ import DroverStore
 /// The controller's view of replicas converges on the devices' truth after any loss: every
 /// (re)connect brings a full snapshot, and a beat whose replica digest differs from the
 /// controller's, once every report it names has arrived, brings a request for one.
-extension Fleet {
+extension FleetState {
     /// At most one snapshot request per device in this many milliseconds.
     static let snapshotInterval: Int64 = 30_000
 
@@ -19,19 +19,18 @@ extension Fleet {
     /// Whether the beat shows a drift that reports will not fix: the device applied the
     /// newest generation, every report it queued has been applied here, and still the digests
     /// differ.
-    func wantsSnapshot(_ m: Beat, now: Int64) -> Bool {
+    mutating func wantsSnapshot(_ m: Beat, now: Int64) -> Bool {
         guard let digest = m.digest, let generation = m.generation, let seq = m.reportSeq, let d = devices[m.device] else { return false }
         guard generation == (desired[m.device]?.generation ?? 0), seq <= d.lastReportSeq else { return false }
         guard digest != self.digest(of: m.device) else { return false }
         if let asked = snapshotAsked[m.device], now - asked < Self.snapshotInterval { return false }
         snapshotAsked[m.device] = now
-        logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"])
         return true
     }
 
     /// A full snapshot lists every replica the device holds: one placed there that it does
     /// not list has not been started there yet.
-    func resetUnlisted(_ m: Report, into batch: inout StoreBatch) {
+    mutating func resetUnlisted(_ m: Report, into batch: inout StoreBatch) {
         let listed = Set(m.replicas.map(\.id))
         for id in (replicasOn[m.device] ?? []).sorted() where !listed.contains(id) {
             guard var row = replicas[id], row.phase != .pending || row.pid != nil else { continue }
@@ -39,7 +38,7 @@ extension Fleet {
             row.pid = nil
             row.exitCode = nil
             row.message = "not on the device yet"
-            row.updatedAt = Self.nowMillis()
+            row.updatedAt = clock
             replicas[id] = row
             batch.replicas.append(row)
         }

@@ -4,9 +4,11 @@ import DroverProtocol
 import DroverScheduler
 import DroverStore
 
-extension Fleet {
-    public func hello(_ m: Hello) {
-        let now = Self.nowMillis()
+/// Device events as pure transitions: given the event and the time, they change the state and
+/// return what to store and what to publish (`Effects`); the `Fleet` actor performs that.
+extension FleetState {
+    mutating func hello(_ m: Hello, now: Int64) -> Effects {
+        clock = now
         heldWills.remove(m.device)
         var batch = StoreBatch()
         var needsPlan = false
@@ -46,41 +48,42 @@ extension Fleet {
             // it), so the newest is sent again; applying it twice is harmless.
             messages.append(Desired(device: m.device, generation: current.generation, replicas: current.replicas))
         }
-        try? commit(batch, publishing: messages)
+        return Effects(batch, publish: messages)
     }
 
-    public func state(_ m: DeviceState) {
-        guard var d = devices[m.device] else { return }
+    mutating func state(_ m: DeviceState, now: Int64) -> Effects {
+        clock = now
+        guard var d = devices[m.device] else { return Effects() }
         let presence: Presence = m.state == .online ? .online : .unreachable
-        guard d.presence != presence else { return }
+        guard d.presence != presence else { return Effects() }
         // Within the grace after the controller regained sight, an `offline` may be a will
         // the broker fired while it went down with the controller, queued for the
         // controller's session: it is held until the grace ends, and dropped if the device
         // shows life before that.
-        if presence == .unreachable, inGrace(now: Self.nowMillis()) {
+        if presence == .unreachable, inGrace(now: now) {
             heldWills.insert(m.device)
-            return
+            return Effects()
         }
         heldWills.remove(m.device)
         var batch = StoreBatch()
-        d.setPresence(presence, at: Self.nowMillis())
-        if presence == .online { d.lastSeen = Self.nowMillis() }
+        d.setPresence(presence, at: clock)
+        if presence == .online { d.lastSeen = clock }
         devices[m.device] = d
         batch.devices.append(d)
         event(presence == .online ? "DeviceOnline" : "DeviceUnreachable", m.device,
               presence == .online ? "device \(m.device) is online" : "device \(m.device) is unreachable (last will or clean disconnect)", into: &batch)
         let messages = replan(devices: [m.device], into: &batch)
-        try? commit(batch, publishing: messages)
+        return Effects(batch, publish: messages)
     }
 
     /// Takes a beat; returns true when the device should be asked for a full snapshot
     /// (its replica digest says the controller's view has drifted).
-    @discardableResult
-    public func beat(_ m: Beat) -> Bool {
-        guard var d = devices[m.device] else { return false }
-        let snapshot = wantsSnapshot(m, now: Self.nowMillis())
+    mutating func beat(_ m: Beat, now: Int64) -> (snapshot: Bool, effects: Effects) {
+        clock = now
+        guard var d = devices[m.device] else { return (false, Effects()) }
+        let snapshot = wantsSnapshot(m, now: now)
         heldWills.remove(m.device)
-        d.lastSeen = Self.nowMillis()
+        d.lastSeen = clock
         d.usage = m.usage
         d.phases = m.phases
         if let generation = m.generation { d.lastAppliedGeneration = generation }
@@ -92,18 +95,18 @@ extension Fleet {
         devices[m.device] = d
         // Beats are frequent and carry nothing that must survive a restart except presence;
         // write only when presence changed.
-        guard cameBack else { return snapshot }
+        guard cameBack else { return (snapshot, Effects()) }
         var batch = StoreBatch()
         batch.devices.append(d)
         event("DeviceOnline", m.device, "device \(m.device) is back online", into: &batch)
         let messages = replan(devices: [m.device], into: &batch)
-        try? commit(batch, publishing: messages)
-        return snapshot
+        return (snapshot, Effects(batch, publish: messages))
     }
 
     /// Applies a report once: a seq at or below the last one applied is a resend.
-    public func report(_ m: Report) {
-        guard var d = devices[m.device] else { return }
+    mutating func report(_ m: Report, now: Int64) -> Effects {
+        clock = now
+        guard var d = devices[m.device] else { return Effects() }
         var batch = StoreBatch()
         if let epoch = m.epoch, epoch != d.reportEpoch {
             // The device's agent.db was created afresh: its sequence numbers start again.
@@ -113,11 +116,11 @@ extension Fleet {
             d.reportEpoch = epoch
             d.lastReportSeq = 0
         }
-        guard m.seq > d.lastReportSeq else { return }
+        guard m.seq > d.lastReportSeq else { return Effects() }
         d.lastReportSeq = m.seq
         // Statuses say which generation the device was applying: what it has applied since its hello.
         d.lastAppliedGeneration = max(d.lastAppliedGeneration, m.replicas.map(\.generation).max() ?? 0)
-        d.lastSeen = Self.nowMillis()
+        d.lastSeen = clock
         devices[m.device] = d
         batch.devices.append(d)
         if m.full == true { resetUnlisted(m, into: &batch) }
@@ -132,24 +135,22 @@ extension Fleet {
             row.exitCode = status.exitCode
             row.restarts = status.restarts
             row.message = status.message
-            row.updatedAt = Self.nowMillis()
+            row.updatedAt = clock
             replicas[row.id] = row
             batch.replicas.append(row)
         }
-        try? commit(batch)
+        return Effects(batch)
     }
 
     /// Marks devices whose beats stopped as unreachable. Nobody is judged while the
     /// controller itself cannot hear the fleet, nor within `unreachableAfter` of it regaining
     /// sight, and the controller's blind time never counts as a device's silence.
-    public func checkPresence(now: Int64) {
+    mutating func checkPresence(now: Int64) -> Effects {
+        clock = now
         let bound = unreachableAfterMillis
         var batch = StoreBatch()
         markAlive(now: now, into: &batch)
-        guard !sight.isBlind else {
-            try? commit(batch)
-            return
-        }
+        guard !sight.isBlind else { return Effects(batch) }
         var changed: [String] = []
         if !inGrace(now: now) {
             // Runs every second: filter before sorting, so a large quiet fleet costs one pass.
@@ -173,20 +174,18 @@ extension Fleet {
             changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
         }
         let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
-        guard !changed.isEmpty || reconcile else {
-            try? commit(batch)
-            return
-        }
+        guard !changed.isEmpty || reconcile else { return Effects(batch) }
         // (A reconciliation is due: this runs a full plan.)
         let messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
-        try? commit(batch, publishing: messages)
+        return Effects(batch, publish: messages)
     }
 
     /// Cordon (no new replicas), drain (no new replicas, and existing ones move away) or
     /// return a device to normal.
-    public func setSchedulability(_ id: String, _ value: Schedulability) throws(FleetError) -> DeviceView {
+    mutating func setSchedulability(_ id: String, _ value: Schedulability, now: Int64) throws(FleetError) -> Effects {
+        clock = now
         guard var d = devices[id] else { throw .notFound(kind: "device", name: id) }
-        guard d.schedulability != value.rawValue else { return view(d) }
+        guard d.schedulability != value.rawValue else { return Effects() }
         d.schedulability = value.rawValue
         devices[id] = d
         var batch = StoreBatch()
@@ -198,22 +197,16 @@ extension Fleet {
         }
         event(kind, id, "device \(id) \(verb)", into: &batch)
         let messages = replan(devices: [id], into: &batch)
-        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
-        return view(d)
-    }
-
-    /// Counts a dropped message; returns whether to log it (once per device and minute).
-    public func recordDrop(_ reason: DropReason, device: String) -> Bool {
-        drops.record(reason, device: device, now: Double(Self.nowMillis()) / 1000)
+        return Effects(batch, publish: messages)
     }
 
     // MARK: reads
 
-    public func deviceList() -> [DeviceView] {
+    func deviceList() -> [DeviceView] {
         devices.values.sorted { $0.id < $1.id }.map(view)
     }
 
-    public func device(_ id: String) throws(FleetError) -> DeviceView {
+    func device(_ id: String) throws(FleetError) -> DeviceView {
         guard let d = devices[id] else { throw .notFound(kind: "device", name: id) }
         return view(d)
     }
@@ -224,7 +217,7 @@ extension Fleet {
         return DeviceView(record: d, allocated: allocated, replicas: mine, generation: desired[d.id]?.generation ?? 0)
     }
 
-    public func summary() -> FleetSummary {
+    func summary() -> FleetSummary {
         FleetSummary(
             devices: devices.count, online: devices.values.filter { $0.presence == .online }.count,
             unreachable: devices.values.filter { $0.presence == .unreachable }.count, workloads: workloads.count,

@@ -1,9 +1,9 @@
 import DroverCore
 
-extension Fleet {
+extension FleetState {
     /// Starts a round-trip measurement to every online device; returns (device, correlation
     /// data) pairs to publish. Pings never answered are forgotten after a minute.
-    public func startPings() -> [(device: String, correlation: [UInt8])] {
+    mutating func startPings() -> [(device: String, correlation: [UInt8])] {
         let now = ContinuousClock.now
         pings = pings.filter { now - $0.value.sent < .seconds(60) }
         return devices.values.filter { $0.presence == .online }.sorted { $0.id < $1.id }.map { d in
@@ -15,7 +15,7 @@ extension Fleet {
     }
 
     /// A device answered a ping: fold the round trip into its smoothed RTT.
-    public func pingAnswered(device: String, correlation: [UInt8]?) {
+    mutating func pingAnswered(device: String, correlation: [UInt8]?) {
         guard let correlation, correlation.count == 8 else { return }
         let n = correlation.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard let ping = pings.removeValue(forKey: n), ping.device == device, var d = devices[device] else { return }

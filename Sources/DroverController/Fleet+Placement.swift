@@ -4,7 +4,7 @@ import DroverProtocol
 import DroverScheduler
 import DroverStore
 
-extension Fleet {
+extension FleetState {
     /// How often placement runs over the whole fleet even when nothing asked for it: measured
     /// connectivity (uptime ratio, RTT) drifts with time, and `minUptime` is a hard constraint.
     static let reconcileInterval: Int64 = 300_000
@@ -12,7 +12,8 @@ extension Fleet {
     /// Plans the whole fleet afresh (workloads changed, the first plan after a start, the
     /// periodic reconciliation) and turns the plan into replica rows and per-device desired state.
     /// Only devices whose replica set changed get a new generation.
-    func replan(into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
+    mutating func replan(into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
+        let now = now ?? clock
         let start = ContinuousClock.now
         let fresh = IncrementalScheduler(schedulingInput(workloads: workloads.values.map(\.spec), now: now))
         scheduler = fresh
@@ -29,7 +30,8 @@ extension Fleet {
     /// Devices changed (presence, schedulability, facts) or joined: re-plans only the
     /// workloads they touched, through the incremental scheduler. Falls back to a full plan
     /// when there is none yet or a reconciliation is due.
-    func replan(devices ids: [String], into batch: inout StoreBatch, now: Int64 = Fleet.nowMillis()) -> [Desired] {
+    mutating func replan(devices ids: [String], into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
+        let now = now ?? clock
         guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
         let start = ContinuousClock.now
         var added: [Assignment] = []
@@ -57,7 +59,7 @@ extension Fleet {
     /// Writes placements and removals to the replica rows; returns the devices whose replica
     /// set changed.
     @discardableResult
-    private func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
+    private mutating func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
         var touched = Set<String>()
         for id in stopped.sorted() {
             guard let row = replicas.removeValue(forKey: id) else { continue }
@@ -86,7 +88,7 @@ extension Fleet {
     }
 
     /// New desired state for those of `ids` whose replica set differs from what they were sent.
-    private func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
+    private mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
         for id in ids.sorted() {
             let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.spec.replica(id: r) } }

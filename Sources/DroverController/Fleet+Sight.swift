@@ -48,14 +48,14 @@ struct Sight: Sendable {
     }
 }
 
-extension Fleet {
+extension FleetState {
     /// The broker connection went down: devices cannot be heard, so none is judged.
-    public func sightLost(now: Int64) {
+    mutating func sightLost(now: Int64) {
         sight.lost(at: now)
     }
 
     /// The broker connection is up again.
-    public func sightRestored(now: Int64) {
+    mutating func sightRestored(now: Int64) {
         sight.restored(at: now, oldestLastSeen: devices.values.map(\.lastSeen).min() ?? now)
     }
 
@@ -73,7 +73,7 @@ extension Fleet {
     var graceMillis: Int64 { max(unreachableAfterMillis, 10_000) }
 
     /// Writes the controller's sign of life, so that the next start knows how long it was away.
-    func markAlive(now: Int64, into batch: inout StoreBatch) {
+    mutating func markAlive(now: Int64, into batch: inout StoreBatch) {
         guard now - lastAliveWritten >= Self.aliveInterval else { return }
         lastAliveWritten = now
         batch.meta[Self.lastAliveKey] = String(now)

@@ -10,11 +10,11 @@ public enum FleetError: Error, Sendable {
     case storage(String)
 }
 
-extension Fleet {
-    public func apply(_ spec: WorkloadSpec) throws(FleetError) -> ApplyOutcome {
+extension FleetState {
+    mutating func apply(_ spec: WorkloadSpec, now: Int64) throws(FleetError) -> (ApplyOutcome, Effects) {
+        clock = now
         let problems = spec.validate()
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
-        let now = Self.nowMillis()
         let outcome: ApplyOutcome
         var record: WorkloadRecord
         var spec = spec
@@ -24,7 +24,7 @@ extension Fleet {
             spec.replicas = min(max(existing.spec.replicas, auto.minReplicas), auto.maxReplicas)
         }
         if var existing = workloads[spec.name] {
-            guard existing.spec != spec else { return .unchanged }
+            guard existing.spec != spec else { return (.unchanged, Effects()) }
             existing.spec = spec
             existing.revision += 1
             existing.updatedAt = now
@@ -40,63 +40,61 @@ extension Fleet {
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)", into: &batch)
         let messages = replan(into: &batch)
         try refuseOversized(messages, field: "spec")
-        // On failure `commit` has put memory back to what the store holds.
-        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
-        return outcome
+        return (outcome, Effects(batch, publish: messages))
     }
 
-    public func delete(workload name: String) throws(FleetError) {
+    mutating func delete(workload name: String, now: Int64) throws(FleetError) -> Effects {
+        clock = now
         guard workloads[name] != nil else { throw .notFound(kind: "workload", name: name) }
         var batch = StoreBatch()
         workloads[name] = nil
         batch.deletedWorkloads.append(name)
         event("WorkloadDeleted", name, "workload \(name) deleted", into: &batch)
         let messages = replan(into: &batch)
-        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
+        return Effects(batch, publish: messages)
     }
 
-    public func scale(workload name: String, replicas count: Int, reason: String? = nil) throws(FleetError) -> WorkloadRecord {
+    mutating func scale(workload name: String, replicas count: Int, reason: String?, now: Int64) throws(FleetError) -> (WorkloadRecord, Effects) {
+        clock = now
         guard var record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
         guard (0...WorkloadSpec.maxReplicas).contains(count) else {
             throw .invalid(ValidationFailure([FieldError(path: "replicas", reason: "must be between 0 and \(WorkloadSpec.maxReplicas)")]))
         }
-        guard record.spec.replicas != count else { return record }
+        guard record.spec.replicas != count else { return (record, Effects()) }
         let from = record.spec.replicas
         record.spec.replicas = count
-        record.updatedAt = Self.nowMillis()
+        record.updatedAt = now
         var batch = StoreBatch()
         workloads[name] = record
         batch.workloads.append(record)
         event(reason == nil ? "WorkloadScaled" : "WorkloadAutoscaled", name, "workload \(name) scaled from \(from) to \(count)\(reason.map { " (\($0))" } ?? "")", into: &batch)
         let messages = replan(into: &batch)
         try refuseOversized(messages, field: "replicas")
-        do { try commit(batch, publishing: messages) } catch { throw .storage("\(error)") }
-        return record
+        return (record, Effects(batch, publish: messages))
     }
 
     /// A change whose desired state for some device would exceed what a device accepts is
-    /// refused whole, and memory goes back to what the store holds: otherwise the device
-    /// would silently never hear of it.
+    /// refused whole (the `Fleet` actor puts memory back to what the store holds): otherwise
+    /// the device would silently never hear of it.
     func refuseOversized(_ messages: [Desired], field: String) throws(FleetError) {
         // Each replica's spec is at most ~66 KiB (command and env 64 KiB): only devices with
         // many replicas can be too large, and only those are encoded to find out.
         let safe = WireCodec.maxDesiredBytes / (WorkloadSpec.Limits.commandAndEnvBytes + 2048)
         guard let big = messages.first(where: { $0.replicas.count > safe && WireCodec.encode($0).count > WireCodec.maxDesiredBytes }) else { return }
         let size = WireCodec.encode(big).count
-        reload()
         throw .invalid(ValidationFailure([FieldError(
             path: field, reason: "device \(big.device) would be sent \(size / 1024)Ki of desired state (\(big.replicas.count) replicas), over the \(WireCodec.maxDesiredBytes / 1024)Ki a device accepts; use smaller env or command, or fewer replicas per device")]))
     }
 
     /// What applying `spec` would do, computed by the same scheduler; changes nothing.
-    public func preview(_ spec: WorkloadSpec) throws(FleetError) -> PlanPreview {
+    func preview(_ spec: WorkloadSpec, now: Int64) throws(FleetError) -> PlanPreview {
         let problems = spec.validate()
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
         let existing = workloads[spec.name]
         let outcome: ApplyOutcome = existing == nil ? .created : existing?.spec == spec ? .unchanged : .configured
         var specs = workloads
         specs[spec.name] = WorkloadRecord(spec: spec, revision: 0, createdAt: 0, updatedAt: 0)
-        let plan = Scheduler.plan(schedulingInput(workloads: specs.values.map(\.spec), now: Self.nowMillis()))
+        let plan = Scheduler.plan(schedulingInput(workloads: specs.values.map(\.spec), now: now))
         var changes: [PlannedChange] = []
         var planned = Set<String>()
         for a in plan.assignments {
@@ -117,11 +115,11 @@ extension Fleet {
 
     // MARK: reads
 
-    public func workloadList() -> [WorkloadView] {
+    func workloadList() -> [WorkloadView] {
         workloads.values.sorted { $0.spec.name < $1.spec.name }.map(view)
     }
 
-    public func workload(_ name: String) throws(FleetError) -> WorkloadView {
+    func workload(_ name: String) throws(FleetError) -> WorkloadView {
         guard let record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
         return view(record)
     }

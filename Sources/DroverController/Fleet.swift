@@ -13,57 +13,22 @@ public protocol DesiredPublisher: Sendable {
     func enqueue(_ desired: [Desired])
 }
 
-/// The controller's in-memory fleet: devices, workloads, replicas and each device's desired
-/// state, written through to the store in one transaction per change.
+/// The controller's fleet: a `FleetState` whose transitions it performs, writing each one's
+/// batch to the store in one transaction and publishing its desired state only once that
+/// committed. It never awaits in the middle of a change.
 public actor Fleet {
     let store: any FleetStore
     let logger: Logger
     var publisher: (any DesiredPublisher)?
-    /// A device whose beats stop for this long is unreachable.
-    public let unreachableAfter: Duration
-    var devices: [String: DeviceRecord] = [:]
-    var workloads: [String: WorkloadRecord] = [:]
-    var replicas: [String: ReplicaRow] = [:]
-    var desired: [String: DesiredRecord] = [:]
-    /// Replica ids by the device they are placed on.
-    var replicasOn: [String: Set<String>] = [:]
-    /// Placement state kept between plans, so that a device change re-plans only what it
-    /// touched. nil when it must be built afresh: workloads changed, or the store was reloaded.
-    var scheduler: IncrementalScheduler?
-    /// When placement last ran over the whole fleet (see `reconcileInterval`).
-    var lastFullPlan: Int64 = 0
-    var placementStats = PlacementStats()
-    var drops = DropLedger()
-    /// When the controller could not hear the fleet (see `Sight`).
-    var sight: Sight
-    /// Devices whose `offline` arrived within the grace: judged when it ends (see `state`).
-    var heldWills: Set<String> = []
-    /// When each device was last asked for a snapshot (see `wantsSnapshot`).
-    var snapshotAsked: [String: Int64] = [:]
-    var lastAliveWritten: Int64 = 0
+    var state: FleetState
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
         self.store = store
         self.logger = logger
-        self.unreachableAfter = unreachableAfter
-        let snapshot = try store.load()
-        (devices, workloads, replicas, desired) = Self.index(snapshot)
-        replicasOn = Self.byDevice(replicas)
-        sight = Sight(lastAlive: snapshot.meta[Self.lastAliveKey].flatMap { Int64($0) }, now: Self.nowMillis())
+        state = FleetState(snapshot: try store.load(), unreachableAfter: unreachableAfter, now: Self.nowMillis())
     }
 
-    static func byDevice(_ replicas: [String: ReplicaRow]) -> [String: Set<String>] {
-        replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
-    }
-
-    static func index(_ s: FleetSnapshot) -> ([String: DeviceRecord], [String: WorkloadRecord], [String: ReplicaRow], [String: DesiredRecord]) {
-        (
-            Dictionary(s.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }),
-            Dictionary(s.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a }),
-            Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }),
-            Dictionary(s.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
-        )
-    }
+    public var unreachableAfter: Duration { state.unreachableAfter }
 
     public func setPublisher(_ publisher: any DesiredPublisher) {
         self.publisher = publisher
@@ -71,54 +36,116 @@ public actor Fleet {
 
     public static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func event(_ kind: String, _ subject: String, _ message: String, into batch: inout StoreBatch) {
-        batch.events.append(EventRecord(time: Self.nowMillis(), kind: kind, subject: subject, message: message))
-        logger.info("\(message)", metadata: ["event": "\(kind)", "subject": "\(subject)"])
-    }
-
-    /// Writes a batch, then hands its desired state to the publisher: nothing is published
-    /// that the store does not hold. A failed write is logged and thrown, and memory is
-    /// reloaded from disk so that the two never disagree.
-    func commit(_ batch: StoreBatch, publishing messages: [Desired] = []) throws {
+    /// Writes a transition's batch, then hands its desired state to the publisher: nothing is
+    /// published that the store does not hold. A failed write is logged and thrown, and the
+    /// state is reloaded from the store so that the two never disagree.
+    func perform(_ effects: Effects) throws(FleetError) {
         do {
-            try store.write(batch)
+            try store.write(effects.batch)
         } catch {
             logger.error("store write failed", metadata: ["error": "\(error)"])
             reload()
-            throw error
+            throw .storage("\(error)")
         }
-        if !batch.devices.isEmpty || !batch.workloads.isEmpty || !batch.replicas.isEmpty || !batch.deletedReplicas.isEmpty || !batch.deletedWorkloads.isEmpty {
-            placementVersion &+= 1
+        let b = effects.batch
+        if !b.devices.isEmpty || !b.workloads.isEmpty || !b.replicas.isEmpty || !b.deletedReplicas.isEmpty || !b.deletedWorkloads.isEmpty {
+            state.placementVersion &+= 1
         }
-        if !messages.isEmpty { publisher?.enqueue(messages) }
+        for e in b.events { logger.info("\(e.message)", metadata: ["event": "\(e.kind)", "subject": "\(e.subject)"]) }
+        if !effects.publish.isEmpty { publisher?.enqueue(effects.publish) }
     }
 
-    /// Puts memory back to what the store holds, after a change that must not land.
+    /// Puts the state back to what the store holds, after a change that must not land.
     func reload() {
         guard let snapshot = try? store.load() else { return }
-        (devices, workloads, replicas, desired) = Self.index(snapshot)
-        replicasOn = Self.byDevice(replicas)
-        scheduler = nil
-        placementVersion &+= 1
+        state.load(snapshot)
     }
 
-    var lastOfflineReplan: Int64 = 0
-    /// Latest CPU use per replica (millicores) and when it was reported.
-    var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
-    var autoscalers: [String: Autoscaler] = [:]
-    /// Grows with every committed change that placement depends on, so that the autoscaler
-    /// asks the scheduler again only when something changed.
-    var placementVersion: UInt64 = 0
-    /// The autoscaler's last "how many of N would not fit", with the version it was computed at.
-    var unplaceableCache: [String: (wanted: Int, version: UInt64, count: Int)] = [:]
-    /// Full plans the autoscaler ran to see what fits (for tests and status).
-    public internal(set) var autoscalePlans = 0
-    /// Pings in flight: correlation number → (device, sent at).
-    var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
-    var nextPing: UInt64 = 1
+    /// Runs a transition that may refuse (bad input): a refusal leaves the state as the store holds it.
+    func transition<T>(_ body: (inout FleetState) throws(FleetError) -> (T, Effects)) throws(FleetError) -> T {
+        let value: T
+        let effects: Effects
+        do {
+            (value, effects) = try body(&state)
+        } catch {
+            reload()
+            throw error
+        }
+        try perform(effects)
+        return value
+    }
 
-    /// Every device's current desired state, for republishing after a broker restart.
-    public func allDesired() -> [Desired] {
-        desired.values.sorted { $0.device < $1.device }.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) }
+    // MARK: device events
+
+    public func hello(_ m: Hello) { try? perform(state.hello(m, now: Self.nowMillis())) }
+    public func state(_ m: DeviceState) { try? perform(state.state(m, now: Self.nowMillis())) }
+    public func report(_ m: Report) { try? perform(state.report(m, now: Self.nowMillis())) }
+    public func checkPresence(now: Int64) { try? perform(state.checkPresence(now: now)) }
+    public func sightLost(now: Int64) { state.sightLost(now: now) }
+    public func sightRestored(now: Int64) { state.sightRestored(now: now) }
+
+    /// Takes a beat; returns true when the device should be asked for a full snapshot
+    /// (its replica digest says the controller's view has drifted).
+    @discardableResult
+    public func beat(_ m: Beat) -> Bool {
+        let (snapshot, effects) = state.beat(m, now: Self.nowMillis())
+        try? perform(effects)
+        if snapshot { logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"]) }
+        return snapshot
+    }
+
+    /// Counts a dropped message; returns whether to log it (see `DropLedger`).
+    public func recordDrop(_ reason: DropReason, device: String) -> Bool {
+        state.drops.record(reason, device: device, now: Double(Self.nowMillis()) / 1000)
+    }
+
+    public func startPings() -> [(device: String, correlation: [UInt8])] { state.startPings() }
+    public func pingAnswered(device: String, correlation: [UInt8]?) { state.pingAnswered(device: device, correlation: correlation) }
+
+    // MARK: operator actions
+
+    public func setSchedulability(_ id: String, _ value: Schedulability) throws(FleetError) -> DeviceView {
+        try transition { (s: inout FleetState) throws(FleetError) in ((), try s.setSchedulability(id, value, now: Self.nowMillis())) }
+        return try state.device(id)
+    }
+
+    public func apply(_ spec: WorkloadSpec) throws(FleetError) -> ApplyOutcome {
+        try transition { (s: inout FleetState) throws(FleetError) in try s.apply(spec, now: Self.nowMillis()) }
+    }
+
+    public func delete(workload name: String) throws(FleetError) {
+        try transition { (s: inout FleetState) throws(FleetError) in ((), try s.delete(workload: name, now: Self.nowMillis())) }
+    }
+
+    @discardableResult
+    public func scale(workload name: String, replicas count: Int, reason: String? = nil) throws(FleetError) -> WorkloadRecord {
+        try transition { (s: inout FleetState) throws(FleetError) in try s.scale(workload: name, replicas: count, reason: reason, now: Self.nowMillis()) }
+    }
+
+    /// One autoscaling pass over every autoscaled workload.
+    public func autoscale(now: Int64) {
+        for name in state.autoscaled() {
+            guard let decision = state.autoscaleDecision(for: name, now: now) else { continue }
+            do {
+                try scale(workload: name, replicas: decision.replicas, reason: decision.reason)
+            } catch {
+                logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: reads
+
+    public func preview(_ spec: WorkloadSpec) throws(FleetError) -> PlanPreview { try state.preview(spec, now: Self.nowMillis()) }
+    public func deviceList() -> [DeviceView] { state.deviceList() }
+    public func device(_ id: String) throws(FleetError) -> DeviceView { try state.device(id) }
+    public func workloadList() -> [WorkloadView] { state.workloadList() }
+    public func workload(_ name: String) throws(FleetError) -> WorkloadView { try state.workload(name) }
+    public func summary() -> FleetSummary { state.summary() }
+    public func allDesired() -> [Desired] { state.allDesired() }
+    public var autoscalePlans: Int { state.autoscalePlans }
+
+    public func events(limit: Int, subject: String?) throws -> [EventRecord] {
+        try store.events(limit: limit, subject: subject)
     }
 }

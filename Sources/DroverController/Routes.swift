@@ -107,8 +107,3 @@ public enum API {
     }
 }
 
-extension Fleet {
-    public func events(limit: Int, subject: String?) throws -> [EventRecord] {
-        try store.events(limit: limit, subject: subject)
-    }
-}

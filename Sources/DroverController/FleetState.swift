@@ -1,0 +1,90 @@
+import DroverAPI
+import DroverCore
+import DroverProtocol
+import DroverScheduler
+import DroverStore
+
+/// What one state change asks for: a store batch (written in one transaction) and the desired
+/// state to publish once that write has committed.
+struct Effects {
+    var batch: StoreBatch
+    var publish: [Desired]
+
+    init(_ batch: StoreBatch = StoreBatch(), publish: [Desired] = []) {
+        self.batch = batch
+        self.publish = publish
+    }
+}
+
+/// The controller's view of the fleet, and every change to it as a transition: given an
+/// event and the time, a `mutating` method updates the state and returns `Effects`. No I/O,
+/// no clock of its own, no awaiting: the `Fleet` actor performs the effects, so no change is
+/// ever interleaved with another, and each can be tested without a store or a broker.
+struct FleetState {
+    /// A device whose beats stop for this long is unreachable.
+    let unreachableAfter: Duration
+    var devices: [String: DeviceRecord] = [:]
+    var workloads: [String: WorkloadRecord] = [:]
+    var replicas: [String: ReplicaRow] = [:]
+    var desired: [String: DesiredRecord] = [:]
+    /// Replica ids by the device they are placed on.
+    var replicasOn: [String: Set<String>] = [:]
+    /// Placement state kept between plans, so that a device change re-plans only what it
+    /// touched. nil when it must be built afresh: workloads changed, or the store was reloaded.
+    var scheduler: IncrementalScheduler?
+    /// When placement last ran over the whole fleet (see `reconcileInterval`).
+    var lastFullPlan: Int64 = 0
+    var placementStats = PlacementStats()
+    var drops = DropLedger()
+    /// When the controller could not hear the fleet (see `Sight`).
+    var sight: Sight
+    /// Devices whose `offline` arrived within the grace: judged when it ends (see `state`).
+    var heldWills: Set<String> = []
+    /// When each device was last asked for a snapshot (see `wantsSnapshot`).
+    var snapshotAsked: [String: Int64] = [:]
+    var lastAliveWritten: Int64 = 0
+    var lastOfflineReplan: Int64 = 0
+    /// Latest CPU use per replica (millicores) and when it was reported.
+    var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
+    var autoscalers: [String: Autoscaler] = [:]
+    /// Grows with every committed change that placement depends on, so that the autoscaler
+    /// asks the scheduler again only when something changed.
+    var placementVersion: UInt64 = 0
+    /// The autoscaler's last "how many of N would not fit", with the version it was computed at.
+    var unplaceableCache: [String: (wanted: Int, version: UInt64, count: Int)] = [:]
+    /// Full plans the autoscaler ran to see what fits.
+    var autoscalePlans = 0
+    /// Pings in flight: correlation number → (device, sent at).
+    var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
+    var nextPing: UInt64 = 1
+    /// The time of the transition in progress (milliseconds since the epoch), set by each
+    /// transition from its `now`.
+    var clock: Int64
+
+    init(snapshot: FleetSnapshot, unreachableAfter: Duration, now: Int64) {
+        self.unreachableAfter = unreachableAfter
+        clock = now
+        sight = Sight(lastAlive: snapshot.meta[Self.lastAliveKey].flatMap { Int64($0) }, now: now)
+        load(snapshot)
+    }
+
+    /// Takes what the store holds (at start, and after a change that must not land).
+    mutating func load(_ s: FleetSnapshot) {
+        devices = Dictionary(s.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        workloads = Dictionary(s.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
+        replicas = Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        desired = Dictionary(s.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+        replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
+        scheduler = nil
+        placementVersion &+= 1
+    }
+
+    func event(_ kind: String, _ subject: String, _ message: String, into batch: inout StoreBatch) {
+        batch.events.append(EventRecord(time: clock, kind: kind, subject: subject, message: message))
+    }
+
+    /// Every device's current desired state, for republishing after a broker restart.
+    func allDesired() -> [Desired] {
+        desired.values.sorted { $0.device < $1.device }.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) }
+    }
+}
