@@ -30,7 +30,9 @@ let package = Package(
         .target(name: "DroverPOSIX", dependencies: ["CDroverSys"]),
         // .rounded() needs libm, which nothing else brings in for a binary without Foundation.
         .target(name: "DroverCore", linkerSettings: [.linkedLibrary("m")]),
-        .target(name: "DroverSystemd", dependencies: ["CSystemd", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .target(
+            name: "DroverSystemd",
+            dependencies: ["CSystemd", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log")]),
         .target(name: "DroverAPI", dependencies: ["DroverCore"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),

@@ -57,11 +57,7 @@ public enum Agent {
             PeriodicService(interval: config.beatInterval) { await link.sendBeat() },
             WatchdogService(notifier: SystemdNotifier()),
         ]
-        var group = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
-            logger: logger)
-        group.gracefulShutdownSignals = [.sigterm, .sigint]
-        return ServiceGroup(configuration: group)
+        return .daemon(services, logger: logger)
     }
 }
 

@@ -76,11 +76,7 @@ public enum Controller {
             WatchdogService(notifier: notifier),
             app,
         ]
-        var group = ServiceGroupConfiguration(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
-            logger: logger)
-        group.gracefulShutdownSignals = [.sigterm, .sigint]
-        return ServiceGroup(configuration: group)
+        return .daemon(services, logger: logger)
     }
 }
 

@@ -1,3 +1,4 @@
+import Logging
 import ServiceLifecycle
 
 /// Runs `body` every `interval` until graceful shutdown.
@@ -42,5 +43,18 @@ public struct WatchdogService: Service {
         } onGracefulShutdown: {
             notifier.stopping()
         }
+    }
+}
+
+extension ServiceGroup {
+    /// A daemon: every service is essential, so any of them ending (an error, or returning)
+    /// shuts the others down in reverse order and `run()` ends; an error is rethrown, and the
+    /// process exits non-zero for systemd to restart it. SIGTERM and SIGINT shut it down.
+    public static func daemon(_ services: [any Service], logger: Logger) -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
+            logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        return ServiceGroup(configuration: configuration)
     }
 }
