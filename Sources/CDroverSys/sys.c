@@ -51,6 +51,15 @@ static void tied_fail(int report) {
 
 // Runs in the forked child: only async-signal-safe calls until exec.
 static void tied_child(struct tied_request *r, pid_t parent, int report) {
+    // Default dispositions and an empty mask first: the parent may ignore the death signal
+    // (ServiceLifecycle handles SIGTERM itself), and an ignored one would be discarded.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     if (prctl(PR_SET_PDEATHSIG, r->deathsig, 0, 0, 0) != 0) tied_fail(report);
     // The parent may have died between fork and prctl: then nobody would send the signal.
     if (getppid() != parent) _exit(127);
@@ -59,13 +68,6 @@ static void tied_child(struct tied_request *r, pid_t parent, int report) {
         if (moved < 0) _exit(127);
         report = moved;
     }
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     int in = open("/dev/null", O_RDONLY);
     int out = open(r->output, O_WRONLY | O_CREAT | O_APPEND, 0640);
     if (in < 0 || out < 0) tied_fail(report);

@@ -71,15 +71,19 @@ actor AgentLink {
         for await message in client.messages {
             // The controller came (back) online: it may have missed this device's hello and
             // reports, so announce again and resend what is queued.
+            // Publishing is never awaited on this loop: a PUBACK may sit behind the messages
+            // that wait to be read here.
             if message.topic == Topic.controllerState {
                 if message.payload == Array("online".utf8) {
-                    await announce()
-                    await flushOutbox()
+                    Task {
+                        await self.announce()
+                        await self.flushOutbox()
+                    }
                 }
                 continue
             }
             if Topic.parse(message.topic)?.channel == .cmd {
-                await answer(message)
+                Task { await self.answer(message) }
                 continue
             }
             guard let (device, channel) = Topic.parse(message.topic), device == deviceID, channel == .desired else {

@@ -35,7 +35,16 @@ extension ReplicaSupervisor {
             desired = Dictionary(message.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         }
         var changed: [ReplicaStatus] = []
-        for var record in stored {
+        // A stop the agent did not live to finish is finished first: never two processes for one id.
+        for record in stored where record.stopping == true {
+            if let process = adoptable(record), let driver = drivers[record.spec.runtime] {
+                logger.warning("finishing the stop of a replica the agent was stopping when it went down", metadata: ["replica": "\(record.spec.id)", "pid": "\(process.pid)"])
+                await driver.stop(process, grace: stopGrace)
+            }
+            forget(record.spec.id)
+            changed.append(status(of: record, phase: .stopped))
+        }
+        for var record in stored where record.stopping != true {
             let id = record.spec.id
             var state = Live()
             if let process = adoptable(record) {

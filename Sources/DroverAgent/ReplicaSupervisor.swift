@@ -84,11 +84,15 @@ public actor ReplicaSupervisor {
             if let process = live[id]?.process, let driver = drivers[record.spec.runtime] {
                 stopping[id] = process
                 stops.append((id, process, driver))
+                var marked = record
+                marked.stopping = true
+                save(marked)
+            } else {
+                forget(id)
             }
             stopped.append(status(of: record, phase: .stopped))
             records[id] = nil
             live[id] = nil
-            do { try store.deleteReplica(id: id) } catch { logger.error("cannot delete replica record", metadata: ["replica": "\(id)", "error": "\(error)"]) }
         }
         for (id, spec) in desired.sorted(by: { $0.key < $1.key }) where records[id] == nil {
             records[id] = ReplicaRecord(spec: spec, phase: .pending, bootID: bootID)
@@ -106,6 +110,7 @@ public actor ReplicaSupervisor {
         }
         for stop in stops {
             stopping[stop.id] = nil
+            forget(stop.id)
             logger.info("stopped replica", metadata: ["replica": "\(stop.id)", "pid": "\(stop.process.pid)"])
         }
         // A replica gone for good leaves nothing behind; one being replaced keeps its logs.
@@ -186,6 +191,14 @@ public actor ReplicaSupervisor {
         return changed
     }
 
+    func forget(_ id: String) {
+        do {
+            try store.deleteReplica(id: id)
+        } catch {
+            logger.error("cannot delete replica record", metadata: ["replica": "\(id)", "error": "\(error)"])
+        }
+    }
+
     func save(_ record: ReplicaRecord) {
         do {
             try store.saveReplica(record)
@@ -207,7 +220,8 @@ public actor ReplicaSupervisor {
     func status(of record: ReplicaRecord, phase: ReplicaPhase) -> ReplicaStatus {
         ReplicaStatus(
             id: record.spec.id, workload: record.spec.workload, phase: phase, generation: generation, pid: record.pid,
-            exitCode: record.exitCode, restarts: record.restarts, message: record.message, time: epochMillis())
+            exitCode: record.exitCode, restarts: record.restarts, message: record.message?.truncatedUTF8(maxBytes: WireLimits.maxMessageText),
+            time: epochMillis())
     }
 
     func queue(_ statuses: [ReplicaStatus]) {
@@ -231,8 +245,10 @@ public actor ReplicaSupervisor {
 
     /// What a beat says of the replicas: the applied generation, the last queued report and
     /// the digest of every replica's state, all read at one moment.
-    public func beatSummary() -> (generation: Generation, reportSeq: Int64, digest: String) {
-        let digest = ReplicaDigest.compute(records.values.map { status(of: $0, phase: $0.phase).digestEntry })
+    /// No digest while a stop is under way: the replica has left the books but its `stopped`
+    /// report is not queued yet, and the controller would see a drift that is not one.
+    public func beatSummary() -> (generation: Generation, reportSeq: Int64, digest: String?) {
+        let digest = stopping.isEmpty ? ReplicaDigest.compute(records.values.map { status(of: $0, phase: $0.phase).digestEntry }) : nil
         return (generation, (try? store.lastQueuedSeq()) ?? 0, digest)
     }
 

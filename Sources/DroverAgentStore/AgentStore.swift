@@ -20,6 +20,9 @@ public struct ReplicaRecord: Hashable, Sendable, Codable {
     /// The machine's boot id when the process was started: after a reboot a recorded pid
     /// names some other process, whatever its start time.
     public var bootID: String?
+    /// Being stopped: kept on disk until its process is gone, so that an agent that dies in
+    /// the middle of a stop finishes it at its next start instead of losing track of it.
+    public var stopping: Bool?
 
     public init(
         spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0,

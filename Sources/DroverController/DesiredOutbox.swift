@@ -1,3 +1,4 @@
+import DroverCore
 import DroverProtocol
 import Synchronization
 
@@ -6,14 +7,36 @@ import Synchronization
 ///
 /// Why: two publishes of one device in flight at once may reach the broker in either order,
 /// and the retained message would then be the older one. Here a device's next publish starts
-/// only when its previous one was acknowledged, and it sends whatever is newest by then. A
-/// publish that fails (the connection dropped) stays pending until `resume()`.
+/// only when its previous one was acknowledged, and it sends whatever is newest by then; an
+/// older generation handed in late is never sent after a newer one. A publish that fails
+/// because the connection dropped stays pending until `resume()`; one the broker refuses is
+/// dropped (and logged by the sender), without holding up other devices.
 public final class DesiredOutbox: DesiredPublisher, Sendable {
     struct State {
         var pending: [String: Desired] = [:]
-        var inFlight: Set<String> = []
-        /// A publish failed: wait for the connection to come back.
+        /// Devices with a publish in flight, and its generation.
+        var inFlight: [String: Generation] = [:]
+        /// The newest generation acknowledged per device: nothing older is published after it,
+        /// so the retained message never goes back (the same one again is fine: a broker may
+        /// have lost it).
+        var sent: [String: Generation] = [:]
+        /// The connection is down: wait for it to come back.
         var paused = false
+
+        /// Not older than what is pending, in flight or acknowledged for its device.
+        func isCurrent(_ d: Desired) -> Bool {
+            d.generation > (pending[d.device]?.generation ?? .min) && d.generation >= max(inFlight[d.device] ?? .min, sent[d.device] ?? .min)
+        }
+    }
+
+    /// What became of one publish.
+    public enum Outcome: Sendable {
+        case acknowledged
+        /// The connection is down: publish it again once it is back.
+        case notConnected
+        /// The broker refused it (too large for its limits, not allowed): publishing it again
+        /// would fail the same way; the next generation for the device is tried as usual.
+        case refused
     }
 
     private let state = Mutex(State())
@@ -30,7 +53,7 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
     public func enqueue(_ desired: [Desired]) {
         guard !desired.isEmpty else { return }
         state.withLock { s in
-            for d in desired where d.generation > (s.pending[d.device]?.generation ?? .min) { s.pending[d.device] = d }
+            for d in desired where s.isCurrent(d) { s.pending[d.device] = d }
         }
         wake.yield()
     }
@@ -44,10 +67,10 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
     /// How many devices wait for a publish (for tests and status).
     public var pendingCount: Int { state.withLock { $0.pending.count + $0.inFlight.count } }
 
-    /// Publishes until the task is cancelled. `send` returns whether the broker acknowledged.
-    public func run(send: @escaping @Sendable (Desired) async -> Bool) async {
+    /// Publishes until the task is cancelled.
+    public func run(send: @escaping @Sendable (Desired) async -> Outcome) async {
         var wakeIterator = wakeups.makeAsyncIterator()
-        await withTaskGroup(of: (Desired, Bool).self) { group in
+        await withTaskGroup(of: (Desired, Outcome).self) { group in
             var running = 0
             while true {
                 for d in take(parallel - running) {
@@ -59,9 +82,9 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
                     guard await wakeIterator.next() != nil, !Task.isCancelled else { return }
                     continue
                 }
-                guard let (d, ok) = await group.next() else { continue }
+                guard let (d, outcome) = await group.next() else { continue }
                 running -= 1
-                finished(d, ok: ok)
+                finished(d, outcome)
             }
         }
     }
@@ -71,24 +94,30 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
         return state.withLock { s in
             guard !s.paused else { return [] }
             var batch: [Desired] = []
-            for (device, d) in s.pending where !s.inFlight.contains(device) {
+            for (device, d) in s.pending where s.inFlight[device] == nil {
                 batch.append(d)
                 if batch.count == count { break }
             }
             for d in batch {
                 s.pending[d.device] = nil
-                s.inFlight.insert(d.device)
+                s.inFlight[d.device] = d.generation
             }
             return batch
         }
     }
 
-    private func finished(_ d: Desired, ok: Bool) {
+    private func finished(_ d: Desired, _ outcome: Outcome) {
         state.withLock { s in
-            s.inFlight.remove(d.device)
-            guard !ok else { return }
-            s.paused = true
-            if d.generation > (s.pending[d.device]?.generation ?? .min) { s.pending[d.device] = d }
+            s.inFlight[d.device] = nil
+            switch outcome {
+            case .acknowledged:
+                s.sent[d.device] = max(s.sent[d.device] ?? .min, d.generation)
+            case .notConnected:
+                s.paused = true
+                if s.isCurrent(d) { s.pending[d.device] = d }
+            case .refused:
+                break
+            }
         }
     }
 }

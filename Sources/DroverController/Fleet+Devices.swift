@@ -149,8 +149,10 @@ extension FleetState {
         clock = now
         let bound = unreachableAfterMillis
         var batch = StoreBatch()
-        markAlive(now: now, into: &batch)
+        // While blind there is no sign of life to record: a crash then must leave the whole
+        // blind span, from before it, to the next start.
         guard !sight.isBlind else { return Effects(batch) }
+        markAlive(now: now, into: &batch)
         var changed: [String] = []
         if !inGrace(now: now) {
             // Runs every second: filter before sorting, so a large quiet fleet costs one pass.

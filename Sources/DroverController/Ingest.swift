@@ -20,15 +20,17 @@ public final class Ingest: Sendable {
         for filter in Topic.controllerSubscriptions { client.subscribe(filter, qos: .atLeastOnce) }
     }
 
-    /// One desired state, retained; true once the broker acknowledged it.
-    func publish(_ desired: Desired) async -> Bool {
+    /// One desired state, retained.
+    func publish(_ desired: Desired) async -> DesiredOutbox.Outcome {
         do {
             try await client.publish(Topic.device(desired.device, .desired), WireCodec.encode(desired), qos: .atLeastOnce, retain: true)
-            return true
-        } catch {
+            return .acknowledged
+        } catch MQTTError.connectionLost, MQTTError.notConnected {
             // Published again once the connection is back; a device that missed it reads the retained one.
-            logger.warning("desired state not sent yet", metadata: ["device": "\(desired.device)", "error": "\(error)"])
-            return false
+            return .notConnected
+        } catch {
+            logger.error("the broker refused desired state", metadata: ["device": "\(desired.device)", "generation": "\(desired.generation)", "error": "\(error)"])
+            return client.isConnected ? .refused : .notConnected
         }
     }
 
@@ -92,7 +94,9 @@ public final class Ingest: Sendable {
             case .state: await fleet.state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
             case .beat:
                 if await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device)) {
-                    await askSnapshot(device)
+                    // Not awaited here: the reader of messages never waits for a PUBACK,
+                    // which the network thread may be unable to read while messages queue.
+                    Task { await self.askSnapshot(device) }
                 }
             case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
             case .cmdReply:

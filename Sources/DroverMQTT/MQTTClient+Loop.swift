@@ -65,7 +65,7 @@ extension MQTTClient {
                 s.connected = false
                 s.pendingAcks = [:]
                 s.earlyAcks = [:]
-                s.unacknowledged = []
+                s.unacknowledged = [:]
             }
             return (s.connected, s.pendingAcks)
         }
@@ -100,8 +100,10 @@ extension MQTTClient {
     func didAcknowledge(mid: Int32, reason: Int32) {
         let waiter = shared.withLock { s -> CheckedContinuation<PublishAck, any Error>? in
             if let c = s.pendingAcks.removeValue(forKey: mid) { return c }
-            if s.unacknowledged.remove(mid) != nil { return nil }
-            s.earlyAcks[mid] = reason
+            let now = ContinuousClock.now
+            if let sent = s.unacknowledged.removeValue(forKey: mid), now - sent < Shared.parkedLifetime { return nil }
+            s.earlyAcks[mid] = (reason, now)
+            s.pruneParked(now: now)
             return nil
         }
         if let waiter { Self.resume(waiter, reason: reason) }
@@ -127,9 +129,13 @@ extension MQTTClient {
                 free(data)
             }
         }
-        // Backpressure (see `MQTTMessages`): wait while the reader is this far behind.
-        while messages.buffered.count.load(ordering: .relaxed) >= configuration.maxBufferedMessages, !stopping.load(ordering: .relaxed) {
+        // Backpressure (see `MQTTMessages`): wait while the reader is this far behind, but
+        // never so long that keepalive, PUBACKs and disconnects go unnoticed: a reader that
+        // waits on this thread for an acknowledgement must not deadlock it.
+        var waited = 0
+        while messages.buffered.count.load(ordering: .relaxed) >= configuration.maxBufferedMessages, !stopping.load(ordering: .relaxed), waited < 1000 {
             usleep(1000)
+            waited += 1
         }
         messages.buffered.count.add(1, ordering: .relaxed)
         messageContinuation.yield(received)

@@ -24,12 +24,27 @@ public final class MQTTClient: @unchecked Sendable {
         var connected = false
         var pendingAcks: [Int32: CheckedContinuation<PublishAck, any Error>] = [:]
         /// PUBACKs (with their reason codes) that arrived before the publisher registered its wait.
-        var earlyAcks: [Int32: Int32] = [:]
+        var earlyAcks: [Int32: (reason: Int32, at: ContinuousClock.Instant)] = [:]
         /// QoS 0 publishes whose completion has not been seen yet. libmosquitto reports a QoS 0
         /// message written to the socket through the same callback as a PUBACK, with a mid
         /// from the same 16-bit counter: taken for an acknowledgement, it could complete a later
         /// QoS 1 publish that reuses the mid, which was never acknowledged.
-        var unacknowledged: Set<Int32> = []
+        var unacknowledged: [Int32: ContinuousClock.Instant] = [:]
+        /// A completion parked longer than this belongs to no publish waiting now (a message
+        /// libmosquitto resent after a reconnect, a QoS 0 message lost with its connection).
+        static let parkedLifetime: Duration = .seconds(10)
+
+        /// Takes a parked completion for `mid` if it is fresh; drops stale ones as it goes.
+        mutating func takeEarlyAck(_ mid: Int32, now: ContinuousClock.Instant) -> Int32? {
+            guard let parked = earlyAcks.removeValue(forKey: mid) else { return nil }
+            return now - parked.at < Self.parkedLifetime ? parked.reason : nil
+        }
+
+        mutating func pruneParked(now: ContinuousClock.Instant) {
+            guard earlyAcks.count + unacknowledged.count > 1024 else { return }
+            earlyAcks = earlyAcks.filter { now - $0.value.at < Self.parkedLifetime }
+            unacknowledged = unacknowledged.filter { now - $0.value < Self.parkedLifetime }
+        }
         var started = false
         var finished: [CheckedContinuation<Void, Never>] = []
         var threadDone = false
@@ -152,14 +167,16 @@ public final class MQTTClient: @unchecked Sendable {
         guard qos == .atLeastOnce else {
             shared.withLock { s in
                 // Its completion may already have come (and been parked); otherwise skip it when it does.
-                if s.earlyAcks.removeValue(forKey: mid) == nil { s.unacknowledged.insert(mid) }
+                let now = ContinuousClock.now
+                if s.takeEarlyAck(mid, now: now) == nil { s.unacknowledged[mid] = now }
+                s.pruneParked(now: now)
             }
             return .sent
         }
         return try await withCheckedThrowingContinuation { (c: CheckedContinuation<PublishAck, any Error>) in
             enum Now { case wait, ack(Int32), lost }
             let now = shared.withLock { s -> Now in
-                if let reason = s.earlyAcks.removeValue(forKey: mid) { return .ack(reason) }
+                if let reason = s.takeEarlyAck(mid, now: .now) { return .ack(reason) }
                 if !s.connected { return .lost }
                 s.pendingAcks[mid] = c
                 return .wait

@@ -92,7 +92,8 @@ public struct MQTTConfiguration: Sendable {
     public var cleanStart: Bool
     public var will: LastWill?
     public var backoff: BackoffPolicy
-    /// Received messages that may wait unread before the client stops reading the socket.
+    /// Received messages that may wait unread before the network thread stops reading the
+    /// socket (for at most a second per message, so that it never deadlocks).
     public var maxBufferedMessages = 10_000
 
     public init(

@@ -35,10 +35,19 @@ public enum WireCodec {
     public static let maxPayloadBytes = 256 * 1024
     /// A device's whole desired state comes from the controller and may be larger: every
     /// replica the device runs, each with its command and env (64 KiB at most). The
-    /// controller refuses a change that would make one larger.
+    /// controller refuses an operator's change that would make one larger than this...
     public static let maxDesiredBytes = 1024 * 1024
+    /// ...and a device accepts up to this, so that re-plans after device events, which pile
+    /// replicas onto fewer devices and cannot be refused, still reach it.
+    public static let maxDesiredDecodeBytes = 8 * 1024 * 1024
+    /// A full snapshot lists every replica of a device.
+    public static let maxReportBytes = 1024 * 1024
 
-    static func limit<M>(_ type: M.Type) -> Int { type == Desired.self ? maxDesiredBytes : maxPayloadBytes }
+    static func limit<M>(_ type: M.Type) -> Int {
+        if type == Desired.self { return maxDesiredDecodeBytes }
+        if type == Report.self { return maxReportBytes }
+        return maxPayloadBytes
+    }
 
     public static func encode<M: Encodable>(_ message: M) -> [UInt8] {
         let encoder = JSONEncoder()

@@ -72,3 +72,19 @@ struct FieldChecker {
         }
     }
 }
+
+extension String {
+    /// At most `maxBytes` of UTF-8, cut at a character boundary.
+    public func truncatedUTF8(maxBytes: Int) -> String {
+        guard utf8.count > maxBytes else { return self }
+        var result = ""
+        var bytes = 0
+        for character in self {
+            let size = character.utf8.count
+            guard bytes + size <= maxBytes else { break }
+            result.append(character)
+            bytes += size
+        }
+        return result
+    }
+}

@@ -85,7 +85,7 @@ struct FleetEndToEndTests {
                 ["-t", "drover/v1/dev/gw-1/report", "-m", #"{"v":1,"device":"gw-1","seq":"x"}"#],
                 ["-t", "drover/v1/dev/gw-1/hello", "-m", #"{"v":1,"device":"intruder"}"#],
                 ["-t", "drover/v1/dev/gw-1/state", "-m", #"{"v":9,"device":"gw-1","state":"offline"}"#],
-                ["-t", "drover/v1/dev/gw-1/report", "-f", big],
+                ["-t", "drover/v1/dev/gw-1/beat", "-f", big],
                 ["-t", "drover/v1/dev/gw-1/beat", "-m", "\u{1}\u{2}\u{3}"],
             ]
             for args in sends {

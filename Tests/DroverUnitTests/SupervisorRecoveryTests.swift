@@ -141,4 +141,30 @@ struct SupervisorRecoveryTests {
         }
         #expect(leftovers.isEmpty, "processes still running in the replicas' directories: \(leftovers)")
     }
+
+    @Test("an agent that died in the middle of replacing a replica finishes the stop at its next start: never two processes for one id")
+    func stopFinishedAfterCrash() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try Self.supervisor(dir, boot: "b", grace: .seconds(30))
+        try await first.recover()
+        let old = Self.spec("w", "trap '' TERM; while :; do sleep 0.05; done")
+        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [old]))
+        let oldPIDs = await first.trackedPIDs()
+        defer { Self.killAndReap(oldPIDs) }
+        try await Task.sleep(for: .milliseconds(200))
+        var changed = old
+        changed.env = ["VERSION": "2"]
+        // The replacement begins; the old process ignores SIGTERM for the 30 s grace...
+        let replacing = Task { await first.apply(Desired(device: "gw-1", generation: 2, replicas: [changed])) }
+        try await Task.sleep(for: .milliseconds(300))
+        // ...and the agent dies here (its successor reads the same agent.db).
+        let second = try Self.supervisor(dir, boot: "b", grace: .milliseconds(300))
+        try await second.recover()
+        let now = await second.trackedPIDs()
+        defer { Self.killAndReap(now) }
+        #expect(oldPIDs.allSatisfy { !Self.alive($0) }, "the old process was stopped before the new one started")
+        #expect(now.count == 1 && now.isDisjoint(with: oldPIDs))
+        replacing.cancel()
+        _ = await replacing.value
+    }
 }
