@@ -49,7 +49,7 @@ public enum Controller {
         let brokerURL = config.brokerURL ?? broker?.url ?? ""
         let client = try MQTTClient(
             MQTTConfiguration(
-                broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller", username: "drover-controller",
+                broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller-" + (try controllerID(dataDir: config.dataDir)), username: "drover-controller",
                 keepAliveSeconds: 15, sessionExpirySeconds: 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.controllerState, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true),
                 backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))))
@@ -78,6 +78,18 @@ public enum Controller {
         ]
         return .daemon(services, logger: logger)
     }
+}
+
+/// This controller's id, made once per data directory: its MQTT client id, so that two
+/// controllers on one broker never take each other's session.
+func controllerID(dataDir: String) throws -> String {
+    let path = dataDir + "/controller.id"
+    if let saved = try? String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
+        return saved
+    }
+    let id = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+    try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    return id
 }
 
 /// The controller's MQTT side as a service: ingest of what devices send, republishing after

@@ -22,6 +22,9 @@ final class FleetTestbed: @unchecked Sendable {
             external = try TestBroker(dir: dir + "/broker", alsoOn: brokerAlsoOn)
         }
         apiPort = try Harness.freePort()
+        // The managed broker's port too comes from the harness, so no two testbeds share one.
+        try FileManager.default.createDirectory(atPath: dir + "/controller", withIntermediateDirectories: true)
+        try "\(try Harness.freePort())\n".write(toFile: dir + "/controller/broker.port", atomically: true, encoding: .utf8)
         api = APIClient(base: "http://127.0.0.1:\(apiPort)")
         self.unreachableAfter = unreachableAfter
     }

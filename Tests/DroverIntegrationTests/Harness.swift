@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import DroverPOSIX
+import Synchronization
 import Testing
 
 /// A process a test started; stopped by pid, always.
@@ -75,10 +76,17 @@ enum Harness {
         return path
     }
 
+    /// A free loopback port never handed out before in this test run: tests run side by side,
+    /// and a port freed by one probe could otherwise go to two brokers or two APIs at once.
     static func freePort() throws -> Int {
-        guard let port = freeLoopbackPort() else { throw HarnessError("no free loopback port") }
-        return port
+        for _ in 0..<100 {
+            guard let port = freeLoopbackPort() else { break }
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw HarnessError("no free loopback port")
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     /// Polls `condition` until it holds or `timeout` passes.
     static func eventually(_ timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
