@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// The agent's supervision of real processes, through a real controller.
@@ -61,6 +62,42 @@ struct AgentTests {
             #expect(try await bed.api.request("DELETE", "/v1/workloads/forker").0 == 204)
             #expect(await Harness.eventually { Harness.processes(under: bed.agentDir("gw-1")).allSatisfy { !Harness.isAlive($0) } })
         }
+    }
+
+    @Test("two replicas removed in one generation, one ignoring SIGTERM: both stop, nothing restarts, no process is left")
+    func removeTwoOneStubborn() async throws {
+        // In a function of its own: swiftc 6.3.1 crashes (SendNonSendable) on this body as a closure.
+        try await Self.withFleet("remove2", agentFlags: ["--stop-grace", "1"], Self.removeTwo)
+    }
+
+    static func removeTwo(_ bed: FleetTestbed) async throws {
+        try await bed.apply("""
+            apiVersion: drover/v1
+            kind: Workload
+            metadata: {name: mixed}
+            spec:
+              replicas: 2
+              maxPerDevice: 2
+              resources: {cpu: 10m, memory: 1Mi}
+              command: ["/bin/sh", "-c", "if [ \\"$DROVER_REPLICA\\" = mixed-0 ]; then trap '' TERM; fi; while :; do sleep 0.1; done"]
+            """)
+        #expect(await Harness.eventually { (try? await bed.running("mixed").count) == 2 })
+        let startsBefore = (bed.agents["gw-1"]?.log.components(separatedBy: "started replica").count ?? 0) - 1
+        #expect(startsBefore == 2)
+        let (code, _, _) = try await bed.api.request("POST", "/v1/workloads/mixed/scale", body: #"{"replicas": 0}"#)
+        #expect(code == 200)
+        let seen = Mutex<[String]>([])
+        let gone = await Harness.eventually(.seconds(10)) {
+            let left = Harness.processes(under: bed.agentDir("gw-1")).filter(Harness.isAlive)
+            seen.withLock { $0.append("n=\(left.count) " + left.map { (try? String(contentsOfFile: "/proc/\($0)/stat", encoding: .utf8)) ?? "" }.joined(separator: " | ")) }
+            return left.isEmpty
+        }
+        #expect(gone, "seen: \(seen.withLock { $0.suffix(3) })")
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(Harness.processes(under: bed.agentDir("gw-1")).filter(Harness.isAlive).isEmpty)
+        let startsAfter = (bed.agents["gw-1"]?.log.components(separatedBy: "started replica").count ?? 0) - 1
+        #expect(startsAfter == 2, "a replica being removed was started again")
+        #expect(FileManager.default.fileExists(atPath: bed.agentDir("gw-1") + "/replicas/mixed-0") == false, "a removed replica's directory is gone")
     }
 
     @Test("a restarted agent adopts its running replicas instead of starting them again")

@@ -149,6 +149,37 @@ struct FaultTests {
         }
     }
 
+    @Test("kill -9 of the controller during a burst of reports: started again, every replica's phase converges on the truth")
+    func crashDuringReports() async throws {
+        try await FleetTestbed.run("reportcrash") { bed in
+            for id in ["gw-1", "gw-2", "gw-3"] { try bed.startAgent(id, labels: "role=gateway", capacity: "cpu=2,memory=1Gi") }
+            try await bed.waitForDevices(online: 3)
+            // Each replica runs a moment and exits 0 for good: a burst of pending, running,
+            // exited reports from every device, with a truth that then holds still.
+            try await bed.apply("""
+                apiVersion: drover/v1
+                kind: Workload
+                metadata: {name: burst}
+                spec:
+                  replicas: 3
+                  restartPolicy: never
+                  resources: {cpu: 10m, memory: 1Mi}
+                  command: ["/bin/sh", "-c", "sleep 0.3"]
+                """)
+            try await Task.sleep(for: .milliseconds(150))
+            await bed.killController()
+            try await Task.sleep(for: .seconds(1))
+            try await bed.startController()
+            let converged = await Harness.eventually(.seconds(20)) {
+                guard let rows = try? await bed.replicas("burst"), rows.count == 3 else { return false }
+                return rows.allSatisfy { $0["phase"] as? String == "exited" && $0["exitCode"] as? Int == 0 }
+            }
+            let rows = String(describing: (try? await bed.replicas("burst")) ?? [])
+            #expect(converged, "controller: \(rows)")
+            #expect(bed.managedBrokers().count == 1)
+        }
+    }
+
     @Test("an agent.db that cannot be read stops the agent with one clear error and a non-zero exit")
     func corruptAgentStore() async throws {
         let dir = try Harness.temporaryDirectory("corrupt")
