@@ -198,19 +198,8 @@ struct FaultTests {
         let dir = try Harness.temporaryDirectory("nobroker")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Something else holds the broker's port.
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (holder, port) = try Harness.holdPort()
         defer { close(holder) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var one: Int32 = 1
-        setsockopt(holder, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, len) == 0 && getsockname(holder, $0, &len) == 0 }
-        }
-        #expect(bound && listen(holder, 1) == 0)
-        let port = Int(UInt16(bigEndian: addr.sin_port))
         try FileManager.default.createDirectory(atPath: dir + "/controller", withIntermediateDirectories: true)
         try "\(port)\n".write(toFile: dir + "/controller/broker.port", atomically: true, encoding: .utf8)
         let api = try Harness.freePort()
@@ -220,7 +209,27 @@ struct FaultTests {
         await controller.stop(signal: SIGKILL)
         #expect(exited, "the controller ran on without its broker")
         #expect(controller.log.contains("mosquitto exited 5 times"), "log:\n\(controller.log)")
-        var status: Int32 = 0
-        _ = waitpid(controller.pid, &status, WNOHANG)
+        #expect(controller.exitCode.map { $0 != 0 } == true)
+    }
+
+    @Test("an API address that is taken stops the controller with its error and a non-zero exit, and its broker with it")
+    func apiCannotListen() async throws {
+        let dir = try Harness.temporaryDirectory("noapi")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (holder, port) = try Harness.holdPort()
+        defer { close(holder) }
+        let controller = try TestProcess(
+            Harness.binary("drover-controller"), ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(port)"], log: dir + "/controller.log")
+        let exited = await Harness.eventually(.seconds(20)) { !controller.isRunning }
+        await controller.stop(signal: SIGKILL)
+        #expect(exited, "the controller ran on without its API")
+        #expect(controller.exitCode.map { $0 != 0 } == true)
+        #expect(controller.log.lowercased().contains("address already in use"), "log:\n\(controller.log)")
+        let config = dir + "/controller/mosquitto.conf"
+        let brokers = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }.filter { pid in
+            Harness.isAlive(pid) && ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.split(separator: "\0").contains { $0 == config } ?? false)
+        }
+        #expect(brokers.isEmpty, "the managed broker outlived its controller")
+        for pid in brokers { kill(pid, SIGKILL) }
     }
 }

@@ -25,9 +25,15 @@ final class TestProcess: @unchecked Sendable {
     var isRunning: Bool {
         if exited { return false }
         var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { exited = true }
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exited = true
+            exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        }
         return !exited
     }
+
+    /// The exit code once it has exited (128 + signal when killed).
+    private(set) var exitCode: Int32?
 
     /// SIGTERM (or `signal`), then SIGKILL if it has not exited within `grace`.
     func stop(signal: Int32 = SIGTERM, grace: Duration = .seconds(10)) async {
@@ -78,6 +84,24 @@ enum Harness {
 
     /// A free loopback port never handed out before in this test run: tests run side by side,
     /// and a port freed by one probe could otherwise go to two brokers or two APIs at once.
+    /// A loopback port that something else holds (a listening socket), for tests of what a
+    /// daemon does when its port is taken. Close the descriptor to free it.
+    static func holdPort() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard fd >= 0, bound, listen(fd, 1) == 0 else {
+            close(fd)
+            throw HarnessError("cannot hold a loopback port")
+        }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
     static func freePort() throws -> Int {
         for _ in 0..<100 {
             guard let port = freeLoopbackPort() else { break }
