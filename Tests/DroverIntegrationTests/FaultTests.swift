@@ -62,11 +62,7 @@ struct FaultTests {
     @Test("kill -9 of the agent alone: the same replicas are adopted, zero restarts")
     func agentCrashAdopts() async throws {
         try await FleetTestbed.run("adopt9") { bed in
-            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
-            try await bed.waitForDevices(online: 1)
-            try await bed.apply(Self.manifest("steady"))
-            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
-            let before = try await bed.running("steady").map(\.pid)
+            let before = try await bed.steadyOnGW1().map(\.pid)
             await bed.agents["gw-1"]?.stop(signal: SIGKILL)
             try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
             try await Task.sleep(for: .seconds(3))
@@ -104,11 +100,7 @@ struct FaultTests {
     @Test("kill -9 of the controller: its broker goes with it; started again, exactly one broker runs and the fleet converges")
     func controllerCrash() async throws {
         try await FleetTestbed.run("ctlcrash") { bed in
-            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
-            try await bed.waitForDevices(online: 1)
-            try await bed.apply(Self.manifest("steady"))
-            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
-            let before = try await bed.running("steady").map(\.pid)
+            let before = try await bed.steadyOnGW1().map(\.pid)
             #expect(bed.managedBrokers().count == 1)
 
             await bed.killController()

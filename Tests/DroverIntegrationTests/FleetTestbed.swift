@@ -140,6 +140,19 @@ final class FleetTestbed: @unchecked Sendable {
         return ids
     }
 
+    /// gw-1 online with one replica of a `steady` workload running: the start of many tests.
+    @discardableResult
+    func steadyOnGW1(extra: [String] = []) async throws -> [(id: String, device: String, pid: Int32)] {
+        try startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: extra)
+        try await waitForDevices(online: 1)
+        try await apply(FaultTests.manifest("steady"))
+        let started = await Harness.eventually { (try? await self.running("steady").count) == 1 }
+        guard started else {
+            throw HarnessError("steady did not run: \((try? await replicas("steady")) ?? [])")
+        }
+        return try await running("steady")
+    }
+
     func waitForDevices(online count: Int) async throws {
         let ok = await Harness.eventually(.seconds(20)) {
             (try? await self.api.list("/v1/devices"))?.filter { ($0["record"] as? [String: Any])?["presence"] as? String == "online" }.count == count

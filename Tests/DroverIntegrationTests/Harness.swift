@@ -87,19 +87,12 @@ enum Harness {
     /// A loopback port that something else holds (a listening socket), for tests of what a
     /// daemon does when its port is taken. Close the descriptor to free it.
     static func holdPort() throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard fd >= 0, bound, listen(fd, 1) == 0 else {
+        guard let (fd, port) = bindLoopbackSocket() else { throw HarnessError("cannot bind a loopback port") }
+        guard listen(fd, 1) == 0 else {
             close(fd)
-            throw HarnessError("cannot hold a loopback port")
+            throw HarnessError("cannot listen on a loopback port")
         }
-        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+        return (fd, port)
     }
 
     static func freePort() throws -> Int {

@@ -59,11 +59,7 @@ struct HostileMQTTTests {
     @Test("extreme numbers, wrong types, 10,000 labels, ids . and .., another device's replicas, sequence numbers far ahead")
     func hostile() async throws {
         try await FleetTestbed.run("hostile") { bed in
-            try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi")
-            try await bed.waitForDevices(online: 1)
-            try await bed.apply(FaultTests.manifest("steady"))
-            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
-            let before = try await bed.running("steady")
+            let before = try await bed.steadyOnGW1()
             let port = String(bed.brokerURL.split(separator: ":").last ?? "")
             let cases = Self.cases(victim: "gw-1", victimReplica: before.first?.id ?? "steady-0")
             var expected: [String: Int] = [:]
