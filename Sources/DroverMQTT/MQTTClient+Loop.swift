@@ -14,12 +14,17 @@ extension MQTTClient {
             if stopping.load(ordering: .sequentiallyConsistent), action != .stop { action = machine.shutdown() }
             switch action {
             case .connect:
-                let rc = firstConnect ? connectOnce() : mosquitto_reconnect(handle)
-                firstConnect = firstConnect && rc != MOSQ_ERR_SUCCESS.rawValue
+                // The first connect stores the host and the CONNECT properties (session expiry);
+                // later ones reuse them without blocking, so a broker whose host silently drops
+                // packets costs `connectTimeout`, not the kernel's minutes of SYN retries.
+                let rc = firstConnect ? connectOnce() : mosquitto_reconnect_async(handle)
+                if rc != MOSQ_ERR_INVAL.rawValue { firstConnect = false }
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    let began = ContinuousClock.now
                     // CONNACK and everything after arrive through the loop and its callbacks.
                     while !stopping.load(ordering: .sequentiallyConsistent) {
                         if isConnected, case .connecting = machine.state { _ = machine.connected() }
+                        if !isConnected, ContinuousClock.now - began > Self.connectTimeout { break }
                         let loopRC = mosquitto_loop(handle, 100, 1)
                         if loopRC != MOSQ_ERR_SUCCESS.rawValue { break }
                     }
@@ -39,6 +44,9 @@ extension MQTTClient {
             }
         }
     }
+
+    /// A connection that has not been accepted (CONNACK) in this time is given up and tried again.
+    static let connectTimeout: Duration = .seconds(10)
 
     private func connectOnce() -> Int32 {
         var props: OpaquePointer?
