@@ -52,7 +52,8 @@ public enum Controller {
                 broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller-" + (try controllerID(dataDir: config.dataDir)), username: "drover-controller",
                 keepAliveSeconds: 15, sessionExpirySeconds: 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.controllerState, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true),
-                backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))))
+                // One client: it may retry its broker every 0.1–0.2 s for the first 5 s.
+                backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5), steadyAttempts: 25)))
         let ingest = Ingest(client: client, fleet: fleet, logger: logger)
 
         let info = ControllerInfo(version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil)

@@ -62,17 +62,21 @@ public struct BackoffPolicy: Sendable, Hashable {
     public var multiplier: Double
     /// Fraction of the delay that is random: 0.5 means a delay in [d/2, d].
     public var jitter: Double
+    /// Attempts made at the initial delay before it starts to grow: a broker that restarts
+    /// in a second is found again within one initial delay of its return.
+    public var steadyAttempts: Int
 
-    public init(initial: Duration = .milliseconds(500), maximum: Duration = .seconds(30), multiplier: Double = 2, jitter: Double = 0.5) {
+    public init(initial: Duration = .milliseconds(500), maximum: Duration = .seconds(30), multiplier: Double = 2, jitter: Double = 0.5, steadyAttempts: Int = 1) {
         self.initial = initial
         self.maximum = maximum
         self.multiplier = multiplier
         self.jitter = min(max(jitter, 0), 1)
+        self.steadyAttempts = max(1, steadyAttempts)
     }
 
     /// The delay before attempt `attempt` (1-based), with `random` in [0, 1).
     public func delay(attempt: Int, random: Double) -> Duration {
-        let base = initial.seconds * pow(multiplier, Double(max(attempt - 1, 0)))
+        let base = initial.seconds * pow(multiplier, Double(max(attempt - steadyAttempts, 0)))
         let capped = min(base, maximum.seconds)
         let jittered = capped * (1 - jitter * random)
         return .milliseconds(Int64((jittered * 1000).rounded()))

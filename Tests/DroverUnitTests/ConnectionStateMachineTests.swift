@@ -27,6 +27,16 @@ struct ConnectionStateMachineTests {
         #expect(delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1600), .seconds(2), .seconds(2), .seconds(2)])
     }
 
+    @Test("the first steady attempts keep the initial delay, then it grows to the maximum")
+    func steadyThenGrowing() {
+        let policy = BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(5), jitter: 0, steadyAttempts: 10)
+        #expect((1...10).map { policy.delay(attempt: $0, random: 0) }.allSatisfy { $0 == .milliseconds(500) })
+        #expect(policy.delay(attempt: 11, random: 0) == .seconds(1))
+        #expect(policy.delay(attempt: 12, random: 0) == .seconds(2))
+        #expect(policy.delay(attempt: 14, random: 0) == .seconds(5))
+        #expect(policy.delay(attempt: Int.max, random: 0) == .seconds(5))
+    }
+
     @Test("jitter shortens a delay by at most its fraction")
     func jitter() {
         #expect(policy.delay(attempt: 3, random: 0.999) >= .milliseconds(200))
