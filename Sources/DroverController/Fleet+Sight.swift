@@ -77,8 +77,15 @@ extension FleetState {
         guard now - lastAliveWritten >= Self.aliveInterval else { return }
         lastAliveWritten = now
         batch.meta[Self.lastAliveKey] = String(now)
+        let drops = drops.countsText
+        if drops != dropsWritten {
+            batch.meta[Self.dropsKey] = drops
+            dropsWritten = drops
+        }
     }
 
     static let lastAliveKey = "controller.lastAlive"
+    /// Dropped-message counts, kept across restarts.
+    static let dropsKey = "controller.droppedMessages"
     static let aliveInterval: Int64 = 5_000
 }

@@ -43,6 +43,7 @@ struct FleetState {
     /// When each device was last asked for a snapshot (see `wantsSnapshot`).
     var snapshotAsked: [String: Int64] = [:]
     var lastAliveWritten: Int64 = 0
+    var dropsWritten = ""
     var lastOfflineReplan: Int64 = 0
     /// Latest CPU use per replica (millicores) and when it was reported.
     var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
@@ -65,6 +66,8 @@ struct FleetState {
         self.unreachableAfter = unreachableAfter
         clock = now
         sight = Sight(lastAlive: snapshot.meta[Self.lastAliveKey].flatMap { Int64($0) }, now: now)
+        dropsWritten = snapshot.meta[Self.dropsKey] ?? ""
+        drops = DropLedger(counts: DropLedger.counts(fromText: dropsWritten))
         load(snapshot)
     }
 

@@ -78,16 +78,17 @@ public final class Ingest: Sendable {
 
     /// One incoming message: decoded strictly; anything malformed is counted and dropped.
     public func handle(_ message: MQTTMessage) async {
+        // A retained message replayed on subscribe is history: a `state` may be a will the
+        // broker fired while it went down with the controller, and anything else was judged
+        // (and counted, if dropped) when it arrived live. Presence is judged from what
+        // arrives live once the controller can hear the fleet again.
+        if message.retain { return }
         guard let (device, channel) = Topic.parse(message.topic) else {
             await drop(.unknownTopic, device: "?", detail: message.topic)
             return
         }
         // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
         if channel == .state, message.payload.isEmpty { return }
-        // A retained `state` is history: it may be a will that the broker fired while it
-        // shut down with the controller. Presence is judged from what arrives live (hello,
-        // beats, wills) once the controller can hear the fleet again, never from that.
-        if channel == .state, message.retain { return }
         do throws(WireError) {
             switch channel {
             case .hello: await fleet.hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))

@@ -7,8 +7,24 @@ public struct DropLedger: Sendable {
     private var lastLogged: [String: Double] = [:]
     public let logInterval: Double
 
-    public init(logInterval: Double = 60) {
+    public init(logInterval: Double = 60, counts: [DropReason: Int] = [:]) {
         self.logInterval = logInterval
+        self.counts = counts
+    }
+
+    /// The counts as text for a store (`reason=count,...`), and back: they outlive restarts.
+    public var countsText: String {
+        counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ",")
+    }
+
+    public static func counts(fromText text: String) -> [DropReason: Int] {
+        var counts: [DropReason: Int] = [:]
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, let reason = DropReason(rawValue: String(kv[0])), let n = Int(kv[1]), n >= 0 else { continue }
+            counts[reason] = n
+        }
+        return counts
     }
 
     public var total: Int { counts.values.reduce(0, +) }
@@ -21,7 +37,7 @@ public struct DropLedger: Sendable {
 
     /// Records one drop; returns true when it should be logged.
     public mutating func record(_ reason: DropReason, device: String, now: Double) -> Bool {
-        counts[reason, default: 0] += 1
+        counts[reason, default: 0] &+= 1
         if let last = lastLogged[device], now - last < logInterval { return false }
         if now - windowStart >= logInterval { (windowStart, linesInWindow) = (now, 0) }
         guard linesInWindow < maxLinesPerInterval else { return false }

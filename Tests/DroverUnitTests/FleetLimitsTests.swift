@@ -115,3 +115,15 @@ struct FleetLimitsTests {
         #expect(try store.events(limit: 10, subject: nil).map(\.kind) == ["New"])
     }
 }
+
+extension FleetLimitsTests {
+    @Test("dropped-message counts survive a controller restart")
+    func dropCountsPersist() async throws {
+        let (fleet, _, dir) = try await FleetFixture.fleet()
+        for _ in 0..<3 { _ = await fleet.recordDrop(.malformed, device: "x") }
+        _ = await fleet.recordDrop(.oversized, device: "y")
+        await fleet.checkPresence(now: Fleet.nowMillis())
+        let again = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: FleetFixture.logger, unreachableAfter: .seconds(30))
+        #expect(await again.summary().droppedMessages == ["malformed": 3, "oversized": 1])
+    }
+}
