@@ -69,7 +69,7 @@ public enum API {
         }
 
         v1.get("events") { request, _ in
-            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
+            let limit = try integerParameter("limit", in: request) ?? 100
             guard (1...10_000).contains(limit) else {
                 throw APIError(.badRequest, "limit must be 1-10000", errors: [FieldError(path: "limit", reason: "must be 1-10000")])
             }
@@ -78,6 +78,7 @@ public enum API {
                 throw APIError(.internalServerError, "cannot read events: \(error)")
             }
         }
+        refuseOtherMethods(on: v1)
         return router
     }
 

@@ -126,4 +126,40 @@ struct APITests {
             }
         }
     }
+
+    @Test("a method a path does not have is 405 with the path's methods in Allow, as the OpenAPI document lists them")
+    func methodNotAllowed() async throws {
+        let root = try #require(try Yams.load(yaml: API.openAPIDocument()) as? [String: Any])
+        let paths = try #require(root["paths"] as? [String: Any])
+        let table: [(path: String, methods: Set<String>)] = paths.keys.sorted().map { path in
+            (path, Set((paths[path] as? [String: Any] ?? [:]).keys.map { $0.uppercased() }))
+        }
+        let (app, _) = try await Self.app()
+        try await app.test(.router) { client in
+            for (path, documented) in table {
+                let uri = path.replacingOccurrences(of: "{id}", with: "gw-1").replacingOccurrences(of: "{name}", with: "missing")
+                for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] where !documented.contains(method) {
+                    let verb = try #require(HTTPRequest.Method(rawValue: method))
+                    try await client.execute(uri: uri, method: verb) { r in
+                        #expect(r.status == .methodNotAllowed, "\(method) \(path)")
+                        let allow = Set((r.headers[.allow] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                        #expect(allow == documented, "\(method) \(path): Allow \(allow), documented \(documented)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a query number that is not a whole number is a 400 naming it")
+    func badLimit() async throws {
+        let (app, _) = try await Self.app()
+        try await app.test(.router) { client in
+            for value in ["null", "x", "1.5", ""] {
+                try await client.execute(uri: "/v1/events?limit=\(value)", method: .get) { r in
+                    #expect(r.status == .badRequest, "limit=\(value)")
+                }
+            }
+            try await client.execute(uri: "/v1/events", method: .get) { #expect($0.status == .ok) }
+        }
+    }
 }
