@@ -76,13 +76,7 @@ struct AgentLinkService: Service {
         let device = link.deviceID
         notifier.ready(status: "device \(device), broker \(client.configuration.broker)")
         logger.info("agent started", metadata: ["device": "\(device)", "broker": "\(client.configuration.broker)"])
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await link.handleEvents() }
-                group.addTask { await link.handleMessages() }
-                await group.waitForAll()
-            }
-        }
+        await runUntilShutdown([{ await link.handleEvents() }, { await link.handleMessages() }])
         _ = try? await client.publish(Topic.device(device, .state), AgentLink.offline(device), qos: .atLeastOnce, retain: true)
         await client.shutdown()
         logger.info("agent stopped; replicas keep running")

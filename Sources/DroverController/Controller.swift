@@ -104,20 +104,18 @@ struct ControllerLink: Service {
     func run() async {
         await fleet.setPublisher(ingest.outbox)
         client.start()
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await ingest.handleEvents() }
-                group.addTask { await ingest.handleMessages() }
-                group.addTask { await ingest.publishDesired() }
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: pingInterval)
-                        await ingest.pingAll()
-                    }
+        let pingInterval = pingInterval
+        await runUntilShutdown([
+            { await ingest.handleEvents() },
+            { await ingest.handleMessages() },
+            { await ingest.publishDesired() },
+            {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: pingInterval)
+                    await ingest.pingAll()
                 }
-                await group.waitForAll()
-            }
-        }
+            },
+        ])
         _ = try? await client.publish(Topic.controllerState, Array("offline".utf8), qos: .atLeastOnce, retain: true)
         await client.shutdown()
     }

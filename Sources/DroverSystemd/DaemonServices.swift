@@ -58,3 +58,14 @@ extension ServiceGroup {
         return ServiceGroup(configuration: configuration)
     }
 }
+
+/// Runs `loops` side by side until graceful shutdown cancels them (or they all end): the body
+/// of a service made of several long-running loops, such as an MQTT link's.
+public func runUntilShutdown(_ loops: [@Sendable () async -> Void]) async {
+    await cancelWhenGracefulShutdown {
+        await withTaskGroup(of: Void.self) { group in
+            for loop in loops { group.addTask { await loop() } }
+            await group.waitForAll()
+        }
+    }
+}

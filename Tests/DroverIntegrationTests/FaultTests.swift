@@ -185,6 +185,16 @@ struct FaultTests {
         #expect(output.contains("move it aside"))
     }
 
+    /// Starts a controller on `dir` that is expected to stop by itself within `timeout`, and
+    /// whether it did; it is killed if it did not.
+    static func controllerThatExits(dir: String, listen port: Int, within timeout: Duration) async throws -> (TestProcess, exited: Bool) {
+        let controller = try TestProcess(
+            Harness.binary("drover-controller"), ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(port)"], log: dir + "/controller.log")
+        let exited = await Harness.eventually(timeout) { !controller.isRunning }
+        if !exited { await controller.stop(signal: SIGKILL) }
+        return (controller, exited)
+    }
+
     @Test("a managed broker that cannot start stops the controller with its error and a non-zero exit")
     func brokerCannotStart() async throws {
         let dir = try Harness.temporaryDirectory("nobroker")
@@ -194,11 +204,7 @@ struct FaultTests {
         defer { close(holder) }
         try FileManager.default.createDirectory(atPath: dir + "/controller", withIntermediateDirectories: true)
         try "\(port)\n".write(toFile: dir + "/controller/broker.port", atomically: true, encoding: .utf8)
-        let api = try Harness.freePort()
-        let controller = try TestProcess(
-            Harness.binary("drover-controller"), ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(api)"], log: dir + "/controller.log")
-        let exited = await Harness.eventually(.seconds(40)) { !controller.isRunning }
-        await controller.stop(signal: SIGKILL)
+        let (controller, exited) = try await Self.controllerThatExits(dir: dir, listen: try Harness.freePort(), within: .seconds(40))
         #expect(exited, "the controller ran on without its broker")
         #expect(controller.log.contains("mosquitto exited 5 times"), "log:\n\(controller.log)")
         #expect(controller.exitCode.map { $0 != 0 } == true)
@@ -210,10 +216,7 @@ struct FaultTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (holder, port) = try Harness.holdPort()
         defer { close(holder) }
-        let controller = try TestProcess(
-            Harness.binary("drover-controller"), ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(port)"], log: dir + "/controller.log")
-        let exited = await Harness.eventually(.seconds(20)) { !controller.isRunning }
-        await controller.stop(signal: SIGKILL)
+        let (controller, exited) = try await Self.controllerThatExits(dir: dir, listen: port, within: .seconds(20))
         #expect(exited, "the controller ran on without its API")
         #expect(controller.exitCode.map { $0 != 0 } == true)
         #expect(controller.log.lowercased().contains("address already in use"), "log:\n\(controller.log)")
