@@ -40,10 +40,12 @@ public struct ControllerConfiguration: Sendable {
 /// REST API. Any of them failing stops the whole controller with its error (non-zero exit),
 /// so that systemd restarts it instead of it running on without, say, its broker.
 public enum Controller {
-    public static func serviceGroup(configuration config: ControllerConfiguration, logger: Logger) throws -> ServiceGroup {
+    public static func serviceGroup(configuration config: ControllerConfiguration, logger: Logger) async throws -> ServiceGroup {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         let store = try SQLiteFleetStore(path: config.dataDir + "/controller.db")
         let fleet = try Fleet(store: store, logger: logger, unreachableAfter: config.unreachableAfter)
+        let access = try AccessControl(store: store, logger: logger)
+        try await announceAdminToken(access: access, dataDir: config.dataDir)
 
         let broker = config.brokerURL == nil ? try BrokerSupervisor(dataDir: config.dataDir, logger: logger) : nil
         let brokerURL = config.brokerURL ?? broker?.url ?? ""
@@ -59,7 +61,7 @@ public enum Controller {
         let info = ControllerInfo(version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil)
         let notifier = SystemdNotifier()
         let app = Application(
-            router: API.router(fleet: fleet, info: info, brokerConnected: { client.isConnected }),
+            router: API.router(fleet: fleet, info: info, access: access, brokerConnected: { client.isConnected }),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "drover-controller"),
             onServerRunning: { _ in
                 notifier.ready(status: "API on \(config.listenHost):\(config.listenPort), broker \(brokerURL)")
@@ -79,6 +81,18 @@ public enum Controller {
         ]
         return .daemon(services, logger: logger)
     }
+}
+
+/// The first start makes an admin token: printed here once, and kept owner-only in the
+/// data directory for whoever administers this machine.
+func announceAdminToken(access: AccessControl, dataDir: String) async throws {
+    guard let token = try await access.bootstrapAdmin(dataDir: dataDir, now: Fleet.nowMillis()) else { return }
+    FileHandle.standardOutput.write(Data("""
+        drover-controller: first start; admin API token (shown once, kept in \(dataDir)/admin.token, owner-only):
+          \(token)
+        Use it with: drover config set-context NAME --controller URL --token-file \(dataDir)/admin.token
+
+        """.utf8))
 }
 
 /// This controller's id, made once per data directory: its MQTT client id, so that two

@@ -8,7 +8,7 @@ extension API {
         ("status", [.get]), ("openapi.yaml", [.get]), ("devices", [.get]), ("devices/:id", [.get]),
         ("devices/:id/cordon", [.post]), ("devices/:id/uncordon", [.post]), ("devices/:id/drain", [.post]),
         ("workloads", [.get, .post]), ("workloads/:name", [.get, .delete]), ("workloads/:name/scale", [.post]),
-        ("plan", [.post]), ("events", [.get]),
+        ("plan", [.post]), ("events", [.get]), ("health", [.get]), ("tokens", [.get, .post]), ("tokens/:id", [.delete]),
     ]
 
     static func refuseOtherMethods(on v1: RouterGroup<BasicRequestContext>) {

@@ -11,9 +11,15 @@ import Hummingbird
 public enum API {
     public static let maxBodyBytes = 1 << 20
 
-    public static func router(fleet: Fleet, info: ControllerInfo, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
+    /// Routes are registered on the group of the role they need; `/v1/health` alone needs
+    /// no token.
+    public static func router(fleet: Fleet, info: ControllerInfo, access: AccessControl, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
         let router = Router()
-        let v1 = router.group("v1")
+        router.group("v1").get("health") { _, _ in APIJSON.response(["status": "ok"]) }
+        let v1 = router.group("v1").add(middleware: Authorization(access: access, needs: .viewer))
+        let change = router.group("v1").add(middleware: Authorization(access: access, needs: .operator))
+        let admin = router.group("v1").add(middleware: Authorization(access: access, needs: .admin))
+        tokenRoutes(admin, access: access)
 
         v1.get("status") { _, _ in
             APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))
@@ -29,7 +35,7 @@ public enum API {
         }
 
         for (action, value) in [("cordon", Schedulability.cordoned), ("uncordon", .normal), ("drain", .draining)] {
-            v1.post("devices/:id/\(action)") { _, context in
+            change.post("devices/:id/\(action)") { _, context in
                 let id = try context.parameters.require("id")
                 do { return APIJSON.response(try await fleet.setSchedulability(id, value)) } catch { throw APIError(error) }
             }
@@ -40,7 +46,7 @@ public enum API {
             let spec = try manifest(try await bodyText(request))
             do { return APIJSON.response(try await fleet.preview(spec)) } catch { throw APIError(error) }
         }
-        v1.post("workloads") { request, context in
+        change.post("workloads") { request, context in
             let spec = try manifest(try await bodyText(request))
             do {
                 let outcome = try await fleet.apply(spec)
@@ -51,12 +57,12 @@ public enum API {
             let name = try context.parameters.require("name")
             do { return APIJSON.response(try await fleet.workload(name)) } catch { throw APIError(error) }
         }
-        v1.delete("workloads/:name") { _, context in
+        change.delete("workloads/:name") { _, context in
             let name = try context.parameters.require("name")
             do { try await fleet.delete(workload: name) } catch { throw APIError(error) }
             return Response(status: .noContent)
         }
-        v1.post("workloads/:name/scale") { request, context in
+        change.post("workloads/:name/scale") { request, context in
             let name = try context.parameters.require("name")
             let text = try await bodyText(request)
             guard let scale = try? JSONDecoder().decode(ScaleRequest.self, from: Data(text.utf8)) else {
@@ -78,7 +84,7 @@ public enum API {
                 throw APIError(.internalServerError, "cannot read events: \(error)")
             }
         }
-        refuseOtherMethods(on: v1)
+        refuseOtherMethods(on: router.group("v1"))
         return router
     }
 

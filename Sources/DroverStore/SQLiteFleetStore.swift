@@ -5,7 +5,7 @@ import GRDB
 /// `controller.db`: SQLite in WAL mode through GRDB. Rows hold the indexed keys as columns
 /// and the rest of each record as JSON, so that a new field needs no migration.
 public final class SQLiteFleetStore: FleetStore {
-    private let queue: DatabaseQueue
+    let queue: DatabaseQueue
     public let location: String
 
     public init(path: String) throws {
@@ -40,6 +40,13 @@ public final class SQLiteFleetStore: FleetStore {
         m.registerMigration("v3-events-time") { db in
             try db.execute(sql: "CREATE INDEX events_time ON events(time)")
         }
+        m.registerMigration("v4-security") { db in
+            try db.execute(sql: """
+                CREATE TABLE api_tokens (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+                CREATE TABLE enrollments (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+                CREATE TABLE credentials (device TEXT PRIMARY KEY, record TEXT NOT NULL);
+                """)
+        }
         return m
     }
 
@@ -49,11 +56,11 @@ public final class SQLiteFleetStore: FleetStore {
         return e
     }()
 
-    private func json<T: Encodable>(_ value: T) throws -> String {
+    func json<T: Encodable>(_ value: T) throws -> String {
         String(decoding: try Self.encoder.encode(value), as: UTF8.self)
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ rows: [Row]) throws -> [T] {
+    func decode<T: Decodable>(_ type: T.Type, _ rows: [Row]) throws -> [T] {
         let decoder = JSONDecoder()
         return try rows.map { row in try decoder.decode(type, from: Data((row["record"] as String).utf8)) }
     }

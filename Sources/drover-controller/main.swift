@@ -32,12 +32,20 @@ struct DroverControllerCommand: AsyncParsableCommand {
     }
 
     mutating func validate() throws {
-        _ = try listenAddress()
+        let address = try listenAddress()
+        guard isLoopback(address.host) else {
+            throw ValidationError("--listen: \(address.host) is not a loopback address, and the API carries tokens; serving it beyond this machine needs TLS (not built yet: put a TLS proxy in front and keep --listen on 127.0.0.1)")
+        }
         if let broker {
             do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
         }
         guard pingInterval >= 0.1 else { throw ValidationError("--ping-interval must be at least 0.1 seconds") }
         guard unreachableAfter >= 0.5 else { throw ValidationError("--unreachable-after must be at least 0.5 seconds") }
+    }
+
+    /// 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on.
+    func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
     }
 
     func run() async throws {

@@ -1,11 +1,13 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOSSL
 
 /// The CLI's side of the REST API: one request, one JSON answer, and errors as one line.
+/// HTTPS is verified against the system's roots, plus the context's CA when one is set.
 struct ControllerClient {
-    let base: String
+    let connection: Connection
+    var base: String { connection.controller }
 
     struct APIErrorBody: Decodable {
         struct Field: Decodable { var path: String; var reason: String }
@@ -13,33 +15,61 @@ struct ControllerClient {
         var errors: [Field]?
     }
 
+    var configuration: HTTPClient.Configuration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let ca = connection.ca {
+            do {
+                tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(ca))]
+            } catch {
+                fail("cannot read the CA certificate \(ca): \(error)")
+            }
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        return configuration
+    }
+
     /// Sends a request; returns the body of a 2xx answer, or exits with the API's message.
     func send(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json") async -> Data {
-        guard let url = URL(string: base.hasSuffix("/") ? String(base.dropLast()) + path : base + path) else {
-            fail("controller URL '\(base)' is not a valid URL")
+        let url = base.hasSuffix("/") ? String(base.dropLast()) + path : base + path
+        guard let parsed = URL(string: url), parsed.host != nil, ["http", "https"].contains(parsed.scheme ?? "") else {
+            fail("controller URL '\(base)' is not a valid http:// or https:// URL")
         }
-        var request = URLRequest(url: url, timeoutInterval: 15)
-        request.httpMethod = method
+        var request = HTTPClientRequest(url: url)
+        request.method = .init(rawValue: method)
         if let body {
-            request.httpBody = body
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            request.headers.add(name: "Content-Type", value: contentType)
         }
+        if let token = connection.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let status: Int
         let data: Data
-        let response: URLResponse
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            (status, data) = try await HTTPClient.withHTTPClient(configuration: configuration) { client in
+                let response = try await client.execute(request, timeout: .seconds(30))
+                let bytes = try await response.body.collect(upTo: 64 << 20)
+                return (Int(response.status.code), Data(bytes.readableBytesView))
+            }
         } catch {
-            fail("cannot reach the controller at \(base): \(error.localizedDescription) (is drover-controller running? set --controller or DROVER_CONTROLLER)")
+            fail("cannot reach the controller at \(base): \(Self.describe(error)) (is drover-controller running? set --controller, DROVER_CONTROLLER or a context)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             if let api = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
                 let fields = (api.errors ?? []).map { "\($0.path): \($0.reason)" }
-                fail(fields.isEmpty ? api.message : fields.joined(separator: "; "))
+                fail(fields.isEmpty || status == 401 || status == 403 ? api.message : fields.joined(separator: "; "))
             }
             fail("controller answered HTTP \(status) for \(method) \(path)")
         }
         return data
+    }
+
+    /// One line for a transport error: NIO's descriptions run long.
+    static func describe(_ error: any Error) -> String {
+        if let ssl = error as? NIOSSLError { return "TLS: \(ssl)" }
+        if let ssl = error as? BoringSSLError { return "TLS: \(ssl)" }
+        let text = "\(error)"
+        if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        return String(text.prefix(200)).replacingOccurrences(of: "\n", with: " ")
     }
 
     func get<T: Decodable>(_ path: String, as type: T.Type) async -> (T, Data) {

@@ -5,8 +5,9 @@ import Testing
 @Suite("drover CLI", .serialized)
 struct CLITests {
     static func drover(_ bed: FleetTestbed?, _ arguments: [String], port: Int? = nil) throws -> (status: Int32, output: String) {
-        let url = "http://127.0.0.1:\(port ?? bed?.apiPort ?? 1)"
-        return try Harness.run(Harness.binary("drover"), arguments, environment: ["DROVER_CONTROLLER": url])
+        if let bed, port == nil { return try bed.drover(arguments) }
+        let url = "http://127.0.0.1:\(port ?? 1)"
+        return try Harness.run(Harness.binary("drover"), arguments, environment: ["DROVER_CONTROLLER": url, "DROVER_CONFIG": "/nonexistent/drover.yaml"])
     }
 
     @Test("a controller that cannot be reached gives one clear line and a non-zero exit")

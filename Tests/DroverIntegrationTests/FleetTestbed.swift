@@ -6,7 +6,7 @@ import Testing
 final class FleetTestbed: @unchecked Sendable {
     let dir: String
     let apiPort: Int
-    let api: APIClient
+    var api: APIClient
     var controller: TestProcess?
     var agents: [String: TestProcess] = [:]
     var brokerURL = ""
@@ -63,11 +63,20 @@ final class FleetTestbed: @unchecked Sendable {
         guard await Harness.eventually(.seconds(20), { await self.api.isUp() }) else {
             throw HarnessError("controller did not come up:\n\(controller?.log ?? "")")
         }
+        try loadAdminToken()
         let status = try await api.get("/v1/status")
         brokerURL = (status["controller"] as? [String: Any])?["brokerURL"] as? String ?? ""
         guard await Harness.eventually(.seconds(10), { ((try? await self.api.get("/v1/status"))?["brokerConnected"] as? Bool) == true }) else {
             throw HarnessError("controller did not reach its broker:\n\(controller?.log ?? "")")
         }
+    }
+
+    /// The first start writes the admin token; later starts keep it.
+    func loadAdminToken() throws {
+        guard let token = try? String(contentsOfFile: dir + "/controller/admin.token", encoding: .utf8) else {
+            throw HarnessError("controller wrote no admin.token:\n\(controller?.log ?? "")")
+        }
+        api.token = token.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func stopController() async {
@@ -98,7 +107,13 @@ final class FleetTestbed: @unchecked Sendable {
 
     /// Runs the `drover` CLI against this testbed's controller.
     func drover(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        try Harness.run(Harness.binary("drover"), arguments, environment: ["DROVER_CONTROLLER": "http://127.0.0.1:\(apiPort)"])
+        try Harness.run(Harness.binary("drover"), arguments, environment: droverEnvironment)
+    }
+
+    /// What the CLI needs to reach this testbed: the URL and the admin token, and no
+    /// config file of the machine's user.
+    var droverEnvironment: [String: String] {
+        ["DROVER_CONTROLLER": "http://127.0.0.1:\(apiPort)", "DROVER_TOKEN": api.token ?? "", "DROVER_CONFIG": dir + "/drover-config.yaml"]
     }
 
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }

@@ -215,12 +215,15 @@ final class TestBroker: @unchecked Sendable {
 /// The REST API, as a client outside the controller sees it.
 struct APIClient {
     let base: String
+    /// Sent as `Authorization: Bearer` when set.
+    var token: String?
 
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> (Int, [String: Any], Data) {
         guard let url = URL(string: base + path) else { throw HarnessError("bad URL \(base + path)") }
         var request = URLRequest(url: url, timeoutInterval: 10)
         request.httpMethod = method
         request.httpBody = body.map { Data($0.utf8) }
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await URLSession.shared.data(for: request)
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, json, data)
@@ -233,5 +236,5 @@ struct APIClient {
         return (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] ?? []
     }
 
-    func isUp() async -> Bool { ((try? await request("GET", "/v1/status"))?.0 ?? 0) == 200 }
+    func isUp() async -> Bool { ((try? await request("GET", "/v1/health"))?.0 ?? 0) == 200 }
 }

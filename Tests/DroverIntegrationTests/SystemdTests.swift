@@ -78,6 +78,7 @@ struct SystemdTests {
             #expect(controllerMessages.filter { $0.hasPrefix("READY=1") }.count == 1, "only the controller may say READY: got \(controllerMessages)")
             #expect(controllerMessages.contains { $0.hasPrefix("READY=1") }, "got \(controllerMessages)")
             #expect(controllerMessages.filter { $0 == "WATCHDOG=1" }.count >= 3, "got \(controllerMessages)")
+            try bed.loadAdminToken()
             let status = try await bed.api.get("/v1/status")
             bed.brokerURL = (status["controller"] as? [String: Any])?["brokerURL"] as? String ?? ""
 
