@@ -20,12 +20,18 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config.
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        // The agent's HTTPS client for enrollment and the CA fingerprint, over the system's
+        // OpenSSL (which libmosquitto loads anyway): no second TLS stack on the device.
+        .target(name: "CDroverTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // Small glibc helpers that Swift's Glibc module hides behind _GNU_SOURCE.
         .target(name: "CDroverSys"),
@@ -50,6 +56,9 @@ let package = Package(
                 "DroverSystemd", "DroverAPI", "DroverPOSIX",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -58,7 +67,7 @@ let package = Package(
         .target(
             name: "DroverAgent",
             dependencies: [
-                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "DroverPOSIX", "CDroverSys",
+                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "DroverPOSIX", "CDroverSys", "CDroverTLS", "DroverAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -69,7 +78,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "drover-agent",
-            dependencies: ["DroverAgent", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DroverAgent", "DroverAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "drover",

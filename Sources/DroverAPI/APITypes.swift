@@ -101,12 +101,15 @@ public struct ControllerInfo: Codable, Sendable {
     /// The URL agents should connect to.
     public var brokerURL: String
     public var brokerManaged: Bool
+    /// Whether the broker refuses anonymous clients and keeps each device to its own topics.
+    public var brokerSecurity: String
 
-    public init(version: String, store: String, brokerURL: String, brokerManaged: Bool) {
+    public init(version: String, store: String, brokerURL: String, brokerManaged: Bool, brokerSecurity: String = "") {
         self.version = version
         self.store = store
         self.brokerURL = brokerURL
         self.brokerManaged = brokerManaged
+        self.brokerSecurity = brokerSecurity
     }
 }
 

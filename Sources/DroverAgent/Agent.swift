@@ -13,7 +13,11 @@ import CDroverSys
 /// reboot its workloads run again whether or not a broker is reachable.
 public enum Agent {
     public static func serviceGroup(configuration config: AgentConfiguration, logger: Logger) async throws -> ServiceGroup {
-        POSIX.makeDirectories(config.dataDir)
+        // The data dir holds credentials and every replica's environment: its owner's only.
+        // The database is made owner-only before SQLite creates it; its -wal and -shm files
+        // take the same mode.
+        POSIX.makeDirectories(config.dataDir, mode: 0o700)
+        POSIX.ownerOnly(config.dataDir + "/agent.db")
         let store: AgentStore
         do {
             store = try AgentStore(path: config.dataDir + "/agent.db")

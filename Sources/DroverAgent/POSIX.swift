@@ -20,12 +20,22 @@ enum POSIX {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func makeDirectories(_ path: String) {
+    /// Creates `path` as an empty 0600 file if it is missing, and makes it 0600 if not, with
+    /// the `-wal` and `-shm` files SQLite keeps beside it.
+    static func ownerOnly(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd) }
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
+    }
+
+    /// Parents are made 0755; the directory itself gets `mode`.
+    static func makeDirectories(_ path: String, mode: mode_t = 0o755) {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             current += "/" + part
             mkdir(current, 0o755)
         }
+        if mode != 0o755 { chmod(current, mode) }
     }
 
     static func fileSize(_ path: String) -> Int64? {

@@ -9,9 +9,10 @@ import Logging
 /// its SHA-256. Revocation takes effect on the next request.
 public actor AccessControl {
     private let store: any SecurityStore
-    private let logger: Logger
+    let logger: Logger
     private var tokens: [String: APITokenRecord]
     var security: SecuritySnapshot
+    var enrollment: Enrollment?
 
     public init(store: any SecurityStore, logger: Logger) throws {
         self.store = store

@@ -41,7 +41,14 @@ public struct ControllerConfiguration: Sendable {
 /// so that systemd restarts it instead of it running on without, say, its broker.
 public enum Controller {
     public static func serviceGroup(configuration config: ControllerConfiguration, logger: Logger) async throws -> ServiceGroup {
+        // Everything the controller and its broker write holds secrets or fleet state:
+        // owner-only (files 0600, directories 0700), including files of an earlier version.
+        umask(0o077)
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        chmod(config.dataDir, 0o700)
+        for file in ["controller.db", "controller.db-wal", "controller.db-shm", "mosquitto.conf", "mosquitto.log", "mosquitto/mosquitto.db"] {
+            chmod(config.dataDir + "/" + file, 0o600)
+        }
         let store = try SQLiteFleetStore(path: config.dataDir + "/controller.db")
         let fleet = try Fleet(store: store, logger: logger, unreachableAfter: config.unreachableAfter)
         let access = try AccessControl(store: store, logger: logger)
@@ -49,16 +56,26 @@ public enum Controller {
 
         let broker = config.brokerURL == nil ? try BrokerSupervisor(dataDir: config.dataDir, logger: logger) : nil
         let brokerURL = config.brokerURL ?? broker?.url ?? ""
+        // The broker's password and ACL files are written before it starts, and again on
+        // every enrollment and revocation; an external mosquitto may use the same files.
+        let credentials = BrokerCredentials(dataDir: config.dataDir)
+        try await access.setEnrollment(AccessControl.Enrollment(ca: try CertificateAuthority(dataDir: config.dataDir), brokerURL: brokerURL) { devices in
+            try credentials.write(devices: devices)
+            broker?.reload()
+        })
         let client = try MQTTClient(
             MQTTConfiguration(
-                broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller-" + (try controllerID(dataDir: config.dataDir)), username: "drover-controller",
+                broker: try BrokerAddress(url: brokerURL), clientID: "drover-controller-" + (try controllerID(dataDir: config.dataDir)),
+                username: BrokerCredentials.controllerUser, password: try credentials.controllerPassword(),
                 keepAliveSeconds: 15, sessionExpirySeconds: 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.controllerState, payload: Array("offline".utf8), qos: .atLeastOnce, retain: true),
                 // One client: it may retry its broker every 0.1–0.2 s for the first 5 s.
                 backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5), steadyAttempts: 25)))
-        let ingest = Ingest(client: client, fleet: fleet, logger: logger)
+        let ingest = Ingest(client: client, fleet: fleet, access: access, logger: logger)
 
-        let info = ControllerInfo(version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil)
+        let info = ControllerInfo(
+            version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil,
+            brokerSecurity: broker != nil ? "secured: no anonymous access, a password per device, per-device ACL" : "external: see README (Security) for the config lines")
         let notifier = SystemdNotifier()
         let app = Application(
             router: API.router(fleet: fleet, info: info, access: access, brokerConnected: { client.isConnected }),

@@ -9,12 +9,15 @@ import Logging
 public final class Ingest: Sendable {
     let client: MQTTClient
     let fleet: Fleet
+    /// Enrolled labels and revocations; nil in tests of the ingest alone.
+    let access: AccessControl?
     let outbox: DesiredOutbox
     let logger: Logger
 
-    public init(client: MQTTClient, fleet: Fleet, outbox: DesiredOutbox = DesiredOutbox(), logger: Logger) {
+    public init(client: MQTTClient, fleet: Fleet, access: AccessControl? = nil, outbox: DesiredOutbox = DesiredOutbox(), logger: Logger) {
         self.client = client
         self.fleet = fleet
+        self.access = access
         self.outbox = outbox
         self.logger = logger
         for filter in Topic.controllerSubscriptions { client.subscribe(filter, qos: .atLeastOnce) }
@@ -91,7 +94,11 @@ public final class Ingest: Sendable {
         if channel == .state, message.payload.isEmpty { return }
         do throws(WireError) {
             switch channel {
-            case .hello: await fleet.hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))
+            case .hello:
+                var hello = try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device)
+                // What the admin gave at enrollment wins over what the device says of itself.
+                if let enrolled = await access?.enrolledLabels(device) { hello.facts.labels.merge(enrolled) { _, given in given } }
+                await fleet.hello(hello)
             case .state: await fleet.state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
             case .beat:
                 if await fleet.beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device)) {

@@ -1,9 +1,48 @@
 import DroverAPI
 import DroverCore
+import DroverStore
 import Foundation
 import Hummingbird
 
 extension API {
+    /// Enrollment: tokens made by an admin, traded by agents (no bearer token: the
+    /// enrollment token is the credential), and revocation.
+    static func enrollmentRoutes(open: RouterGroup<BasicRequestContext>, admin: RouterGroup<BasicRequestContext>, access: AccessControl, fleet: Fleet) {
+        open.get("enroll/ca") { _, _ in
+            let enrollment = try await access.requireEnrollment()
+            return APIJSON.response(CAInfo(certificate: enrollment.ca.certificatePEM, fingerprint: enrollment.ca.fingerprint))
+        }
+        open.post("enroll") { request, _ in
+            let text = try await bodyText(request)
+            guard let body = try? JSONDecoder().decode(EnrollExchange.self, from: Data(text.utf8)) else {
+                throw APIError(.badRequest, "body must be JSON {\"token\": \"dre_...\"}", errors: [FieldError(path: "token", reason: "is required")])
+            }
+            return APIJSON.response(try await access.exchange(body.token, now: Fleet.nowMillis()))
+        }
+        admin.post("devices/:id/enroll") { request, context in
+            let id = try context.parameters.require("id")
+            let text = try await bodyText(request)
+            let body: EnrollRequest
+            if text.allSatisfy(\.isWhitespace) {
+                body = EnrollRequest()
+            } else {
+                do { body = try JSONDecoder().decode(EnrollRequest.self, from: Data(text.utf8)) } catch {
+                    throw APIError(.badRequest, "body must be empty or JSON {\"labels\": {...}, \"ttlSeconds\": N}", errors: [
+                        FieldError(path: "labels", reason: "must be an object of strings"), FieldError(path: "ttlSeconds", reason: "must be a whole number"),
+                    ])
+                }
+            }
+            return APIJSON.response(try await access.enroll(device: id, request: body, now: Fleet.nowMillis()), status: .created)
+        }
+        admin.post("devices/:id/revoke") { _, context in
+            let id = try context.parameters.require("id")
+            try await access.revokeDevice(id, now: Fleet.nowMillis())
+            // Its replicas move elsewhere; a device that is not in the fleet yet has none.
+            _ = try? await fleet.setSchedulability(id, .draining)
+            return APIJSON.response(["device": id, "status": "revoked"])
+        }
+    }
+
     /// `/v1/tokens`: create, list and revoke API tokens (admin only).
     static func tokenRoutes(_ admin: RouterGroup<BasicRequestContext>, access: AccessControl) {
         admin.get("tokens") { _, _ in APIJSON.response(await access.tokenList()) }

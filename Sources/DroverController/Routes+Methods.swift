@@ -9,6 +9,7 @@ extension API {
         ("devices/:id/cordon", [.post]), ("devices/:id/uncordon", [.post]), ("devices/:id/drain", [.post]),
         ("workloads", [.get, .post]), ("workloads/:name", [.get, .delete]), ("workloads/:name/scale", [.post]),
         ("plan", [.post]), ("events", [.get]), ("health", [.get]), ("tokens", [.get, .post]), ("tokens/:id", [.delete]),
+        ("enroll", [.post]), ("enroll/ca", [.get]), ("devices/:id/enroll", [.post]), ("devices/:id/revoke", [.post]),
     ]
 
     static func refuseOtherMethods(on v1: RouterGroup<BasicRequestContext>) {

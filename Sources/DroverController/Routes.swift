@@ -15,11 +15,13 @@ public enum API {
     /// no token.
     public static func router(fleet: Fleet, info: ControllerInfo, access: AccessControl, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
         let router = Router()
-        router.group("v1").get("health") { _, _ in APIJSON.response(["status": "ok"]) }
+        let open = router.group("v1")
+        open.get("health") { _, _ in APIJSON.response(["status": "ok"]) }
         let v1 = router.group("v1").add(middleware: Authorization(access: access, needs: .viewer))
         let change = router.group("v1").add(middleware: Authorization(access: access, needs: .operator))
         let admin = router.group("v1").add(middleware: Authorization(access: access, needs: .admin))
         tokenRoutes(admin, access: access)
+        enrollmentRoutes(open: open, admin: admin, access: access, fleet: fleet)
 
         v1.get("status") { _, _ in
             APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))
@@ -84,7 +86,7 @@ public enum API {
                 throw APIError(.internalServerError, "cannot read events: \(error)")
             }
         }
-        refuseOtherMethods(on: router.group("v1"))
+        refuseOtherMethods(on: open)
         return router
     }
 

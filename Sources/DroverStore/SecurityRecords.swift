@@ -47,12 +47,15 @@ public struct DeviceCredentialRecord: Codable, Sendable, Equatable {
     public var device: String
     public var passwordHash: String
     public var issued: Int64
+    /// Given at enrollment by the admin; they win over the labels its agent announces.
+    public var labels: [String: String]
     public var revoked: Int64?
 
-    public init(device: String, passwordHash: String, issued: Int64, revoked: Int64? = nil) {
+    public init(device: String, passwordHash: String, issued: Int64, labels: [String: String] = [:], revoked: Int64? = nil) {
         self.device = device
         self.passwordHash = passwordHash
         self.issued = issued
+        self.labels = labels
         self.revoked = revoked
     }
 }

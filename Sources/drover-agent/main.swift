@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverAPI
 import DroverAgent
 import DroverCore
 import DroverMQTT
@@ -9,11 +10,20 @@ struct DroverAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover-agent", abstract: "Drover device agent: runs the workloads the controller places on this device.")
 
-    @Option(help: "Device id; also the MQTT username. Letters, digits, '.', '_' or '-'.")
-    var id: String
+    @Option(help: "Device id; also the MQTT username. Letters, digits, '.', '_' or '-'. Taken from the enrollment when enrolled.")
+    var id: String?
 
-    @Option(help: "Broker URL, e.g. mqtt://127.0.0.1:1883 (drover status shows it).")
-    var broker: String
+    @Option(help: "Broker URL, e.g. mqtt://127.0.0.1:1883; default: the one given at enrollment.")
+    var broker: String?
+
+    @Option(help: "Controller API URL to enroll with, e.g. http://127.0.0.1:7070 (with --token or --token-file).")
+    var controller: String?
+
+    @Option(help: "One-time enrollment token (drover devices enroll ID); used once, when the data dir holds no credentials yet.")
+    var token: String?
+
+    @Option(help: "File holding the enrollment token (keeps it off the command line).")
+    var tokenFile: String?
 
     @Option(help: "Directory for agent.db and replica logs.")
     var dataDir: String
@@ -36,12 +46,13 @@ struct DroverAgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
     var stopGrace: Double = 5
 
-    @Option(help: "MQTT password (the username is the device id).")
-    var password: String?
-
     mutating func validate() throws {
-        guard Names.isValidDeviceID(id) else { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
-        do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
+        if let id, !Names.isValidDeviceID(id) { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
+        if let broker {
+            do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
+        }
+        if token != nil, tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
+        if token != nil || tokenFile != nil, controller == nil { throw ValidationError("--token needs --controller URL, the controller's API to enroll with") }
         guard LinkClass(rawValue: link) != nil else {
             throw ValidationError("--link: '\(link)' must be one of \(LinkClass.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -82,14 +93,49 @@ struct DroverAgentCommand: AsyncParsableCommand {
         return (cpu, memory)
     }
 
+    /// The enrollment token, from --token or --token-file.
+    func enrollmentToken() throws -> String? {
+        if let token { return token }
+        guard let tokenFile else { return nil }
+        guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw StartError("cannot read --token-file \(tokenFile)") }
+        return text
+    }
+
+    /// Credentials kept from an earlier enrollment, or new ones for the token; nil for an
+    /// anonymous device on a broker of the operator's that allows it.
+    func credentials(logger: Logger) throws -> DeviceCredentials? {
+        if let saved = try StoredCredentials.load(dataDir: dataDir) { return saved }
+        guard let token = try enrollmentToken(), let controller else { return nil }
+        let credentials = try Enroller.enroll(controller: controller, token: token, dataDir: dataDir, expectedDevice: id)
+        logger.notice("enrolled", metadata: ["device": "\(credentials.device)", "broker": "\(credentials.broker)"])
+        return credentials
+    }
+
     func run() async throws {
         var logger = Logger(label: "drover-agent")
-        logger[metadataKey: "device"] = "\(id)"
+        let credentials = try credentials(logger: logger)
+        if let credentials, let id, id != credentials.device {
+            throw StartError("--id is \(id), but \(dataDir) holds the credentials of \(credentials.device)")
+        }
+        guard let deviceID = credentials?.device ?? id else {
+            throw StartError("this device is not enrolled: start it once with --controller URL --token-file FILE (drover devices enroll ID makes the token), or give --id and --broker for a broker that allows anonymous devices")
+        }
+        guard let brokerURL = broker ?? credentials?.broker else { throw StartError("--broker is required for a device that is not enrolled") }
+        logger[metadataKey: "device"] = "\(deviceID)"
         let capacity = try parsedCapacity()
+        // Labels given at enrollment win: the controller holds to them whatever is announced.
+        let labels = try parsedLabels().merging(credentials?.labels ?? [:]) { _, enrolled in enrolled }
         let configuration = AgentConfiguration(
-            deviceID: id, broker: try BrokerAddress(url: broker), dataDir: dataDir, labels: try parsedLabels(),
+            deviceID: deviceID, broker: try BrokerAddress(url: brokerURL), dataDir: dataDir, labels: labels,
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
-            password: password, stopGrace: .milliseconds(Int64(stopGrace * 1000)), maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
+            username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
+            maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
+}
+
+/// A reason the agent cannot start, printed as one line.
+struct StartError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

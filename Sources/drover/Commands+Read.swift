@@ -17,6 +17,7 @@ struct StatusCommand: AsyncParsableCommand {
                 ["controller", "drover-controller \(s.controller.version)"],
                 ["store", s.controller.store],
                 ["broker", "\(s.controller.brokerURL) (\(s.controller.brokerManaged ? "managed" : "external"), \(s.brokerConnected ? "connected" : "disconnected"))"],
+                ["broker security", s.controller.brokerSecurity],
                 ["devices", "\(s.fleet.devices) (\(s.fleet.online) online, \(s.fleet.unreachable) unreachable)"],
                 ["workloads", "\(s.fleet.workloads)"],
                 ["replicas", "\(s.fleet.runningReplicas)/\(s.fleet.desiredReplicas) running"],
@@ -29,7 +30,13 @@ struct StatusCommand: AsyncParsableCommand {
 }
 
 struct DevicesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "devices", abstract: "List devices with presence, capacity and load.")
+    static let configuration = CommandConfiguration(
+        commandName: "devices", abstract: "List devices with presence, capacity and load; enroll and revoke them.",
+        subcommands: [DevicesList.self, EnrollCommand.self, RevokeCommand.self], defaultSubcommand: DevicesList.self)
+}
+
+struct DevicesList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List devices with presence, capacity and load.")
     @OptionGroup var options: GlobalOptions
 
     func run() async {

@@ -119,8 +119,15 @@ final class FleetTestbed: @unchecked Sendable {
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
 
     /// `netns`: run the agent inside this network namespace, reaching the broker at `broker`.
+    /// On the managed broker an agent enrolls, as an operator would set it up: a token from
+    /// `drover devices enroll`, handed over in a file, the first time its data dir is used.
     func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = [], netns: String? = nil, broker: String? = nil) throws {
-        let arguments = ["--id", id, "--broker", broker ?? brokerURL, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"] + extra
+        var arguments = ["--id", id, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"]
+        if external != nil || broker != nil { arguments += ["--broker", broker ?? brokerURL] }
+        if external == nil, !FileManager.default.fileExists(atPath: agentDir(id) + "/credentials.json") {
+            arguments += ["--controller", "http://127.0.0.1:\(apiPort)", "--token-file", try enrollmentTokenFile(id)]
+        }
+        arguments += extra
         let (executable, full) = netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, Harness.binary("drover-agent")] + arguments) }
             ?? (Harness.binary("drover-agent"), arguments)
         agents[id] = try TestProcess(executable, full, log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
@@ -128,6 +135,27 @@ final class FleetTestbed: @unchecked Sendable {
     }
 
     private var agentStarts = 0
+
+    /// `-u ID -P PASSWORD` for mosquitto_pub/sub, from the credentials the agent got.
+    func mqttLogin(_ id: String) throws -> [String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: agentDir(id) + "/credentials.json"))
+        guard let json = try JSONSerialization.jsonObject(with: data) as? [String: Any], let password = json["password"] as? String else {
+            throw HarnessError("no credentials for \(id)")
+        }
+        return ["-u", id, "-P", password]
+    }
+
+    /// A new enrollment token for `id`, from the CLI, in a file of its own.
+    func enrollmentTokenFile(_ id: String, arguments: [String] = []) throws -> String {
+        let (status, output) = try drover(["devices", "enroll", id] + arguments)
+        guard status == 0, let token = output.split(separator: "\n").first(where: { $0.hasPrefix("dre_") }) else {
+            throw HarnessError("drover devices enroll \(id) failed: \(output)")
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/tokens", withIntermediateDirectories: true)
+        let path = dir + "/tokens/\(id)-\(agentStarts)"
+        try String(token).write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
 
     /// Extra environment for agents started from now on.
     var environment: [String: String] = [:]

@@ -1,0 +1,23 @@
+#ifndef CDROVERTLS_H
+#define CDROVERTLS_H
+
+#include <stddef.h>
+
+/// One HTTP/1.1 exchange over TCP, with TLS when `use_tls` is set: connects to host:port,
+/// writes `request` whole, reads until the peer closes (the request says Connection: close)
+/// or `max_response` bytes. With TLS and `ca_pem` set, the server's chain must lead to that
+/// CA and its certificate must name `host` (DNS name or IP address); with `ca_pem` NULL and
+/// `verify` 0, the certificate is not checked (only to fetch a CA whose fingerprint the
+/// caller then checks). Returns 0, or -1 with a message in `error`. `*response` is malloc'ed;
+/// the caller frees it with drover_tls_free.
+int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_pem, int verify,
+                        const char *request, size_t request_len, size_t max_response, int timeout_seconds,
+                        char **response, size_t *response_len, char *error, size_t error_len);
+
+void drover_tls_free(void *p);
+
+/// SHA-256 of the DER SubjectPublicKeyInfo of the first certificate in `pem`, as kubeadm's
+/// discovery hash. Returns 0, or -1 if `pem` holds no certificate.
+int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32]);
+
+#endif

@@ -1,0 +1,190 @@
+#include "CDroverTLS.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+static void set_error(char *error, size_t error_len, const char *what) {
+    unsigned long e = ERR_get_error();
+    if (e != 0) {
+        char detail[256];
+        ERR_error_string_n(e, detail, sizeof detail);
+        snprintf(error, error_len, "%s: %s", what, detail);
+    } else if (errno != 0) {
+        snprintf(error, error_len, "%s: %s", what, strerror(errno));
+    } else {
+        snprintf(error, error_len, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+static int connect_tcp(const char *host, int port, int timeout_seconds, char *error, size_t error_len) {
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {0}, *list = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, service, &hints, &list);
+    if (rc != 0) {
+        snprintf(error, error_len, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = list; a != NULL; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) continue;
+        struct timeval tv = {.tv_sec = timeout_seconds, .tv_usec = 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(list);
+    if (fd < 0) snprintf(error, error_len, "cannot connect to %s:%d: %s", host, port, strerror(errno));
+    return fd;
+}
+
+/// Trusts exactly the certificates in `pem`.
+static int load_ca(SSL_CTX *ctx, const char *pem) {
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    if (bio == NULL) return -1;
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    int count = 0;
+    X509 *cert;
+    while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, cert) == 1) count++;
+        X509_free(cert);
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    return count > 0 ? 0 : -1;
+}
+
+static int write_all(SSL *ssl, int fd, const char *data, size_t len) {
+    size_t done = 0;
+    while (done < len) {
+        int n = ssl ? SSL_write(ssl, data + done, (int)(len - done)) : (int)send(fd, data + done, len - done, MSG_NOSIGNAL);
+        if (n <= 0) return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_pem, int verify,
+                        const char *request, size_t request_len, size_t max_response, int timeout_seconds,
+                        char **response, size_t *response_len, char *error, size_t error_len) {
+    *response = NULL;
+    *response_len = 0;
+    errno = 0;
+    ERR_clear_error();
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    int result = -1;
+    int fd = connect_tcp(host, port, timeout_seconds, error, error_len);
+    if (fd < 0) return -1;
+
+    if (use_tls) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (ctx == NULL) { set_error(error, error_len, "TLS setup failed"); goto done; }
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        if (ca_pem != NULL) {
+            if (load_ca(ctx, ca_pem) != 0) { set_error(error, error_len, "no certificate in the CA"); goto done; }
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        } else if (verify) {
+            SSL_CTX_set_default_verify_paths(ctx);
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        } else {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        }
+        ssl = SSL_new(ctx);
+        if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) { set_error(error, error_len, "TLS setup failed"); goto done; }
+        unsigned char ip[16];
+        int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+        if (!is_ip) SSL_set_tlsext_host_name(ssl, host);
+        if (ca_pem != NULL || verify) {
+            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+            int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
+            if (ok != 1) { set_error(error, error_len, "cannot set the host name to verify"); goto done; }
+        }
+        if (SSL_connect(ssl) != 1) {
+            long v = SSL_get_verify_result(ssl);
+            if (v != X509_V_OK) {
+                snprintf(error, error_len, "the server's certificate is not trusted: %s", X509_verify_cert_error_string(v));
+                ERR_clear_error();
+            } else {
+                set_error(error, error_len, "TLS handshake failed");
+            }
+            goto done;
+        }
+    }
+
+    if (write_all(ssl, fd, request, request_len) != 0) { set_error(error, error_len, "cannot send the request"); goto done; }
+    size_t capacity = 16384;
+    char *buffer = malloc(capacity);
+    if (buffer == NULL) { snprintf(error, error_len, "out of memory"); goto done; }
+    size_t used = 0;
+    for (;;) {
+        if (used == capacity) {
+            if (capacity >= max_response) { free(buffer); snprintf(error, error_len, "response larger than %zu bytes", max_response); goto done; }
+            size_t bigger = capacity * 2 > max_response ? max_response : capacity * 2;
+            char *grown = realloc(buffer, bigger);
+            if (grown == NULL) { free(buffer); snprintf(error, error_len, "out of memory"); goto done; }
+            buffer = grown;
+            capacity = bigger;
+        }
+        int n = ssl ? SSL_read(ssl, buffer + used, (int)(capacity - used)) : (int)recv(fd, buffer + used, capacity - used, 0);
+        if (n > 0) { used += (size_t)n; continue; }
+        if (ssl) {
+            int code = SSL_get_error(ssl, n);
+            // A peer that closes without close_notify still ends the answer: HTTP framing says
+            // whether it is whole, and the caller checks that.
+            if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && errno == 0)) break;
+            if (code == SSL_ERROR_SSL) { ERR_clear_error(); break; }
+        } else if (n == 0) {
+            break;
+        }
+        free(buffer);
+        set_error(error, error_len, errno == EAGAIN || errno == EWOULDBLOCK ? "no answer in time" : "cannot read the answer");
+        goto done;
+    }
+    *response = buffer;
+    *response_len = used;
+    result = 0;
+
+done:
+    if (ssl != NULL) { SSL_shutdown(ssl); SSL_free(ssl); }
+    if (ctx != NULL) SSL_CTX_free(ctx);
+    close(fd);
+    ERR_clear_error();
+    return result;
+}
+
+void drover_tls_free(void *p) { free(p); }
+
+int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32]) {
+    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
+    if (bio == NULL) return -1;
+    X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (cert == NULL) { ERR_clear_error(); return -1; }
+    unsigned char *der = NULL;
+    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    X509_free(cert);
+    if (len <= 0) { ERR_clear_error(); return -1; }
+    unsigned int out_len = 0;
+    int ok = EVP_Digest(der, (size_t)len, out, &out_len, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok == 1 && out_len == 32 ? 0 : -1;
+}
