@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "DroverAPI", dependencies: ["DroverCore"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
-        .target(name: "DroverMQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "DroverMQTT", dependencies: ["CMosquitto", "CDroverTLS", .product(name: "Logging", package: "swift-log")]),
         .target(name: "DroverStore", dependencies: ["DroverCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore"]),
         .target(name: "DroverScheduler", dependencies: ["DroverCore"]),
@@ -55,6 +55,8 @@ let package = Package(
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverStore", "DroverScheduler",
                 "DroverSystemd", "DroverAPI", "DroverPOSIX",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -114,7 +116,10 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverIntegrationTests",
-            dependencies: ["DroverCore", "DroverProtocol", "DroverMQTT", "DroverAPI", "DroverPOSIX"]
+            dependencies: [
+                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAPI", "DroverPOSIX",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

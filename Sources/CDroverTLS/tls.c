@@ -82,6 +82,63 @@ static int write_all(SSL *ssl, int fd, const char *data, size_t len) {
     return 0;
 }
 
+/// A client context that checks the peer against `ca_pem` (NULL: the system's roots when
+/// `verify`, nothing otherwise), and a connection on `fd` that checks `host` when verifying.
+static SSL *tls_client(SSL_CTX **out_ctx, int fd, const char *host, const char *ca_pem, int verify, char *error, size_t error_len) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    *out_ctx = ctx;
+    if (ctx == NULL) { set_error(error, error_len, "TLS setup failed"); return NULL; }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (ca_pem != NULL) {
+        if (load_ca(ctx, ca_pem) != 0) { set_error(error, error_len, "no certificate in the CA"); return NULL; }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else if (verify) {
+        SSL_CTX_set_default_verify_paths(ctx);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) { set_error(error, error_len, "TLS setup failed"); SSL_free(ssl); return NULL; }
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    if (!is_ip) SSL_set_tlsext_host_name(ssl, host);
+    if (ca_pem != NULL || verify) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
+        if (ok != 1) { set_error(error, error_len, "cannot set the host name to verify"); SSL_free(ssl); return NULL; }
+    }
+    return ssl;
+}
+
+/// The handshake; 1 when the peer's certificate was refused (reason in `error`).
+static int tls_handshake(SSL *ssl, char *error, size_t error_len) {
+    if (SSL_connect(ssl) == 1) return 0;
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK) {
+        snprintf(error, error_len, "the server's certificate is not trusted: %s", X509_verify_cert_error_string(v));
+        ERR_clear_error();
+        return 1;
+    }
+    set_error(error, error_len, "TLS handshake failed");
+    return -1;
+}
+
+int drover_tls_probe(const char *host, int port, const char *ca_pem, int timeout_seconds, char *error, size_t error_len) {
+    errno = 0;
+    ERR_clear_error();
+    int fd = connect_tcp(host, port, timeout_seconds, error, error_len);
+    if (fd < 0) return -1;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = tls_client(&ctx, fd, host, ca_pem, 1, error, error_len);
+    int result = ssl == NULL ? -1 : tls_handshake(ssl, error, error_len);
+    if (ssl != NULL) { if (result == 0) SSL_shutdown(ssl); SSL_free(ssl); }
+    if (ctx != NULL) SSL_CTX_free(ctx);
+    close(fd);
+    ERR_clear_error();
+    return result;
+}
+
 int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_pem, int verify,
                         const char *request, size_t request_len, size_t max_response, int timeout_seconds,
                         char **response, size_t *response_len, char *error, size_t error_len) {
@@ -96,38 +153,8 @@ int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_
     if (fd < 0) return -1;
 
     if (use_tls) {
-        ctx = SSL_CTX_new(TLS_client_method());
-        if (ctx == NULL) { set_error(error, error_len, "TLS setup failed"); goto done; }
-        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        if (ca_pem != NULL) {
-            if (load_ca(ctx, ca_pem) != 0) { set_error(error, error_len, "no certificate in the CA"); goto done; }
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        } else if (verify) {
-            SSL_CTX_set_default_verify_paths(ctx);
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        } else {
-            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        }
-        ssl = SSL_new(ctx);
-        if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) { set_error(error, error_len, "TLS setup failed"); goto done; }
-        unsigned char ip[16];
-        int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
-        if (!is_ip) SSL_set_tlsext_host_name(ssl, host);
-        if (ca_pem != NULL || verify) {
-            X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
-            int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0);
-            if (ok != 1) { set_error(error, error_len, "cannot set the host name to verify"); goto done; }
-        }
-        if (SSL_connect(ssl) != 1) {
-            long v = SSL_get_verify_result(ssl);
-            if (v != X509_V_OK) {
-                snprintf(error, error_len, "the server's certificate is not trusted: %s", X509_verify_cert_error_string(v));
-                ERR_clear_error();
-            } else {
-                set_error(error, error_len, "TLS handshake failed");
-            }
-            goto done;
-        }
+        ssl = tls_client(&ctx, fd, host, ca_pem, verify, error, error_len);
+        if (ssl == NULL || tls_handshake(ssl, error, error_len) != 0) goto done;
     }
 
     if (write_all(ssl, fd, request, request_len) != 0) { set_error(error, error_len, "cannot send the request"); goto done; }

@@ -36,15 +36,16 @@ public enum Agent {
             throw AgentError("\(config.dataDir)/agent.db: \(error); move it aside to start this device afresh")
         }
 
-        let client = try MQTTClient(
-            MQTTConfiguration(
+        var mqtt = MQTTConfiguration(
                 broker: config.broker, clientID: "drover-agent-\(config.deviceID)", username: config.username ?? config.deviceID,
                 password: config.password, keepAliveSeconds: 15, sessionExpirySeconds: 7 * 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.device(config.deviceID, .state), payload: AgentLink.offline(config.deviceID), qos: .atLeastOnce, retain: true),
                 // Every 0.25–0.5 s for the first 5 s, so a broker that restarts is found again
                 // at once; then growing to 5 s at most, so after any outage every device is
                 // back well within the controller's grace (10 s at least).
-                backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(5), steadyAttempts: 10)))
+                backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(5), steadyAttempts: 10))
+        mqtt.caFile = config.caFile
+        let client = try MQTTClient(mqtt)
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)

@@ -16,12 +16,16 @@ public struct AgentConfiguration: Sendable {
     public var password: String?
     public var stopGrace: Duration
     public var maxLogBytes: Int64
+    /// For an `mqtts://` broker: the CA its certificate must lead to (the controller's,
+    /// kept at enrollment); nil: the system's roots.
+    public var caFile: String?
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,
         capacityMemory: Int64? = nil, link: LinkClass = .wired, beatInterval: Duration = .seconds(5), username: String? = nil, password: String? = nil,
-        stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20
+        stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20, caFile: String? = nil
     ) {
+        self.caFile = caFile
         self.deviceID = deviceID
         self.broker = broker
         self.dataDir = dataDir

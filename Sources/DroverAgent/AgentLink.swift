@@ -42,6 +42,10 @@ actor AgentLink {
 
     func handleEvents() async {
         for await event in client.events {
+            if case .refused(let reason) = event {
+                logger.error("cannot join the broker: \(reason); replicas keep running, reports are queued")
+                continue
+            }
             guard case .connected(let sessionPresent) = event else {
                 logger.warning("broker connection lost; replicas keep running, reports are queued")
                 continue

@@ -10,6 +10,8 @@ import ServiceLifecycle
 public final class BrokerSupervisor: Service, @unchecked Sendable {
     public let dataDir: String
     public let port: Int
+    /// A second listener beyond loopback, TLS only, with the certificate in `tls/broker.pem`.
+    public let tlsListener: ControllerConfiguration.HostPort?
     let logger: Logger
     private let lock = NSLock()
     private var child: pid_t?
@@ -17,8 +19,9 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
     private var stopAsked: ContinuousClock.Instant?
 
     /// Keeps the port of an earlier run (agents are configured with it); picks a free one the first time.
-    public init(dataDir: String, logger: Logger) throws {
+    public init(dataDir: String, tlsListener: ControllerConfiguration.HostPort? = nil, logger: Logger) throws {
         self.dataDir = dataDir
+        self.tlsListener = tlsListener
         self.logger = logger
         let portFile = dataDir + "/broker.port"
         if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let saved = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
@@ -62,6 +65,17 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
             "max_inflight_messages 100",
             "persistent_client_expiration 14d",
         ]
+        if let tls = tlsListener {
+            // Devices on other machines: TLS 1.2 or later, with the certificate the
+            // controller's CA issued for the advertised names.
+            lines += [
+                "listener \(tls.port) \(tls.host)",
+                "cafile \(dataDir)/tls/ca.pem",
+                "certfile \(dataDir)/tls/broker.pem",
+                "keyfile \(dataDir)/tls/broker.key",
+                "tls_version tlsv1.2",
+            ]
+        }
         // As root, mosquitto would otherwise drop to a `mosquitto` user that cannot write the data dir.
         if geteuid() == 0 { lines.append("user root") }
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)

@@ -8,32 +8,6 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 
-/// Everything a controller needs to start; the executable fills it from flags.
-public struct ControllerConfiguration: Sendable {
-    public var dataDir: String
-    public var listenHost: String
-    public var listenPort: Int
-    /// nil: start and supervise a local mosquitto (the embedded default).
-    public var brokerURL: String?
-    public var unreachableAfter: Duration
-    public var presenceCheckInterval: Duration
-    /// How often every online device's round-trip time is measured.
-    public var pingInterval: Duration
-
-    public init(dataDir: String, listenHost: String = "127.0.0.1", listenPort: Int = 7070, brokerURL: String? = nil,
-                unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1), pingInterval: Duration = .seconds(15)) {
-        self.dataDir = dataDir
-        self.listenHost = listenHost
-        self.listenPort = listenPort
-        self.brokerURL = brokerURL
-        self.unreachableAfter = unreachableAfter
-        self.presenceCheckInterval = presenceCheckInterval
-        self.pingInterval = pingInterval
-    }
-
-    public static let version = "0.1.0"
-}
-
 /// The control plane as a `ServiceGroup` of real services, started in this order and stopped
 /// in reverse on SIGTERM/SIGINT: the managed broker (when there is no `--broker`), the MQTT
 /// link with its ingest, the presence and autoscaling loop, the systemd watchdog and the
@@ -54,12 +28,18 @@ public enum Controller {
         let access = try AccessControl(store: store, logger: logger)
         try await announceAdminToken(access: access, dataDir: config.dataDir)
 
-        let broker = config.brokerURL == nil ? try BrokerSupervisor(dataDir: config.dataDir, logger: logger) : nil
+        let ca = try CertificateAuthority(dataDir: config.dataDir)
+        let broker = config.brokerURL == nil ? try BrokerSupervisor(dataDir: config.dataDir, tlsListener: config.mqttListen, logger: logger) : nil
+        if let listen = config.mqttListen {
+            try ca.writeServerCertificate(hosts: config.certificateHosts(listening: listen), to: config.dataDir + "/tls/broker")
+        }
+        // The controller itself uses the loopback listener; devices get the advertised one.
         let brokerURL = config.brokerURL ?? broker?.url ?? ""
+        let deviceBrokerURL = config.brokerURL ?? broker.map { config.deviceBrokerURL(loopbackPort: $0.port) } ?? ""
         // The broker's password and ACL files are written before it starts, and again on
         // every enrollment and revocation; an external mosquitto may use the same files.
         let credentials = BrokerCredentials(dataDir: config.dataDir)
-        try await access.setEnrollment(AccessControl.Enrollment(ca: try CertificateAuthority(dataDir: config.dataDir), brokerURL: brokerURL) { devices in
+        try await access.setEnrollment(AccessControl.Enrollment(ca: ca, brokerURL: deviceBrokerURL) { devices in
             try credentials.write(devices: devices)
             broker?.reload()
         })
@@ -74,11 +54,12 @@ public enum Controller {
         let ingest = Ingest(client: client, fleet: fleet, access: access, logger: logger)
 
         let info = ControllerInfo(
-            version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: brokerURL, brokerManaged: broker != nil,
+            version: ControllerConfiguration.version, store: "sqlite:\(store.location)", brokerURL: deviceBrokerURL, brokerManaged: broker != nil,
             brokerSecurity: broker != nil ? "secured: no anonymous access, a password per device, per-device ACL" : "external: see README (Security) for the config lines")
         let notifier = SystemdNotifier()
         let app = Application(
             router: API.router(fleet: fleet, info: info, access: access, brokerConnected: { client.isConnected }),
+            server: try apiServer(config, ca: ca),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "drover-controller"),
             onServerRunning: { _ in
                 notifier.ready(status: "API on \(config.listenHost):\(config.listenPort), broker \(brokerURL)")

@@ -43,6 +43,10 @@ public final class Ingest: Sendable {
 
     func handleEvents() async {
         for await event in client.events {
+            if case .refused(let reason) = event {
+                logger.error("cannot join the broker: \(reason)")
+                continue
+            }
             guard case .connected = event else {
                 logger.warning("broker connection lost; no device is judged until it is back")
                 await fleet.sightLost(now: Fleet.nowMillis())

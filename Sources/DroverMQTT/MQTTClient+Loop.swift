@@ -1,3 +1,4 @@
+import CDroverTLS
 import CMosquitto
 
 #if canImport(Glibc)
@@ -19,6 +20,7 @@ extension MQTTClient {
                 // packets costs `connectTimeout`, not the kernel's minutes of SYN retries.
                 let rc = firstConnect ? connectOnce() : mosquitto_reconnect_async(handle)
                 if rc != MOSQ_ERR_INVAL.rawValue { firstConnect = false }
+                if rc == MOSQ_ERR_TLS.rawValue { diagnoseTLS() }
                 if rc == MOSQ_ERR_SUCCESS.rawValue {
                     let began = ContinuousClock.now
                     // CONNACK and everything after arrive through the loop and its callbacks.
@@ -26,6 +28,7 @@ extension MQTTClient {
                         if isConnected, case .connecting = machine.state { _ = machine.connected() }
                         if !isConnected, ContinuousClock.now - began > Self.connectTimeout { break }
                         let loopRC = mosquitto_loop(handle, 100, 1)
+                        if loopRC == MOSQ_ERR_TLS.rawValue, !isConnected { diagnoseTLS() }
                         if loopRC != MOSQ_ERR_SUCCESS.rawValue { break }
                     }
                     // Flush a clean DISCONNECT before leaving.
@@ -43,6 +46,41 @@ extension MQTTClient {
                 return
             }
         }
+    }
+
+    /// libmosquitto says only that TLS failed; a handshake of our own says why (the broker's
+    /// certificate from another CA, or not naming the host), once per new reason.
+    func diagnoseTLS() {
+        var error = [CChar](repeating: 0, count: 512)
+        let ca = configuration.caFile.flatMap(Self.readText)
+        let rc = drover_tls_probe(configuration.broker.host, Int32(configuration.broker.port), ca, 5, &error, error.count)
+        let detail = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch rc {
+        case 1: refused("\(detail) (broker \(configuration.broker), CA \(configuration.caFile ?? "the system's")); not connecting")
+        case 0: refused("TLS with the broker \(configuration.broker) failed, though its certificate is trusted")
+        default: refused("TLS with the broker \(configuration.broker) failed: \(detail)")
+        }
+    }
+
+    static func readText(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 20 {
+            let n = fread(&buffer, 1, buffer.count, file)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func refused(_ reason: String) {
+        let isNew = shared.withLock { s in
+            defer { s.lastRefusal = reason }
+            return s.lastRefusal != reason
+        }
+        if isNew { emit(.refused(reason: reason)) }
     }
 
     /// A connection that has not been accepted (CONNACK) in this time is given up and tried again.
@@ -94,7 +132,12 @@ extension MQTTClient {
 
     func didConnect(rc: Int32, sessionPresent: Bool) {
         // A refused CONNACK: the broker closes the socket and the loop backs off.
-        guard rc == 0 else { return }
+        guard rc == 0 else {
+            let reason = String(cString: mosquitto_reason_string(rc))
+            refused("the broker refused the connection: \(reason) (reason code \(rc))")
+            return
+        }
+        shared.withLock { $0.lastRefusal = nil }
         let filters = shared.withLock { s in
             s.connected = true
             return s.subscriptions

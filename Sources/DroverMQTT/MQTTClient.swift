@@ -25,6 +25,8 @@ public final class MQTTClient: @unchecked Sendable {
         var pendingAcks: [Int32: CheckedContinuation<PublishAck, any Error>] = [:]
         /// PUBACKs (with their reason codes) that arrived before the publisher registered its wait.
         var earlyAcks: [Int32: (reason: Int32, at: ContinuousClock.Instant)] = [:]
+        /// The last reason a connection was refused, so that each is reported once.
+        var lastRefusal: String?
         /// QoS 0 publishes whose completion has not been seen yet. libmosquitto reports a QoS 0
         /// message written to the socket through the same callback as a PUBACK, with a mid
         /// from the same 16-bit counter: taken for an acknowledgement, it could complete a later
@@ -84,6 +86,12 @@ public final class MQTTClient: @unchecked Sendable {
         try mosqCheck(mosquitto_threaded_set(handle, true), "mosquitto_threaded_set")
         if let user = configuration.username {
             try mosqCheck(mosquitto_username_pw_set(handle, user, configuration.password), "mosquitto_username_pw_set")
+        }
+        if configuration.broker.tls {
+            // The CA is given, or the system's; libmosquitto then checks the broker's
+            // certificate and that it names the host (tls_insecure stays false).
+            try mosqCheck(mosquitto_tls_set(handle, configuration.caFile, configuration.caFile == nil ? "/etc/ssl/certs" : nil, nil, nil, nil), "mosquitto_tls_set")
+            try mosqCheck(mosquitto_tls_opts_set(handle, 1, "tlsv1.2", nil), "mosquitto_tls_opts_set")
         }
         if let will = configuration.will {
             try mosqCheck(

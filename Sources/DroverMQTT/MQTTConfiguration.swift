@@ -25,22 +25,25 @@ public struct LastWill: Sendable {
     }
 }
 
-/// Where a broker is: parsed from `mqtt://HOST:PORT`.
+/// Where a broker is: parsed from `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` for TLS.
 public struct BrokerAddress: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    public var tls: Bool
 
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, tls: Bool = false) {
         self.host = host
         self.port = port
+        self.tls = tls
     }
 
     public init(url: String) throws(MQTTError) {
-        guard url.hasPrefix("mqtt://") else { throw MQTTError.invalidURL(url, "must start with mqtt://") }
-        let rest = url.dropFirst("mqtt://".count).split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+        let tls = url.hasPrefix("mqtts://")
+        guard tls || url.hasPrefix("mqtt://") else { throw MQTTError.invalidURL(url, "must start with mqtt:// or mqtts://") }
+        let rest = url.dropFirst(tls ? 8 : 7).split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
         guard let colon = rest.lastIndex(of: ":") else {
-            self.init(host: rest, port: 1883)
             guard !rest.isEmpty else { throw MQTTError.invalidURL(url, "has no host") }
+            self.init(host: rest, port: tls ? 8883 : 1883, tls: tls)
             return
         }
         let host = String(rest[..<colon])
@@ -48,10 +51,10 @@ public struct BrokerAddress: Sendable, Hashable, CustomStringConvertible {
         guard let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
             throw MQTTError.invalidURL(url, "port must be 1-65535")
         }
-        self.init(host: host, port: port)
+        self.init(host: host, port: port, tls: tls)
     }
 
-    public var description: String { "mqtt://\(host):\(port)" }
+    public var description: String { "\(tls ? "mqtts" : "mqtt")://\(host):\(port)" }
 }
 
 /// Exponential backoff with jitter between reconnect attempts: a thousand devices that lost
@@ -99,6 +102,9 @@ public struct MQTTConfiguration: Sendable {
     /// Received messages that may wait unread before the network thread stops reading the
     /// socket (for at most a second per message, so that it never deadlocks).
     public var maxBufferedMessages = 10_000
+    /// For `mqtts://`: the CA (PEM file) the broker's certificate must lead to; nil: the
+    /// system's roots. The certificate must also name the host in the URL.
+    public var caFile: String?
 
     public init(
         broker: BrokerAddress, clientID: String, username: String? = nil, password: String? = nil,

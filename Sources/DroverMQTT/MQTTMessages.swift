@@ -25,6 +25,9 @@ public struct MQTTMessage: Sendable, Hashable {
 public enum MQTTConnectionEvent: Sendable, Hashable {
     case connected(sessionPresent: Bool)
     case disconnected
+    /// A connection attempt the broker or its certificate turned down, with the reason; sent
+    /// once per new reason, not for every retry.
+    case refused(reason: String)
 }
 
 /// Incoming messages of one client, in arrival order. Single consumer.

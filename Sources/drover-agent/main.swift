@@ -129,7 +129,7 @@ struct DroverAgentCommand: AsyncParsableCommand {
             deviceID: deviceID, broker: try BrokerAddress(url: brokerURL), dataDir: dataDir, labels: labels,
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
-            maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20)
+            maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) })
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }

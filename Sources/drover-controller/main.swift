@@ -18,23 +18,60 @@ struct DroverControllerCommand: AsyncParsableCommand {
     @Option(help: "Use this broker (mqtt://HOST:PORT) instead of starting mosquitto.")
     var broker: String?
 
+    @Option(help: "Also let the managed broker listen here, HOST:PORT, over TLS only (certificate from the controller's CA), for devices on other machines.")
+    var mqttListen: String?
+
+    @Option(help: "Names or addresses devices reach this controller by, comma-separated: they go into the TLS certificates, and the first into the broker URL devices get.")
+    var advertise: String = ""
+
+    @Flag(help: "Serve the API over HTTPS with a certificate from the controller's CA (DATA_DIR/tls/ca.pem is what clients trust).")
+    var tls = false
+
+    @Option(help: "Serve the API over HTTPS with this certificate chain (PEM); with --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "The private key (PEM) of --tls-cert.")
+    var tlsKey: String?
+
     @Option(help: "Seconds without a beat after which a device is unreachable.")
     var unreachableAfter: Double = 30
 
     @Option(help: "Seconds between round-trip measurements of every online device.")
     var pingInterval: Double = 15
 
-    func listenAddress() throws -> (host: String, port: Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+    func listenAddress() throws -> ControllerConfiguration.HostPort {
+        guard let address = ControllerConfiguration.HostPort(parsing: listen) else {
             throw ValidationError("--listen: '\(listen)' must be HOST:PORT, e.g. 127.0.0.1:7070")
         }
-        return (String(listen[..<colon]), port)
+        return address
+    }
+
+    var advertised: [String] { advertise.split(separator: ",").map { String($0) } }
+
+    var apiTLS: ControllerConfiguration.APITLS {
+        if let tlsCert, let tlsKey { return .files(certificate: tlsCert, key: tlsKey) }
+        return tls ? .controllerCA : .none
     }
 
     mutating func validate() throws {
         let address = try listenAddress()
-        guard isLoopback(address.host) else {
-            throw ValidationError("--listen: \(address.host) is not a loopback address, and the API carries tokens; serving it beyond this machine needs TLS (not built yet: put a TLS proxy in front and keep --listen on 127.0.0.1)")
+        if tls, tlsCert != nil { throw ValidationError("give --tls or --tls-cert/--tls-key, not both") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard address.isLoopback || apiTLS != .none else {
+            throw ValidationError("--listen: \(address.host) is not a loopback address, and the API carries tokens: serve it over HTTPS with --tls (a certificate from the controller's CA) or --tls-cert FILE --tls-key FILE")
+        }
+        for host in advertised where host.isEmpty || host.count > 253 || host.contains(where: { $0.isWhitespace || $0 == "/" }) {
+            throw ValidationError("--advertise: '\(host)' is not a host name or address")
+        }
+        if address.isWildcard, apiTLS == .controllerCA, advertised.isEmpty {
+            throw ValidationError("--listen \(listen) with --tls needs --advertise HOST: a certificate cannot name 'every address'")
+        }
+        if let mqttListen {
+            guard broker == nil else { throw ValidationError("--mqtt-listen is for the managed broker; with --broker, configure your broker's listeners yourself") }
+            guard let parsed = ControllerConfiguration.HostPort(parsing: mqttListen) else { throw ValidationError("--mqtt-listen: '\(mqttListen)' must be HOST:PORT, e.g. 10.0.0.5:8883") }
+            if parsed.isWildcard, advertised.isEmpty {
+                throw ValidationError("--mqtt-listen \(mqttListen) needs --advertise HOST: the name devices reach the broker by, which its certificate must hold")
+            }
         }
         if let broker {
             do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
@@ -43,17 +80,13 @@ struct DroverControllerCommand: AsyncParsableCommand {
         guard unreachableAfter >= 0.5 else { throw ValidationError("--unreachable-after must be at least 0.5 seconds") }
     }
 
-    /// 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on.
-    func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
-    }
-
     func run() async throws {
         let logger = Logger(label: "drover-controller")
         let address = try listenAddress()
         let configuration = ControllerConfiguration(
             dataDir: dataDir, listenHost: address.host, listenPort: address.port, brokerURL: broker,
-            unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)), pingInterval: .milliseconds(Int64(pingInterval * 1000)))
+            unreachableAfter: .milliseconds(Int64(unreachableAfter * 1000)), pingInterval: .milliseconds(Int64(pingInterval * 1000)),
+            mqttListen: mqttListen.flatMap(ControllerConfiguration.HostPort.init(parsing:)), advertise: advertised, apiTLS: apiTLS)
         try await Controller.serviceGroup(configuration: configuration, logger: logger).run()
         logger.info("controller stopped")
     }

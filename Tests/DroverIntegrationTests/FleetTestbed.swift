@@ -15,7 +15,19 @@ final class FleetTestbed: @unchecked Sendable {
     /// A broker of the test's own instead of the controller's managed one.
     var external: TestBroker?
 
-    init(label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil) throws {
+    /// The controller's API and its managed broker on `host` (a veth address the test made)
+    /// over TLS with certificates from the controller's CA, as for devices on other machines.
+    struct Exposed {
+        var host: String
+        var mqttPort: Int
+    }
+    let exposed: Exposed?
+
+    /// Where agents and the CLI reach the API.
+    var controllerURL: String { exposed.map { "https://\($0.host):\(apiPort)" } ?? "http://127.0.0.1:\(apiPort)" }
+    var caFile: String { dir + "/controller/tls/ca.pem" }
+
+    init(label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil, exposedOn: String? = nil) throws {
         dir = try Harness.temporaryDirectory(label)
         if externalBroker {
             try FileManager.default.createDirectory(atPath: dir + "/broker", withIntermediateDirectories: true)
@@ -25,16 +37,19 @@ final class FleetTestbed: @unchecked Sendable {
         // The managed broker's port too comes from the harness, so no two testbeds share one.
         try FileManager.default.createDirectory(atPath: dir + "/controller", withIntermediateDirectories: true)
         try "\(try Harness.freePort())\n".write(toFile: dir + "/controller/broker.port", atomically: true, encoding: .utf8)
-        api = APIClient(base: "http://127.0.0.1:\(apiPort)")
+        if let exposedOn { exposed = FleetTestbed.Exposed(host: exposedOn, mqttPort: try Harness.freePort()) } else { exposed = nil }
+        let port = apiPort
+        api = APIClient(base: exposedOn.map { "https://\($0):\(port)" } ?? "http://127.0.0.1:\(port)")
         self.unreachableAfter = unreachableAfter
     }
 
     /// Runs `body` against a fresh testbed with its controller up; records any error as an
     /// issue and always shuts everything down.
     static func run(
-        _ label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil, _ body: (FleetTestbed) async throws -> Void
+        _ label: String, unreachableAfter: Double = 2, externalBroker: Bool = false, brokerAlsoOn: String? = nil, exposedOn: String? = nil,
+        _ body: (FleetTestbed) async throws -> Void
     ) async throws {
-        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter, externalBroker: externalBroker, brokerAlsoOn: brokerAlsoOn)
+        let bed = try FleetTestbed(label: label, unreachableAfter: unreachableAfter, externalBroker: externalBroker, brokerAlsoOn: brokerAlsoOn, exposedOn: exposedOn)
         do {
             try await bed.startController()
             try await body(bed)
@@ -57,9 +72,15 @@ final class FleetTestbed: @unchecked Sendable {
         controllerStarted = ContinuousClock.now
         controller = try TestProcess(
             Harness.binary("drover-controller"),
-            ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"]
-                + (external.map { ["--broker", $0.url] } ?? []),
+            ["--data-dir", dir + "/controller", "--listen", "\(exposed?.host ?? "127.0.0.1"):\(apiPort)", "--unreachable-after", "\(unreachableAfter)", "--ping-interval", "0.5"]
+                + (external.map { ["--broker", $0.url] } ?? [])
+                + (exposed.map { ["--tls", "--advertise", $0.host, "--mqtt-listen", "\($0.host):\($0.mqttPort)"] } ?? []),
             log: dir + "/controller.log")
+        if exposed != nil {
+            // The CA exists once the controller has started; until then nothing is trusted.
+            _ = await Harness.eventually(.seconds(20)) { FileManager.default.fileExists(atPath: self.caFile) }
+            api.ca = caFile
+        }
         guard await Harness.eventually(.seconds(20), { await self.api.isUp() }) else {
             throw HarnessError("controller did not come up:\n\(controller?.log ?? "")")
         }
@@ -113,7 +134,8 @@ final class FleetTestbed: @unchecked Sendable {
     /// What the CLI needs to reach this testbed: the URL and the admin token, and no
     /// config file of the machine's user.
     var droverEnvironment: [String: String] {
-        ["DROVER_CONTROLLER": "http://127.0.0.1:\(apiPort)", "DROVER_TOKEN": api.token ?? "", "DROVER_CONFIG": dir + "/drover-config.yaml"]
+        ["DROVER_CONTROLLER": controllerURL, "DROVER_TOKEN": api.token ?? "", "DROVER_CONFIG": dir + "/drover-config.yaml"]
+            .merging(exposed == nil ? [:] : ["DROVER_CA": caFile]) { a, _ in a }
     }
 
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
@@ -125,7 +147,7 @@ final class FleetTestbed: @unchecked Sendable {
         var arguments = ["--id", id, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"]
         if external != nil || broker != nil { arguments += ["--broker", broker ?? brokerURL] }
         if external == nil, !FileManager.default.fileExists(atPath: agentDir(id) + "/credentials.json") {
-            arguments += ["--controller", "http://127.0.0.1:\(apiPort)", "--token-file", try enrollmentTokenFile(id)]
+            arguments += ["--controller", controllerURL, "--token-file", try enrollmentTokenFile(id)]
         }
         arguments += extra
         let (executable, full) = netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, Harness.binary("drover-agent")] + arguments) }

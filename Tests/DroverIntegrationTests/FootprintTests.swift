@@ -24,6 +24,8 @@ struct FootprintTests {
         #expect(symbols.contains("DroverAgent"), "the check must see the agent's own symbols")
         #expect(!symbols.contains("4GRDB"))
         #expect(!symbols.contains("4Yams"))
+        // TLS comes from the system's OpenSSL, which libmosquitto loads anyway: no BoringSSL copy.
+        #expect(!symbols.contains("CCryptoBoringSSL") && !symbols.contains("CNIOBoringSSL"))
         // The controller does link GRDB: the same check finds it there.
         let controller = try Self.output("/usr/bin/nm", ["--defined-only", Harness.binary("drover-controller")])
         #expect(controller.contains("4GRDB"))

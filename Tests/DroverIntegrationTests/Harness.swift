@@ -1,3 +1,6 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOSSL
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -155,12 +158,14 @@ final class TestBroker: @unchecked Sendable {
     private(set) var process: TestProcess
 
     /// `alsoOn`: another address to listen on (a veth the test made), same port.
-    init(dir: String, port: Int? = nil, alsoOn: String? = nil) throws {
+    /// `tls`: serve TLS only, with this certificate and key (PEM files).
+    init(dir: String, port: Int? = nil, alsoOn: String? = nil, tls: (certificate: String, key: String)? = nil) throws {
         self.dir = dir
         self.port = try port ?? Harness.freePort()
         let config = dir + "/mosquitto.conf"
         var lines = ["listener \(self.port) 127.0.0.1", "allow_anonymous true", "max_queued_messages 10000", "persistence false"]
         if let alsoOn { lines.insert("listener \(self.port) \(alsoOn)", at: 1) }
+        if let tls { lines.insert(contentsOf: ["certfile \(tls.certificate)", "keyfile \(tls.key)"], at: 1) }
         if geteuid() == 0 { lines.append("user root") }
         try lines.joined(separator: "\n").appending("\n").write(toFile: config, atomically: true, encoding: .utf8)
         process = try Self.start(config: config, dir: dir)
@@ -212,21 +217,31 @@ final class TestBroker: @unchecked Sendable {
     }
 }
 
-/// The REST API, as a client outside the controller sees it.
+/// The REST API, as a client outside the controller sees it: over HTTPS, it trusts the
+/// controller's CA only.
 struct APIClient {
     let base: String
     /// Sent as `Authorization: Bearer` when set.
     var token: String?
+    /// PEM file of the CA an HTTPS controller's certificate must lead to.
+    var ca: String?
 
     func request(_ method: String, _ path: String, body: String? = nil) async throws -> (Int, [String: Any], Data) {
-        guard let url = URL(string: base + path) else { throw HarnessError("bad URL \(base + path)") }
-        var request = URLRequest(url: url, timeoutInterval: 10)
-        request.httpMethod = method
-        request.httpBody = body.map { Data($0.utf8) }
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let ca { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .init(rawValue: method)
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let (status, data) = try await HTTPClient.withHTTPClient(configuration: configuration) { client in
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let bytes = try await response.body.collect(upTo: 64 << 20)
+            return (Int(response.status.code), Data(bytes.readableBytesView))
+        }
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, json, data)
+        return (status, json, data)
     }
 
     func get(_ path: String) async throws -> [String: Any] { try await request("GET", path).1 }

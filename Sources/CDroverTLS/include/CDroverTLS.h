@@ -16,6 +16,12 @@ int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_
 
 void drover_tls_free(void *p);
 
+/// Connects to host:port and makes a TLS handshake that checks the server's certificate
+/// against `ca_pem` (or the system's roots when NULL) and `host`, then closes. Returns 0 when
+/// the server would be trusted, 1 when its certificate is refused (the reason, as OpenSSL
+/// names it, in `error`), -1 when it cannot be reached or speaks no TLS.
+int drover_tls_probe(const char *host, int port, const char *ca_pem, int timeout_seconds, char *error, size_t error_len);
+
 /// SHA-256 of the DER SubjectPublicKeyInfo of the first certificate in `pem`, as kubeadm's
 /// discovery hash. Returns 0, or -1 if `pem` holds no certificate.
 int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32]);
