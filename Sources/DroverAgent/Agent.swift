@@ -28,7 +28,7 @@ public enum Agent {
         _ = drover_set_child_subreaper()
         let reaper = ChildReaper(reapsOrphans: true)
         let supervisor = ReplicaSupervisor(
-            deviceID: config.deviceID, store: store, drivers: [ExecDriver(reaper: reaper)], dataDir: config.dataDir,
+            deviceID: config.deviceID, store: store, drivers: [ExecDriver(reaper: reaper, workloadUser: config.workloadUser)], dataDir: config.dataDir,
             logger: logger, bootID: MachineInfo.bootID(), maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)
         do {
             try await supervisor.recover()

@@ -19,12 +19,15 @@ public struct AgentConfiguration: Sendable {
     /// For an `mqtts://` broker: the CA its certificate must lead to (the controller's,
     /// kept at enrollment); nil: the system's roots.
     public var caFile: String?
+    /// Whom replicas without `user` run as when the agent is root.
+    public var workloadUser: String?
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,
         capacityMemory: Int64? = nil, link: LinkClass = .wired, beatInterval: Duration = .seconds(5), username: String? = nil, password: String? = nil,
-        stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20, caFile: String? = nil
+        stopGrace: Duration = .seconds(5), maxLogBytes: Int64 = 1 << 20, caFile: String? = nil, workloadUser: String? = "drover"
     ) {
+        self.workloadUser = workloadUser
         self.caFile = caFile
         self.deviceID = deviceID
         self.broker = broker

@@ -9,9 +9,12 @@ import DroverCore
 public struct ExecDriver: RuntimeDriver {
     public let kind = RuntimeKind.exec
     let reaper: ChildReaper
+    /// Whom replicas without `user` run as, when the agent is root; nil: as the agent.
+    let workloadUser: String?
 
-    public init(reaper: ChildReaper) {
+    public init(reaper: ChildReaper, workloadUser: String? = nil) {
         self.reaper = reaper
+        self.workloadUser = workloadUser
     }
 
     static let basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -21,7 +24,14 @@ public struct ExecDriver: RuntimeDriver {
         var environment = ["PATH": Self.basePath, "HOME": directory, "DROVER_REPLICA": spec.id, "DROVER_WORKLOAD": spec.workload]
         for (k, v) in spec.env { environment[k] = v }
 
+        // An agent that is not root runs replicas as itself; a root one as the workload user,
+        // and as root only when the manifest says so.
+        let identity = try RunAs.identity(spec.user ?? (geteuid() == 0 ? workloadUser : nil))
+        if let identity, chown(directory, identity.uid, identity.gid) != 0 {
+            throw RuntimeError("cannot give \(directory) to uid \(identity.uid): \(String(cString: strerror(errno)))")
+        }
         var spawn = Spawn(executable: program, arguments: Array(spec.command.dropFirst()), environment: environment)
+        spawn.identity = identity
         spawn.outputPath = logPath
         spawn.directory = directory
         // Own process group (pgid = pid), so that stopping the replica reaches all it started.

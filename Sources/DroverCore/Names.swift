@@ -32,4 +32,17 @@ public enum Names {
             (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || extra.unicodeScalars.contains(c)
         }
     }
+
+    /// `root`, a POSIX-portable user name (`[a-z_][a-z0-9_-]*`, at most 32, as useradd takes),
+    /// or `UID[:GID]` with ids below 2^31 - 1.
+    public static func isValidRunAs(_ text: String) -> Bool {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.allSatisfy({ !$0.isEmpty && $0.count <= 10 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }), parts.count <= 2 {
+            return parts.allSatisfy { (Int($0) ?? Int.max) < Int(Int32.max) }
+        }
+        guard let first = text.unicodeScalars.first, text.count <= 32 else { return false }
+        let lower = { (c: Unicode.Scalar) in c >= "a" && c <= "z" }
+        let digit = { (c: Unicode.Scalar) in c >= "0" && c <= "9" }
+        return (lower(first) || first == "_") && text.unicodeScalars.allSatisfy { lower($0) || digit($0) || $0 == "_" || $0 == "-" }
+    }
 }

@@ -8,11 +8,14 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     public var env: [String: String]
     public var restartPolicy: RestartPolicy
     public var resources: Resources
+    /// `root`, a user name or `UID[:GID]`; nil: the device's workload user.
+    public var user: String?
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
-        restartPolicy: RestartPolicy, resources: Resources
+        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil
     ) {
+        self.user = user
         self.id = id
         self.workload = workload
         self.runtime = runtime
@@ -27,6 +30,8 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         var parts = [runtime.rawValue, restartPolicy.rawValue, "\(resources.cpuMillis)", "\(resources.memoryBytes)"]
         parts += command.map { "c:" + $0 }
         parts += env.keys.sorted().map { "e:\($0)=\(env[$0] ?? "")" }
+        // Only when set, so that replicas from before the field keep their key.
+        if let user { parts.append("u:" + user) }
         return parts.joined(separator: "\u{1F}")
     }
 }
@@ -39,6 +44,6 @@ extension WorkloadSpec {
     }
 
     public func replica(id: String) -> ReplicaSpec {
-        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources)
+        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user)
     }
 }

@@ -34,14 +34,18 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     public var maxPerDevice: Int
     public var strategy: PlacementStrategy
     public var autoscale: AutoscaleSpec?
+    /// Whom the replicas run as on the device: `root`, a user name, or `UID[:GID]`; nil: the
+    /// device's unprivileged workload user (`drover` by default).
+    public var user: String?
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
         resources: Resources = .zero, runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
-        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil
+        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil
     ) {
+        self.user = user
         self.name = name
         self.mode = mode
         self.replicas = replicas
@@ -83,6 +87,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         maxPerDevice = try c.decodeIfPresent(Int.self, forKey: .maxPerDevice) ?? 1
         strategy = try c.decodeIfPresent(PlacementStrategy.self, forKey: .strategy) ?? .spreadLoad
         autoscale = try c.decodeIfPresent(AutoscaleSpec.self, forKey: .autoscale)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
     }
 
     /// The largest replica count a workload may ask for; a typo such as `replicas: 10000000`
@@ -101,6 +106,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         if resources.cpuMillis < 0 { fail("resources.cpu", "must not be negative") }
         if resources.memoryBytes < 0 { fail("resources.memory", "must not be negative") }
         if command.isEmpty { fail("command", "must name a program to run") }
+        if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }
         for (key, value) in selector.matchLabels {
             if !Names.isValidLabelKey(key) { fail("selector.matchLabels.\(key)", "is not a valid label key") }

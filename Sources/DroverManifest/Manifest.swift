@@ -43,7 +43,7 @@ public enum Manifest {
     private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> (spec: WorkloadSpec, complete: Bool) {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
-            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale",
+            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -82,12 +82,13 @@ public enum Manifest {
                 targetCPUPercent: a["targetCPUPercent"] == nil ? 80 : reader.int(a["targetCPUPercent"], "spec.autoscale.targetCPUPercent") ?? 80,
                 stabilizationSeconds: window)
         }
+        let user = spec["user"] == nil ? nil : reader.string(spec["user"], "spec.user")
         let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user)
         return (workload, complete)
     }
 

@@ -23,6 +23,21 @@ public struct Spawn: Sendable {
     public var newProcessGroup = false
     /// Search PATH for a bare executable name.
     public var searchPath = false
+    /// Run as this user instead of this process's (needs root).
+    public var identity: Identity?
+
+    /// A user to run as: its ids and supplementary groups.
+    public struct Identity: Sendable, Equatable {
+        public var uid: uid_t
+        public var gid: gid_t
+        public var groups: [gid_t]
+
+        public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+            self.uid = uid
+            self.gid = gid
+            self.groups = groups
+        }
+    }
 
     public init(executable: String, arguments: [String] = [], environment: [String: String]) {
         self.executable = executable
@@ -37,6 +52,7 @@ public struct Spawn: Sendable {
     }
 
     public func run() throws(Failure) -> pid_t {
+        if let identity { return try run(as: identity) }
         // Every setup call is checked: a half-configured child (stdout nowhere, the
         // parent's signal mask) is worse than no child.
         func check(_ rc: Int32) throws(Failure) {
@@ -75,6 +91,39 @@ public struct Spawn: Sendable {
             : posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard rc == 0 else { throw Failure(executable: executable, code: rc) }
         return pid
+    }
+
+    /// Forks and drops to `identity` in the child (posix_spawn cannot change users).
+    private func run(as identity: Identity) throws(Failure) -> pid_t {
+        let path = searchPath ? Self.resolve(executable) : executable
+        let (argv, envp) = cArrays()
+        defer { (argv + envp).forEach { free($0) } }
+        // Struct fields do not bridge Swift strings: C copies that live until the fork returns.
+        let texts: [String] = [path, stdinPath, outputPath, directory ?? ""]
+        let strings = texts.map { strdup($0) }
+        defer { strings.forEach { free($0) } }
+        let pid = identity.groups.withUnsafeBufferPointer { groups in
+            argv.withUnsafeBufferPointer { argv in
+                envp.withUnsafeBufferPointer { envp in
+                    var request = drover_spawn_as_request(
+                        path: strings[0], argv: argv.baseAddress, envp: envp.baseAddress, stdin_path: strings[1], output: strings[2],
+                        directory: directory == nil ? nil : strings[3], new_process_group: newProcessGroup ? 1 : 0,
+                        uid: identity.uid, gid: identity.gid, groups: groups.baseAddress, group_count: Int32(groups.count))
+                    return withUnsafePointer(to: &request) { drover_spawn_as($0) }
+                }
+            }
+        }
+        guard pid > 0 else { throw Failure(executable: executable, code: errno) }
+        return pid
+    }
+
+    /// A bare name found in this process's PATH, as posix_spawnp would; anything with a
+    /// slash, or not found, as it is.
+    static func resolve(_ name: String) -> String {
+        guard !name.contains("/") else { return name }
+        let path = Spawn.currentEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
+        return name
     }
 
     /// Like `run()`, for a helper that must not outlive this process (the managed broker):

@@ -208,6 +208,7 @@ public struct Desired: DeviceMessage, Hashable {
             check.require(!r.command.isEmpty, "replicas[\(i)].command", "must not be empty")
             check.require(seen.insert(r.id).inserted, "replicas[\(i)].id", "duplicate id \(r.id.prefix(128))")
             check.require(Names.isValidReplicaID(r.id), "replicas[\(i)].id", "must be a plain name: letters, digits, '.', '_' or '-', not '.' or '..'")
+            check.require(r.user.map(Names.isValidRunAs) ?? true, "replicas[\(i)].user", "must be root, a user name or UID[:GID]")
         }
         return check.errors
     }

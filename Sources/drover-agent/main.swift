@@ -46,7 +46,13 @@ struct DroverAgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
     var stopGrace: Double = 5
 
+    @Option(help: "User that replicas run as unless their manifest names one (spec.user); root only when a manifest says so. Used when the agent runs as root.")
+    var workloadUser: String = "drover"
+
     mutating func validate() throws {
+        guard Names.isValidRunAs(workloadUser), workloadUser != "root", workloadUser != "0" else {
+            throw ValidationError("--workload-user: '\(workloadUser)' must be an unprivileged user name or UID[:GID]; root only per workload, with spec.user: root")
+        }
         if let id, !Names.isValidDeviceID(id) { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
         if let broker {
             do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
@@ -129,7 +135,7 @@ struct DroverAgentCommand: AsyncParsableCommand {
             deviceID: deviceID, broker: try BrokerAddress(url: brokerURL), dataDir: dataDir, labels: labels,
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
-            maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) })
+            maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) }, workloadUser: workloadUser)
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }

@@ -130,3 +130,69 @@ struct SecurityTests {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int) ?? -1
     }
 }
+
+@Suite("Least privilege on the device", .serialized)
+struct LeastPrivilegeTests {
+    static func manifest(_ name: String, user: String?) -> String {
+        """
+        apiVersion: drover/v1
+        kind: Workload
+        metadata: {name: \(name)}
+        spec:
+          replicas: 1
+          resources: {cpu: 10m, memory: 1Mi}
+        \(user.map { "  user: \"\($0)\"" } ?? "")
+          command: ["/bin/sh", "-c", "touch owned-by-me; exec sleep 1000"]
+        """
+    }
+
+    /// The real uid of a live process, from /proc.
+    static func uid(_ pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+        else { return nil }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { Int($0) }
+    }
+
+    static func passwdUID(_ name: String) throws -> Int {
+        let (_, output) = try Harness.run("/usr/bin/id", ["-u", name])
+        return Int(output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    @Test("a replica runs as the unprivileged workload user unless its manifest names another user, or root")
+    func runsUnprivileged() async throws {
+        try await FleetTestbed.run("least-privilege", Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=4,memory=1Gi", extra: ["--stop-grace", "0.5"])
+        try await bed.waitForDevices(online: 1)
+        let expected: [(String, String?, Int)] = [
+            ("plain", nil, try passwdUID("drover")), ("asroot", "root", 0), ("asnobody", "nobody", try passwdUID("nobody")), ("numeric", "4242:4242", 4242),
+        ]
+        for (name, user, _) in expected { try await bed.apply(Self.manifest(name, user: user)) }
+        for (name, user, uid) in expected {
+            let started = await Harness.eventually { (try? await bed.running(name).count) == 1 }
+            let seen = (try? await bed.replicas(name)) ?? []
+            #expect(started, "\(name): \(seen)")
+            guard let pid = try await bed.running(name).first?.pid else { continue }
+            #expect(Self.uid(pid) == uid, "\(name) (user \(user ?? "default")) runs as uid \(String(describing: Self.uid(pid)))")
+            // Its working directory is its own: the file it made there is owned by it.
+            let made = bed.agentDir("gw-1") + "/replicas/\(name)-0/owned-by-me"
+            #expect(await Harness.eventually(.seconds(5)) { FileManager.default.fileExists(atPath: made) })
+            let owner = (try? FileManager.default.attributesOfItem(atPath: made))?[.ownerAccountID] as? Int
+            #expect(owner == uid, "\(made) is owned by \(String(describing: owner))")
+        }
+
+        try await bed.apply(Self.manifest("ghost", user: "no-such-user"))
+        let refused = await Harness.eventually {
+            let replica = try? await bed.replicas("ghost").first
+            return replica?["phase"] as? String == "failed" && (replica?["message"] as? String ?? "").contains("does not exist")
+        }
+        let ghost = (try? await bed.replicas("ghost")) ?? []
+        #expect(refused, "\(ghost)")
+
+        let (code, body, _) = try await bed.api.request("POST", "/v1/workloads", body: Self.manifest("bad", user: "Root!"))
+        #expect(code == 422 && "\(body)".contains("spec.user"), "\(code) \(body)")
+    }
+}

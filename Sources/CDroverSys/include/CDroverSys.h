@@ -18,4 +18,26 @@ int drover_set_child_subreaper(void);
 // and the threads of Swift's pool come and go. Returns the pid, or -1 with errno set (also
 // when exec failed in the child).
 int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], const char *output, int deathsig);
+
+#include <sys/types.h>
+
+// A replica started as another user: `drover_spawn_as` forks, and the child sets default
+// signal dispositions and an empty mask, its own process group when asked, stdin from
+// `stdin_path`, stdout and stderr appended to `output`, the working directory, then drops to
+// `groups`, `gid` and `uid` (all of real, effective and saved ids) and execs with no other
+// descriptor. `path` is used as it is (no PATH search). Returns the pid, or -1 with errno set (also when anything failed in the child).
+struct drover_spawn_as_request {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *stdin_path;
+    const char *output;
+    const char *directory;
+    int new_process_group;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int group_count;
+};
+pid_t drover_spawn_as(const struct drover_spawn_as_request *request);
 #endif
