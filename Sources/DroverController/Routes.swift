@@ -15,6 +15,7 @@ public enum API {
     /// no token.
     public static func router(fleet: Fleet, info: ControllerInfo, access: AccessControl, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: MethodNotAllowed())
         let open = router.group("v1")
         open.get("health") { _, _ in APIJSON.response(["status": "ok"]) }
         let v1 = router.group("v1").add(middleware: Authorization(access: access, needs: .viewer))
@@ -86,7 +87,6 @@ public enum API {
                 throw APIError(.internalServerError, "cannot read events: \(error)")
             }
         }
-        refuseOtherMethods(on: open)
         return router
     }
 
