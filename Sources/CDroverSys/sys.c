@@ -22,6 +22,7 @@ int drover_set_child_subreaper(void) {
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 // One request at a time, handed to the spawner thread under `lock`.
@@ -43,16 +44,17 @@ static struct tied_request *tied_slot;
 static pthread_once_t tied_once = PTHREAD_ONCE_INIT;
 static int tied_thread_error;
 
-static void tied_fail(int report) {
+static void child_fail(int report) {
     int e = errno;
     (void)!write(report, &e, sizeof e);
     _exit(127);
 }
 
-// Runs in the forked child: only async-signal-safe calls until exec.
-static void tied_child(struct tied_request *r, pid_t parent, int report) {
-    // Default dispositions and an empty mask first: the parent may ignore the death signal
-    // (ServiceLifecycle handles SIGTERM itself), and an ignored one would be discarded.
+// The rest run in a forked child: only async-signal-safe calls until exec.
+
+// Default dispositions and an empty mask: the parent may ignore or block signals
+// (ServiceLifecycle handles SIGTERM itself), and the child would inherit that.
+static void child_default_signals(void) {
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -60,23 +62,62 @@ static void tied_child(struct tied_request *r, pid_t parent, int report) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (prctl(PR_SET_PDEATHSIG, r->deathsig, 0, 0, 0) != 0) tied_fail(report);
-    // The parent may have died between fork and prctl: then nobody would send the signal.
-    if (getppid() != parent) _exit(127);
+}
+
+// Moves the report pipe above stdio, then points stdin at `input` and stdout and stderr at
+// `output` (appended). Returns the report descriptor.
+static int child_stdio(int report, const char *input, const char *output) {
     if (report < 3) {
         int moved = fcntl(report, F_DUPFD_CLOEXEC, 3);
         if (moved < 0) _exit(127);
         report = moved;
     }
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(r->output, O_WRONLY | O_CREAT | O_APPEND, 0640);
-    if (in < 0 || out < 0) tied_fail(report);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) tied_fail(report);
-    // Nothing else is inherited, except the pipe that reports a failed exec (close-on-exec).
+    int in = open(input, O_RDONLY);
+    int out = open(output, O_WRONLY | O_CREAT | O_APPEND, 0640);
+    if (in < 0 || out < 0) child_fail(report);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) child_fail(report);
+    return report;
+}
+
+// Nothing else is inherited, except the pipe that reports a failed exec (close-on-exec).
+static void child_exec(int report, const char *path, char *const argv[], char *const envp[]) {
     if (report > 3) syscall(SYS_close_range, 3U, (unsigned)report - 1, 0U);
     syscall(SYS_close_range, (unsigned)report + 1, ~0U, 0U);
-    execve(r->path, r->argv, r->envp);
-    tied_fail(report);
+    execve(path, argv, envp);
+    child_fail(report);
+}
+
+// In the parent: the child's pid once it exec'd, or -1 with the child's errno (the child is
+// reaped then, so no zombie remains).
+static pid_t parent_await_exec(pid_t pid, int pipefd[2]) {
+    int saved = errno;
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        errno = saved;
+        return -1;
+    }
+    int childerr = 0;
+    ssize_t n;
+    do { n = read(pipefd[0], &childerr, sizeof childerr); } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof childerr) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = childerr;
+        return -1;
+    }
+    return pid;
+}
+
+static void tied_child(struct tied_request *r, pid_t parent, int report) {
+    // Default dispositions first: an ignored death signal would be discarded.
+    child_default_signals();
+    if (prctl(PR_SET_PDEATHSIG, r->deathsig, 0, 0, 0) != 0) child_fail(report);
+    // The parent may have died between fork and prctl: then nobody would send the signal.
+    if (getppid() != parent) _exit(127);
+    report = child_stdio(report, "/dev/null", r->output);
+    child_exec(report, r->path, r->argv, r->envp);
 }
 
 static void tied_run(struct tied_request *r) {
@@ -92,27 +133,8 @@ static void tied_run(struct tied_request *r) {
         close(pipefd[0]);
         tied_child(r, parent, pipefd[1]);
     }
-    close(pipefd[1]);
-    if (pid < 0) {
-        r->result = -1;
-        r->error = errno;
-        close(pipefd[0]);
-        return;
-    }
-    int childerr = 0;
-    ssize_t n;
-    do { n = read(pipefd[0], &childerr, sizeof childerr); } while (n < 0 && errno == EINTR);
-    close(pipefd[0]);
-    if (n == (ssize_t)sizeof childerr) {
-        // exec failed: the child has exited; reap it so no zombie remains.
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        r->result = -1;
-        r->error = childerr;
-        return;
-    }
-    r->result = pid;
-    r->error = 0;
+    r->result = parent_await_exec(pid, pipefd);
+    r->error = r->result < 0 ? errno : 0;
 }
 
 static void *tied_thread(void *unused) {
@@ -153,4 +175,31 @@ int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], 
     pthread_mutex_unlock(&tied_lock);
     if (r.result < 0) errno = r.error;
     return r.result;
+}
+
+// The output file and the directory are opened while still privileged (they live in the
+// agent's owner-only data dir); then the groups, the group and the user are dropped, in that
+// order, for good.
+static void as_child(const struct drover_spawn_as_request *r, int report) {
+    child_default_signals();
+    if (r->new_process_group && setpgid(0, 0) != 0) child_fail(report);
+    report = child_stdio(report, r->stdin_path, r->output);
+    if (r->directory != NULL && chdir(r->directory) != 0) child_fail(report);
+    if (setgroups((size_t)r->group_count, r->groups) != 0) child_fail(report);
+    if (setresgid(r->gid, r->gid, r->gid) != 0) child_fail(report);
+    if (setresuid(r->uid, r->uid, r->uid) != 0) child_fail(report);
+    // Dropped for good: a process that could become root again must not run.
+    if (r->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) { errno = EPERM; child_fail(report); }
+    child_exec(report, r->path, r->argv, r->envp);
+}
+
+pid_t drover_spawn_as(const struct drover_spawn_as_request *r) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        as_child(r, pipefd[1]);
+    }
+    return parent_await_exec(pid, pipefd);
 }

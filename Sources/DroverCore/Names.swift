@@ -45,4 +45,16 @@ public enum Names {
         let digit = { (c: Unicode.Scalar) in c >= "0" && c <= "9" }
         return (lower(first) || first == "_") && text.unicodeScalars.allSatisfy { lower($0) || digit($0) || $0 == "_" || $0 == "-" }
     }
+
+    /// `key=value,key=value` as command lines take labels; `bad` is the first pair that is
+    /// not a valid key and value.
+    public static func parseLabels(_ text: String) -> (labels: [String: String], bad: String?) {
+        var labels: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, isValidLabelKey(kv[0]), isValidLabelValue(kv[1]) else { return (labels, String(pair)) }
+            labels[kv[0]] = kv[1]
+        }
+        return (labels, nil)
+    }
 }

@@ -72,15 +72,9 @@ struct DroverAgentCommand: AsyncParsableCommand {
     }
 
     func parsedLabels() throws -> [String: String] {
-        var labels: [String: String] = [:]
-        for pair in self.labels.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, Names.isValidLabelKey(kv[0]), Names.isValidLabelValue(kv[1]) else {
-                throw ValidationError("--labels: '\(pair)' is not key=value with a valid key and value")
-            }
-            labels[kv[0]] = kv[1]
-        }
-        return labels
+        let parsed = Names.parseLabels(labels)
+        if let bad = parsed.bad { throw ValidationError("--labels: '\(bad)' is not key=value with a valid key and value") }
+        return parsed.labels
     }
 
     func parsedCapacity() throws -> (cpu: Int?, memory: Int64?) {

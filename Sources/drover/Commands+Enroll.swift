@@ -25,15 +25,9 @@ struct EnrollCommand: AsyncParsableCommand {
     }
 
     func parsedLabels() throws -> [String: String] {
-        var result: [String: String] = [:]
-        for pair in labels.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, Names.isValidLabelKey(kv[0]), Names.isValidLabelValue(kv[1]) else {
-                throw ValidationError("--labels: '\(pair)' is not key=value with a valid key and value")
-            }
-            result[kv[0]] = kv[1]
-        }
-        return result
+        let parsed = Names.parseLabels(labels)
+        if let bad = parsed.bad { throw ValidationError("--labels: '\(bad)' is not key=value with a valid key and value") }
+        return parsed.labels
     }
 
     func run() async throws {
