@@ -98,3 +98,48 @@ struct CLITests {
         }
     }
 }
+
+@Suite("drover config and tokens", .serialized)
+struct CLIAccessTests {
+    @Test("contexts hold the URL and token; tokens are made, used, refused by role and revoked, each failure one line")
+    func contextsAndTokens() async throws {
+        try await FleetTestbed.run("cli-access", Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        let config = bed.dir + "/cli.yaml"
+        // Only the config file: no DROVER_CONTROLLER or DROVER_TOKEN.
+        func cli(_ args: [String], _ extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
+            try Harness.run(Harness.binary("drover"), args, environment: ["DROVER_CONFIG": config, "DROVER_CONTROLLER": "", "DROVER_TOKEN": ""].merging(extra) { $1 })
+        }
+        let none = try cli(["status", "--controller", "http://127.0.0.1:\(bed.apiPort)"])
+        #expect(none.status != 0 && none.output.hasPrefix("error: this API needs a bearer token") && none.output.split(separator: "\n").count == 1, "\(none.output)")
+
+        let set = try cli(["config", "set-context", "lab", "--controller", "http://127.0.0.1:\(bed.apiPort)", "--token-file", bed.dir + "/controller/admin.token"])
+        #expect(set.status == 0, "\(set.output)")
+        #expect(SecurityTests.mode(config) == 0o600, "the config holds tokens")
+        #expect(try cli(["status"]).status == 0)
+        let contexts = try cli(["config", "get-contexts"]).output
+        #expect(contexts.contains("*") && contexts.contains("lab") && !contexts.contains(bed.api.token ?? "-"), "\(contexts)")
+
+        let made = try cli(["tokens", "create", "watcher", "--role", "viewer"])
+        let viewer = made.output.split(separator: "\n").first { $0.hasPrefix("drv_") }.map(String.init) ?? ""
+        #expect(made.status == 0 && !viewer.isEmpty, "\(made.output)")
+        #expect(try cli(["tokens", "list"]).output.contains("watcher  viewer"))
+        _ = try cli(["config", "set-context", "ro", "--controller", "http://127.0.0.1:\(bed.apiPort)", "--token", viewer])
+        #expect(try cli(["devices", "--context", "ro"]).status == 0)
+        let write = try cli(["apply", "-f", Harness.repoRoot + "/fleet-configs/workloads/sensor-reader.yaml", "--context", "ro"])
+        #expect(write.status != 0 && write.output.contains("has role viewer") && write.output.split(separator: "\n").count == 1, "\(write.output)")
+        #expect(try cli(["config", "use-context", "ro"]).status == 0)
+        #expect(try cli(["config", "current-context"]).output == "ro\n")
+        // The environment wins over the context, a flag over the environment.
+        #expect(try cli(["tokens", "list"], ["DROVER_TOKEN": bed.api.token ?? ""]).status == 0)
+        #expect(try cli(["tokens", "list", "--token", viewer], ["DROVER_TOKEN": bed.api.token ?? ""]).status != 0)
+
+        #expect(try cli(["tokens", "revoke", "watcher", "--context", "lab"]).status == 0)
+        let revoked = try cli(["devices"])
+        #expect(revoked.status != 0 && revoked.output.contains("revoked"), "\(revoked.output)")
+        let missing = try cli(["status", "--context", "nope"])
+        #expect(missing.status != 0 && missing.output.contains("no context 'nope'"), "\(missing.output)")
+    }
+}
