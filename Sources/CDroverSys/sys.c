@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include "CDroverSys.h"
 
 int drover_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
@@ -9,6 +10,10 @@ int drover_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
 
 int drover_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
     return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
+short drover_spawn_setsid_flag(void) {
+    return POSIX_SPAWN_SETSID;
 }
 
 int drover_set_child_subreaper(void) {
@@ -32,6 +37,7 @@ struct tied_request {
     char *const *envp;
     const char *output;
     int deathsig;
+    int max_fd;
     pid_t result;
     int error;
     int pending;
@@ -73,16 +79,27 @@ static int child_stdio(int report, const char *input, const char *output) {
         report = moved;
     }
     int in = open(input, O_RDONLY);
-    int out = open(output, O_WRONLY | O_CREAT | O_APPEND, 0640);
+    int out = open(output, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0640);
     if (in < 0 || out < 0) child_fail(report);
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) child_fail(report);
     return report;
 }
 
+// The highest descriptor a process may hold, read in the parent before fork.
+static int open_max(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > 1048576) return 1048576;
+    return (int)limit.rlim_cur;
+}
+
 // Nothing else is inherited, except the pipe that reports a failed exec (close-on-exec).
-static void child_exec(int report, const char *path, char *const argv[], char *const envp[]) {
-    if (report > 3) syscall(SYS_close_range, 3U, (unsigned)report - 1, 0U);
-    syscall(SYS_close_range, (unsigned)report + 1, ~0U, 0U);
+// Kernels before 5.9 have no close_range: then each descriptor up to `max_fd` is closed.
+static void child_exec(int report, int max_fd, const char *path, char *const argv[], char *const envp[]) {
+    int ok = (report == 3 || syscall(SYS_close_range, 3U, (unsigned)report - 1, 0U) == 0)
+        && syscall(SYS_close_range, (unsigned)report + 1, ~0U, 0U) == 0;
+    if (!ok) {
+        for (int fd = 3; fd < max_fd; fd++) if (fd != report) close(fd);
+    }
     execve(path, argv, envp);
     child_fail(report);
 }
@@ -117,7 +134,7 @@ static void tied_child(struct tied_request *r, pid_t parent, int report) {
     // The parent may have died between fork and prctl: then nobody would send the signal.
     if (getppid() != parent) _exit(127);
     report = child_stdio(report, "/dev/null", r->output);
-    child_exec(report, r->path, r->argv, r->envp);
+    child_exec(report, r->max_fd, r->path, r->argv, r->envp);
 }
 
 static void tied_run(struct tied_request *r) {
@@ -164,7 +181,7 @@ int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], 
         errno = tied_thread_error;
         return -1;
     }
-    struct tied_request r = {path, argv, envp, output, deathsig, -1, 0, 1};
+    struct tied_request r = {path, argv, envp, output, deathsig, open_max(), -1, 0, 1};
     pthread_mutex_lock(&tied_lock);
     pthread_mutex_lock(&tied_mutex);
     tied_slot = &r;
@@ -180,9 +197,11 @@ int drover_spawn_tied(const char *path, char *const argv[], char *const envp[], 
 // The output file and the directory are opened while still privileged (they live in the
 // agent's owner-only data dir); then the groups, the group and the user are dropped, in that
 // order, for good.
-static void as_child(const struct drover_spawn_as_request *r, int report) {
+static void as_child(const struct drover_spawn_as_request *r, int max_fd, int report) {
     child_default_signals();
-    if (r->new_process_group && setpgid(0, 0) != 0) child_fail(report);
+    // A session of its own (pgid = sid = pid): the group can be signalled at once, and no
+    // terminal of the agent's is reachable from it.
+    if (r->new_process_group && setsid() < 0) child_fail(report);
     report = child_stdio(report, r->stdin_path, r->output);
     if (r->directory != NULL && chdir(r->directory) != 0) child_fail(report);
     if (setgroups((size_t)r->group_count, r->groups) != 0) child_fail(report);
@@ -190,16 +209,17 @@ static void as_child(const struct drover_spawn_as_request *r, int report) {
     if (setresuid(r->uid, r->uid, r->uid) != 0) child_fail(report);
     // Dropped for good: a process that could become root again must not run.
     if (r->uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) { errno = EPERM; child_fail(report); }
-    child_exec(report, r->path, r->argv, r->envp);
+    child_exec(report, max_fd, r->path, r->argv, r->envp);
 }
 
 pid_t drover_spawn_as(const struct drover_spawn_as_request *r) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) return -1;
+    int max_fd = open_max();
     pid_t pid = fork();
     if (pid == 0) {
         close(pipefd[0]);
-        as_child(r, pipefd[1]);
+        as_child(r, max_fd, pipefd[1]);
     }
     return parent_await_exec(pid, pipefd);
 }

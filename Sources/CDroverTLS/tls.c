@@ -204,8 +204,13 @@ int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32
     BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
     if (bio == NULL) return -1;
     X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    // Exactly one certificate: a second one would be trusted too once the PEM is used as the
+    // trust store, without its fingerprint having been checked.
+    X509 *second = cert == NULL ? NULL : PEM_read_bio_X509(bio, NULL, NULL, NULL);
     BIO_free(bio);
-    if (cert == NULL) { ERR_clear_error(); return -1; }
+    ERR_clear_error();
+    if (second != NULL) { X509_free(second); X509_free(cert); return -1; }
+    if (cert == NULL) return -1;
     unsigned char *der = NULL;
     int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
     X509_free(cert);

@@ -13,10 +13,12 @@ import CDroverSys
 /// reboot its workloads run again whether or not a broker is reachable.
 public enum Agent {
     public static func serviceGroup(configuration config: AgentConfiguration, logger: Logger) async throws -> ServiceGroup {
-        // The data dir holds credentials and every replica's environment: its owner's only.
-        // The database is made owner-only before SQLite creates it; its -wal and -shm files
-        // take the same mode.
-        POSIX.makeDirectories(config.dataDir, mode: 0o700)
+        // The data dir holds credentials and every replica's environment. Others may pass
+        // through it (0711), since replicas running as another user must reach their
+        // working directory (their HOME) by path, but never list it; every file in it that
+        // holds a secret is 0600. The database is made owner-only before SQLite creates it;
+        // its -wal and -shm files take the same mode.
+        POSIX.makeDirectories(config.dataDir, mode: 0o711)
         POSIX.ownerOnly(config.dataDir + "/agent.db")
         let store: AgentStore
         do {

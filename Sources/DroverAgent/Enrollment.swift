@@ -37,7 +37,7 @@ public enum StoredCredentials {
     }
 
     static func save(_ credentials: DeviceCredentials, dataDir: String) throws(EnrollmentError) {
-        POSIX.makeDirectories(dataDir, mode: 0o700)
+        POSIX.makeDirectories(dataDir, mode: 0o711)
         let json: Data
         do { json = try JSONEncoder().encode(credentials) } catch { throw .storage("cannot encode credentials: \(error)") }
         try writeOwnerOnly(Array(credentials.ca.utf8), to: caPath(dataDir))
@@ -69,6 +69,10 @@ public enum Enroller {
             throw .invalid("the enrollment token is not one (it reads dre_...; drover devices enroll ID makes one)")
         }
         let endpoint = try HTTPExchange.Endpoint(url: controller)
+        // Over plain HTTP anyone on the way reads the token: only to this machine.
+        guard endpoint.tls || endpoint.isLoopback else {
+            throw .invalid("--controller: \(controller) is plain HTTP to another machine, where the token would travel in the clear; use https://")
+        }
         // First contact: the CA is public, so it may travel unverified; what counts is that
         // its fingerprint is the one in the token.
         let first = try HTTPExchange(endpoint: endpoint, caPEM: nil, verify: false).send("GET", "/v1/enroll/ca")
@@ -96,14 +100,15 @@ public enum Enroller {
         return credentials
     }
 
-    /// SHA-256 of the first certificate's SubjectPublicKeyInfo, lowercase hex.
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo, lowercase hex; refused unless `pem`
+    /// holds exactly one certificate (it becomes the whole trust store).
     public static func fingerprint(ofPEM pem: String) throws(EnrollmentError) -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         let bytes = Array(pem.utf8)
         let rc = bytes.withUnsafeBufferPointer { b in
             b.withMemoryRebound(to: CChar.self) { drover_tls_spki_sha256($0.baseAddress, $0.count, &digest) }
         }
-        guard rc == 0 else { throw .protocolError("the controller's CA is not a PEM certificate") }
+        guard rc == 0 else { throw .wrongController("the controller's CA is not exactly one PEM certificate: not enrolling") }
         let digits = Array("0123456789abcdef".utf8)
         return String(decoding: digest.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
     }

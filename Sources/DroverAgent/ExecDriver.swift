@@ -19,21 +19,28 @@ public struct ExecDriver: RuntimeDriver {
 
     static let basePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+    /// The replica works in `<directory>/work`, which is its own (and its HOME); its log
+    /// stays in `directory`, which is the agent's: a replica cannot put a link where the
+    /// agent, as root, writes, copies or truncates.
     public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         guard let program = spec.command.first, !program.isEmpty else { throw RuntimeError("command is empty") }
-        var environment = ["PATH": Self.basePath, "HOME": directory, "DROVER_REPLICA": spec.id, "DROVER_WORKLOAD": spec.workload]
+        let work = directory + "/work"
+        var environment = ["PATH": Self.basePath, "HOME": work, "DROVER_REPLICA": spec.id, "DROVER_WORKLOAD": spec.workload]
         for (k, v) in spec.env { environment[k] = v }
 
         // An agent that is not root runs replicas as itself; a root one as the workload user,
         // and as root only when the manifest says so.
         let identity = try RunAs.identity(spec.user ?? (geteuid() == 0 ? workloadUser : nil))
-        if let identity, chown(directory, identity.uid, identity.gid) != 0 {
-            throw RuntimeError("cannot give \(directory) to uid \(identity.uid): \(String(cString: strerror(errno)))")
+        if mkdir(work, 0o750) != 0, errno != EEXIST {
+            throw RuntimeError("cannot make \(work): \(String(cString: strerror(errno)))")
+        }
+        if let identity, lchown(work, identity.uid, identity.gid) != 0 {
+            throw RuntimeError("cannot give \(work) to uid \(identity.uid): \(String(cString: strerror(errno)))")
         }
         var spawn = Spawn(executable: program, arguments: Array(spec.command.dropFirst()), environment: environment)
         spawn.identity = identity
         spawn.outputPath = logPath
-        spawn.directory = directory
+        spawn.directory = work
         // Own process group (pgid = pid), so that stopping the replica reaches all it started.
         spawn.newProcessGroup = true
         // A bare program name is looked up in the agent's PATH.

@@ -37,6 +37,11 @@ struct HTTPExchange {
             guard !host.isEmpty else { throw .invalid("--controller: '\(url)' has no host") }
             (self.tls, self.host, self.port, self.basePath) = (scheme, host, port, base)
         }
+
+        /// 127.0.0.0/8, ::1 or localhost.
+        var isLoopback: Bool {
+            host == "localhost" || host == "::1" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
+        }
     }
 
     struct Response {

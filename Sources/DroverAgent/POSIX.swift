@@ -35,7 +35,7 @@ enum POSIX {
             current += "/" + part
             mkdir(current, 0o755)
         }
-        if mode != 0o755 { chmod(current, mode) }
+        chmod(current, mode)
     }
 
     static func fileSize(_ path: String) -> Int64? {
@@ -49,7 +49,8 @@ enum POSIX {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return }
         defer { close(input) }
-        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        // Never through a link: the agent is root, the directory is its own, but it does not bet on that.
+        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o640)
         guard output >= 0 else { return }
         defer { close(output) }
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -67,16 +68,50 @@ enum POSIX {
         }
     }
 
-    /// Removes `path` and everything under it, never following a symbolic link out of it.
+    /// Removes `path` and everything under it, never following a symbolic link out of it:
+    /// every step is relative to a directory descriptor opened with O_NOFOLLOW, so a replica
+    /// that swaps a directory for a link while this runs only makes the removal stop there.
     static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            for name in listDirectory(path) { removeTree(path + "/" + name) }
-            rmdir(path)
-        } else {
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
             unlink(path)
+            return
         }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        removeContents(of: fd, depth: 0)
+        close(fd)
+        rmdir(path)
+    }
+
+    /// Empties the directory `fd` (which it closes via fdopendir's stream only on its own copy).
+    private static func removeContents(of fd: Int32, depth: Int) {
+        guard depth < 64, let dir = fdopendir(dup(fd)) else { return }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        for name in names {
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child >= 0 {
+                removeContents(of: child, depth: depth + 1)
+                close(child)
+                unlinkat(fd, name, AT_REMOVEDIR)
+            } else {
+                unlinkat(fd, name, 0)
+            }
+        }
+    }
+
+    /// Empties a file without following a link to it.
+    static func truncateFile(_ path: String) {
+        let fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, 0)
+        close(fd)
     }
 
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }

@@ -214,7 +214,7 @@ public actor ReplicaSupervisor {
         let path = replicasDir + "/" + id + "/output.log"
         guard let size = POSIX.fileSize(path), size > maxLogBytes else { return }
         POSIX.copyFile(path, to: path + ".1")
-        truncate(path, 0)
+        POSIX.truncateFile(path)
     }
 
     func status(of record: ReplicaRecord, phase: ReplicaPhase) -> ReplicaStatus {

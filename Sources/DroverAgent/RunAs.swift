@@ -5,7 +5,14 @@ import DroverPOSIX
 
 /// Whom a replica runs as. The agent runs as root (it needs to); its replicas do not, unless
 /// a manifest says `user: root`: by default they run as the device's workload user.
-enum RunAs {
+public enum RunAs {
+    /// Refuses a workload user that is root under another name (`00`, `0:0`, a name with
+    /// uid 0); a user missing on this machine is refused only when a replica needs it.
+    public static func checkUnprivileged(_ user: String) throws(RuntimeError) {
+        guard let wanted = try? resolve(user) else { return }
+        if wanted.uid == 0 { throw RuntimeError("--workload-user \(user) is root (uid 0); root only per workload, with spec.user: root") }
+    }
+
     /// The identity to switch to for `user` (`root`, a name, or `UID[:GID]`); nil when the
     /// replica runs as the agent itself: `user` is nil on an agent that is not root (it could
     /// not switch), or names the agent's own user.
@@ -13,6 +20,10 @@ enum RunAs {
         let agentUID = geteuid()
         guard let user else { return nil }
         let wanted = try resolve(user)
+        // Root is asked for by name: the controller lets only admins apply `user: root`.
+        if wanted.uid == 0, user != "root", user.split(separator: ":").first.flatMap({ UInt32($0) }) == nil {
+            throw RuntimeError("user '\(user)' is root (uid 0) under another name; a workload runs as root only with user: root")
+        }
         if wanted.uid == agentUID, wanted.gid == getegid() { return nil }
         guard agentUID == 0 else {
             throw RuntimeError("this agent runs as uid \(agentUID), not root, so it cannot run replicas as '\(user)'")

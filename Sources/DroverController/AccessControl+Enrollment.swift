@@ -76,11 +76,19 @@ extension AccessControl {
         record.used = now
         let password = Secrets.randomHex(bytes: 32)
         let credential = DeviceCredentialRecord(device: record.device, passwordHash: try BrokerCredentials.mosquittoHash(password: password), issued: now, labels: record.labels)
-        try save(SecurityBatch(enrollments: [record], credentials: [credential]))
+        var credentials = security.credentials.filter { $0.device != record.device }
+        credentials.append(credential)
+        // The broker's files first: if they cannot be written, the token is not spent.
+        try publishCredentials(enrollment, credentials)
+        do {
+            try save(SecurityBatch(enrollments: [record], credentials: [credential]))
+        } catch {
+            try? publishCredentials(enrollment, security.credentials)
+            throw error
+        }
         security.enrollments[index] = record
-        security.credentials.removeAll { $0.device == record.device }
-        security.credentials.append(credential)
-        try publishCredentials(enrollment)
+        security.credentials = credentials
+        revoked.set(record.device, revoked: false)
         logger.notice("device enrolled", metadata: ["device": "\(record.device)"])
         return DeviceCredentials(
             device: record.device, broker: enrollment.brokerURL, username: record.device, password: password, labels: record.labels, ca: enrollment.ca.certificatePEM)
@@ -90,19 +98,28 @@ extension AccessControl {
     /// the broker, reloaded, disconnects it. Enrolling it again gives it new credentials.
     public func revokeDevice(_ device: String, now: Int64) throws {
         let enrollment = try requireEnrollment()
-        guard let index = security.credentials.firstIndex(where: { $0.device == device }) else {
-            throw APIError(.notFound, "device '\(device.prefix(64))' has no credentials (never enrolled)")
-        }
-        guard security.credentials[index].revoked == nil else { return }
-        var record = security.credentials[index]
-        record.revoked = now
-        // Tokens not yet used for it go too: a revoked device must not come back through one.
+        // Tokens not yet used for it go too: a revoked device must not come back through one,
+        // nor a device that never enrolled through a token that leaked.
         let pending = security.enrollments.filter { $0.device == device && $0.used == nil }.map { var e = $0; e.used = now; return e }
-        try save(SecurityBatch(enrollments: pending, credentials: [record]))
-        security.credentials[index] = record
+        let index = security.credentials.firstIndex { $0.device == device }
+        guard index != nil || !pending.isEmpty else {
+            throw APIError(.notFound, "device '\(device.prefix(64))' has no credentials and no enrollment token")
+        }
+        var credentials = security.credentials
+        var changed: [DeviceCredentialRecord] = []
+        if let index, credentials[index].revoked == nil {
+            credentials[index].revoked = now
+            changed.append(credentials[index])
+        }
+        try save(SecurityBatch(enrollments: pending, credentials: changed))
+        security.credentials = credentials
         for e in pending { if let i = security.enrollments.firstIndex(where: { $0.id == e.id }) { security.enrollments[i] = e } }
-        try publishCredentials(enrollment)
-        logger.notice("device revoked", metadata: ["device": "\(device)"])
+        if index != nil {
+            // Also when it was revoked before: a broker file that could not be written then is now.
+            revoked.set(device, revoked: true)
+            try publishCredentials(enrollment, credentials)
+        }
+        logger.notice("device revoked", metadata: ["device": "\(device)", "pendingTokens": "\(pending.count)"])
     }
 
     /// Enrolled labels of a device that is not revoked; they win over its agent's.
@@ -110,14 +127,12 @@ extension AccessControl {
         security.credentials.first { $0.device == device && $0.revoked == nil }?.labels
     }
 
-    public func isRevoked(_ device: String) -> Bool {
-        security.credentials.contains { $0.device == device && $0.revoked != nil }
-    }
+    public func isRevoked(_ device: String) -> Bool { revoked.contains(device) }
 
     public var brokerSecured: Bool { enrollment != nil }
 
-    private func publishCredentials(_ enrollment: Enrollment) throws {
-        do { try enrollment.credentialsChanged(security.credentials) } catch {
+    private func publishCredentials(_ enrollment: Enrollment, _ credentials: [DeviceCredentialRecord]) throws {
+        do { try enrollment.credentialsChanged(credentials) } catch {
             throw APIError(.internalServerError, "cannot update the broker's password file: \(error)")
         }
     }

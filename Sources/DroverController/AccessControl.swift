@@ -3,6 +3,7 @@ import DroverCore
 import DroverStore
 import Foundation
 import Logging
+import Synchronization
 
 /// Who may use the REST API: bearer tokens with a role, kept hashed in `controller.db`.
 /// A token reads `drv_<id>_<secret>`: the id finds the record, the secret is checked against
@@ -13,12 +14,15 @@ public actor AccessControl {
     private var tokens: [String: APITokenRecord]
     var security: SecuritySnapshot
     var enrollment: Enrollment?
+    /// Read without awaiting by the ingest, for every message.
+    public nonisolated let revoked: RevokedDevices
 
     public init(store: any SecurityStore, logger: Logger) throws {
         self.store = store
         self.logger = logger
         security = try store.loadSecurity()
         tokens = Dictionary(security.tokens.map { ($0.id, $0) }, uniquingKeysWith: { _, b in b })
+        revoked = RevokedDevices(Set(security.credentials.filter { $0.revoked != nil }.map(\.device)))
     }
 
     static let tokenPrefix = "drv_"
@@ -48,8 +52,11 @@ public actor AccessControl {
 
     /// A new token; its secret is returned here and never again.
     public func createToken(name: String, role: Role, now: Int64) throws -> TokenCreated {
-        guard Names.isValidDeviceID(name) else {
-            throw APIError(.badRequest, "token name '\(name.prefix(64))' is invalid", errors: [FieldError(path: "name", reason: "must be 1-64 letters, digits, '.', '_' or '-'")])
+        // A name never looks like an id (12 hex digits), so that revoking by either is unambiguous.
+        guard Names.isValidDeviceID(name), !(name.count == 12 && name.allSatisfy(\.isHexDigit)) else {
+            throw APIError(.badRequest, "token name '\(name.prefix(64))' is invalid", errors: [
+                FieldError(path: "name", reason: "must be 1-64 letters, digits, '.', '_' or '-', and not 12 hex digits (that is what ids look like)"),
+            ])
         }
         guard !tokens.values.contains(where: { $0.name == name && $0.revoked == nil }) else {
             throw APIError(.conflict, "a token named '\(name)' exists; revoke it first or pick another name", errors: [FieldError(path: "name", reason: "is taken")])
@@ -103,5 +110,21 @@ public actor AccessControl {
 
     static func view(_ r: APITokenRecord) -> TokenView {
         TokenView(id: r.id, name: r.name, role: Role(rawValue: r.role) ?? .viewer, created: r.created, revoked: r.revoked)
+    }
+}
+
+/// Devices whose credentials were revoked, for the ingest to drop their messages.
+public final class RevokedDevices: Sendable {
+    private let devices: Mutex<Set<String>>
+
+    init(_ devices: Set<String>) {
+        self.devices = Mutex(devices)
+    }
+
+    public func contains(_ device: String) -> Bool { devices.withLock { $0.contains(device) } }
+    func set(_ device: String, revoked: Bool) {
+        devices.withLock { set in
+            if revoked { set.insert(device) } else { set.remove(device) }
+        }
     }
 }

@@ -53,6 +53,9 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
             "allow_anonymous false",
             "password_file \(dataDir)/mosquitto.passwd",
             "acl_file \(dataDir)/mosquitto.acl",
+            // A client's id is its username: no device can take another's session (and with
+            // it the other's queued desired state) by connecting under its client id.
+            "use_username_as_clientid true",
             "persistence true",
             "persistence_location \(persistence)",
             "autosave_interval 30",

@@ -81,13 +81,14 @@ public enum Controller {
     }
 }
 
-/// The first start makes an admin token: printed here once, and kept owner-only in the
-/// data directory for whoever administers this machine.
+/// The first start makes an admin token, kept owner-only in the data directory for whoever
+/// administers this machine. It is printed once to a terminal; to anything else (a journal
+/// kept on disk) only where it is.
 func announceAdminToken(access: AccessControl, dataDir: String) async throws {
     guard let token = try await access.bootstrapAdmin(dataDir: dataDir, now: Fleet.nowMillis()) else { return }
+    let shown = isatty(STDOUT_FILENO) == 1 ? "admin API token (shown once): \(token)\n  " : ""
     FileHandle.standardOutput.write(Data("""
-        drover-controller: first start; admin API token (shown once, kept in \(dataDir)/admin.token, owner-only):
-          \(token)
+        drover-controller: first start; \(shown)the admin token is in \(dataDir)/admin.token (owner-only).
         Use it with: drover config set-context NAME --controller URL --token-file \(dataDir)/admin.token
 
         """.utf8))

@@ -94,6 +94,11 @@ public final class Ingest: Sendable {
             await drop(.unknownTopic, device: "?", detail: message.topic)
             return
         }
+        // Revoked: whatever it says is not heard, even through a broker that still lets it in.
+        if access?.revoked.contains(device) == true {
+            await drop(.revoked, device: device, detail: message.topic)
+            return
+        }
         // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
         if channel == .state, message.payload.isEmpty { return }
         do throws(WireError) {

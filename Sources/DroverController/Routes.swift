@@ -51,6 +51,12 @@ public enum API {
         }
         change.post("workloads") { request, context in
             let spec = try manifest(try await bodyText(request))
+            // Root on every matching device is an admin's call, not an operator's.
+            if spec.runsAsRoot, case .failure = await access.authorize(request.headers[.authorization], needs: .admin) {
+                throw APIError(.forbidden, "workload '\(spec.name)' runs as root (spec.user); applying it needs an admin token", errors: [
+                    FieldError(path: "spec.user", reason: "root needs the admin role"),
+                ])
+            }
             do {
                 let outcome = try await fleet.apply(spec)
                 return APIJSON.response(ApplyResponse(outcome: outcome, workload: try await fleet.workload(spec.name)), status: outcome == .created ? .created : .ok)

@@ -90,6 +90,13 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         user = try c.decodeIfPresent(String.self, forKey: .user)
     }
 
+    /// Whether the replicas run as root: `user: root` or a uid of 0. (A device refuses a
+    /// name that is root under another name, so these are all the ways.)
+    public var runsAsRoot: Bool {
+        guard let user else { return false }
+        return user == "root" || user.split(separator: ":", omittingEmptySubsequences: false).first.flatMap { Int($0) } == 0
+    }
+
     /// The largest replica count a workload may ask for; a typo such as `replicas: 10000000`
     /// must not make the controller plan ten million replicas.
     public static let maxReplicas = 100_000

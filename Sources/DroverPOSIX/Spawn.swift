@@ -18,8 +18,8 @@ public struct Spawn: Sendable {
     /// stdout and stderr go to this file, appended to.
     public var outputPath = "/dev/null"
     public var directory: String?
-    /// Put the child in a process group of its own (pgid = pid), so the whole group can be
-    /// signalled at once.
+    /// Put the child in a session and process group of its own (pgid = pid), so the whole
+    /// group can be signalled at once.
     public var newProcessGroup = false
     /// Search PATH for a bare executable name.
     public var searchPath = false
@@ -77,10 +77,9 @@ public struct Spawn: Sendable {
         try check(posix_spawnattr_setsigdefault(&attributes, &all))
         try check(posix_spawnattr_setsigmask(&attributes, &none))
         var flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK
-        if newProcessGroup {
-            try check(posix_spawnattr_setpgroup(&attributes, 0))
-            flags |= POSIX_SPAWN_SETPGROUP
-        }
+        // A session of its own, and so a process group (pgid = pid) that can be signalled
+        // at once; no terminal of this process's is reachable from it.
+        if newProcessGroup { flags |= Int32(drover_spawn_setsid_flag()) }
         try check(posix_spawnattr_setflags(&attributes, Int16(flags)))
 
         let (argv, envp) = cArrays()

@@ -13,6 +13,8 @@ public enum DropReason: String, Codable, Sendable, CaseIterable, Error {
     case deviceMismatch
     case invalidField
     case unknownTopic
+    /// From a device whose credentials were revoked (an external broker may still let it in).
+    case revoked
 }
 
 /// A message the codec refused, with enough detail to log.

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import DroverAPI
 import DroverAgent
 import DroverCore
@@ -112,6 +115,9 @@ struct DroverAgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A peer that resets a TLS or HTTP connection mid-write must cost an error, not the process.
+        signal(SIGPIPE, SIG_IGN)
+        try RunAs.checkUnprivileged(workloadUser)
         var logger = Logger(label: "drover-agent")
         let credentials = try credentials(logger: logger)
         if let credentials, let id, id != credentials.device {

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import DroverController
 import DroverMQTT
 import Logging
@@ -81,6 +84,8 @@ struct DroverControllerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A peer that resets a TLS or HTTP connection mid-write must cost an error, not the process.
+        signal(SIGPIPE, SIG_IGN)
         let logger = Logger(label: "drover-controller")
         let address = try listenAddress()
         let configuration = ControllerConfiguration(

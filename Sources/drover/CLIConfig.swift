@@ -87,8 +87,11 @@ struct Connection {
         } else if let name = config.currentContext {
             chosen = config.context(named: name)
         }
+        let url = nonEmpty(controller) ?? nonEmpty(env["DROVER_CONTROLLER"]) ?? chosen?.controller ?? "http://127.0.0.1:7070"
+        // A context's token and CA belong to its controller: never sent to another one.
+        if let context = chosen, context.controller != url { chosen = nil }
         return Connection(
-            controller: nonEmpty(controller) ?? nonEmpty(env["DROVER_CONTROLLER"]) ?? chosen?.controller ?? "http://127.0.0.1:7070",
+            controller: url,
             token: nonEmpty(token) ?? nonEmpty(env["DROVER_TOKEN"]) ?? chosen?.token,
             ca: nonEmpty(ca) ?? nonEmpty(env["DROVER_CA"]) ?? chosen?.ca)
     }

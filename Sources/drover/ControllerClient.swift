@@ -41,7 +41,14 @@ struct ControllerClient {
             request.body = .bytes(ByteBuffer(bytes: body))
             request.headers.add(name: "Content-Type", value: contentType)
         }
-        if let token = connection.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let token = connection.token {
+            // Over plain HTTP anyone on the way reads the token: only to this machine.
+            let host = parsed.host ?? ""
+            guard parsed.scheme == "https" || host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.") else {
+                fail("not sending a token over plain HTTP to \(host); use https:// (the controller's --tls)")
+            }
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
         let status: Int
         let data: Data
         do {

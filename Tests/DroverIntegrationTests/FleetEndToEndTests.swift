@@ -26,7 +26,7 @@ struct FleetEndToEndTests {
                 #expect(Harness.isAlive(r.pid), "\(r.id) pid \(r.pid) is not running")
                 // The process really belongs to that device's agent: it works in its replica dir.
                 let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(r.pid)/cwd")
-                #expect(cwd == bed.agentDir(r.device) + "/replicas/" + r.id)
+                #expect(cwd == bed.agentDir(r.device) + "/replicas/" + r.id + "/work")
             }
             #expect(Harness.processes(under: bed.agentDir("cam-1")).isEmpty)
 

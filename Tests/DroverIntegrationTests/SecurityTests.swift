@@ -91,9 +91,11 @@ struct SecurityTests {
         let secrets = ["credentials.json", "ca.pem", "agent.db", "agent.db-wal"].map { bed.agentDir("gw-1") + "/" + $0 }
             + ["admin.token", "controller.db", "controller.db-wal", "mosquitto.passwd", "mosquitto.acl", "mqtt-controller.secret", "tls/ca.key", "mosquitto.conf"].map { bed.dir + "/controller/" + $0 }
         for path in secrets { #expect(Self.mode(path) == 0o600, "\(path): \(String(Self.mode(path), radix: 8))") }
-        for path in [bed.agentDir("gw-1"), bed.dir + "/controller", bed.dir + "/controller/tls"] {
+        for path in [bed.dir + "/controller", bed.dir + "/controller/tls"] {
             #expect(Self.mode(path) == 0o700, "\(path): \(String(Self.mode(path), radix: 8))")
         }
+        // Replicas of another user pass through the agent's dir to their own, never list it.
+        #expect(Self.mode(bed.agentDir("gw-1")) == 0o711)
         let password = try bed.mqttLogin("gw-1")[3]
         #expect(!first.log.contains(password), "the password must never be logged")
 
@@ -142,7 +144,7 @@ struct LeastPrivilegeTests {
           replicas: 1
           resources: {cpu: 10m, memory: 1Mi}
         \(user.map { "  user: \"\($0)\"" } ?? "")
-          command: ["/bin/sh", "-c", "touch owned-by-me; exec sleep 1000"]
+          command: ["/bin/sh", "-c", "touch $HOME/owned-by-me; ln -s /etc/passwd ../output.log.1; exec sleep 1000"]
         """
     }
 
@@ -178,10 +180,16 @@ struct LeastPrivilegeTests {
             guard let pid = try await bed.running(name).first?.pid else { continue }
             #expect(Self.uid(pid) == uid, "\(name) (user \(user ?? "default")) runs as uid \(String(describing: Self.uid(pid)))")
             // Its working directory is its own: the file it made there is owned by it.
-            let made = bed.agentDir("gw-1") + "/replicas/\(name)-0/owned-by-me"
+            let made = bed.agentDir("gw-1") + "/replicas/\(name)-0/work/owned-by-me"
             #expect(await Harness.eventually(.seconds(5)) { FileManager.default.fileExists(atPath: made) })
             let owner = (try? FileManager.default.attributesOfItem(atPath: made))?[.ownerAccountID] as? Int
             #expect(owner == uid, "\(made) is owned by \(String(describing: owner))")
+            // Its log is beside its working directory, in the agent's: no link of its can be
+            // there for the agent (root) to write through when it rotates the log.
+            if uid != 0 {
+                let link = bed.agentDir("gw-1") + "/replicas/\(name)-0/output.log.1"
+                #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == nil, "\(name) put a link where its log rotates")
+            }
         }
 
         try await bed.apply(Self.manifest("ghost", user: "no-such-user"))

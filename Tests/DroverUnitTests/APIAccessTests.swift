@@ -84,4 +84,46 @@ struct APIAccessTests {
             }
         }
     }
+
+    static func manifest(user: String) -> String {
+        """
+        apiVersion: drover/v1
+        kind: Workload
+        metadata: {name: web}
+        spec:
+          replicas: 1
+          command: ["/bin/sleep", "100"]
+          user: "\(user)"
+        """
+    }
+
+    @Test("a workload that runs as root needs an admin token; an operator may apply it as any other user")
+    func rootNeedsAdmin() async throws {
+        let (app, _) = try await APITests.app()
+        try await app.test(.router) { client in
+            for user in ["root", "0", "0:0"] {
+                let manifest = Self.manifest(user: user)
+                try await client.execute(uri: "/v1/workloads", method: .post, headers: APITests.bearer("operator"), body: ByteBuffer(string: manifest)) { r in
+                    #expect(r.status == .forbidden, "\(user)")
+                    #expect(String(buffer: r.body).contains("spec.user"))
+                }
+            }
+            try await client.execute(uri: "/v1/workloads", method: .post, headers: APITests.bearer("operator"), body: ByteBuffer(string: Self.manifest(user: "nobody"))) {
+                #expect($0.status == .created)
+            }
+            try await client.execute(uri: "/v1/workloads", method: .post, headers: APITests.admin, body: ByteBuffer(string: Self.manifest(user: "root"))) {
+                #expect($0.status == .ok)
+            }
+        }
+    }
+
+    @Test("a token name that looks like an id is refused, so that revoking by id or name is never ambiguous")
+    func namesAreNotIDs() async throws {
+        let (app, _) = try await APITests.app()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/tokens", method: .post, headers: APITests.admin, body: ByteBuffer(string: #"{"name": "0123456789ab", "role": "viewer"}"#)) {
+                #expect($0.status == .badRequest)
+            }
+        }
+    }
 }

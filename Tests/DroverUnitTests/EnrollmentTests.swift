@@ -4,6 +4,7 @@ import DroverStore
 import Foundation
 import Logging
 import Testing
+@testable import DroverAgent
 
 @Suite("Enrollment and device credentials")
 struct EnrollmentTests {
@@ -74,6 +75,10 @@ struct EnrollmentTests {
         #expect(await access.enrolledLabels("gw-1") == nil)
         await #expect(throws: (any Error).self) { try await access.exchange(pending.token, now: 5) }
         await #expect(throws: (any Error).self) { try await access.revokeDevice("never-enrolled", now: 5) }
+        // A device that never enrolled: revoking it spends the token that may have leaked.
+        let leaked = try await access.enroll(device: "gw-9", request: EnrollRequest(), now: 5)
+        try await access.revokeDevice("gw-9", now: 6)
+        await #expect(throws: (any Error).self) { try await access.exchange(leaked.token, now: 7) }
         let again = try await access.exchange(try await access.enroll(device: "gw-1", request: EnrollRequest(), now: 6).token, now: 7)
         #expect(again.password != first.password)
         #expect(await !access.isRevoked("gw-1"))
@@ -98,5 +103,21 @@ struct EnrollmentTests {
         for path in [files.passwordFile, files.aclFile, dir + "/mqtt-controller.secret"] {
             #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600, "\(path)")
         }
+    }
+
+    @Test("an agent trusts exactly one CA certificate, the one its token names, and enrolls over plain HTTP only on loopback")
+    func agentSide() async throws {
+        let (_, _, dir) = try await Self.access()
+        let pem = try String(contentsOfFile: dir + "/tls/ca.pem", encoding: .utf8)
+        let ca = try CertificateAuthority(dataDir: dir)
+        #expect(try Enroller.fingerprint(ofPEM: pem) == ca.fingerprint)
+        let other = try CertificateAuthority(dataDir: try Fixtures.temporaryDirectory()).certificatePEM
+        #expect(throws: EnrollmentError.self) { try Enroller.fingerprint(ofPEM: pem + other) }
+        #expect(throws: EnrollmentError.self) { try Enroller.fingerprint(ofPEM: "not a certificate") }
+        for (url, loopback) in [("http://127.0.0.1:7070", true), ("http://localhost", true), ("http://[::1]:7070", true), ("http://10.0.0.5:7070", false), ("http://127.evil.example", false)] {
+            #expect(try HTTPExchange.Endpoint(url: url).isLoopback == loopback, "\(url)")
+        }
+        let token = EnrollmentToken(id: String(repeating: "a", count: 12), secret: String(repeating: "b", count: 64), caFingerprint: ca.fingerprint).text
+        #expect(throws: EnrollmentError.self) { try Enroller.enroll(controller: "http://10.0.0.5:7070", token: token, dataDir: dir + "/agent", expectedDevice: nil) }
     }
 }

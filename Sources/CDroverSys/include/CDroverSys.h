@@ -8,6 +8,8 @@
 // broker socket, or the broker would not notice the agent dying and never send its will.
 int drover_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 int drover_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+// POSIX_SPAWN_SETSID: the child starts a session of its own (and so a process group).
+short drover_spawn_setsid_flag(void);
 // Makes the calling process a child subreaper: orphans of its replicas are reparented to it.
 int drover_set_child_subreaper(void);
 

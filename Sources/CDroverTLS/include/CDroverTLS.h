@@ -22,8 +22,8 @@ void drover_tls_free(void *p);
 /// names it, in `error`), -1 when it cannot be reached or speaks no TLS.
 int drover_tls_probe(const char *host, int port, const char *ca_pem, int timeout_seconds, char *error, size_t error_len);
 
-/// SHA-256 of the DER SubjectPublicKeyInfo of the first certificate in `pem`, as kubeadm's
-/// discovery hash. Returns 0, or -1 if `pem` holds no certificate.
+/// SHA-256 of the DER SubjectPublicKeyInfo of the certificate in `pem`, as kubeadm's
+/// discovery hash. Returns 0, or -1 unless `pem` holds exactly one certificate.
 int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32]);
 
 #endif
