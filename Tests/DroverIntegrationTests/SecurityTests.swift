@@ -204,3 +204,31 @@ struct LeastPrivilegeTests {
         #expect(code == 422 && "\(body)".contains("spec.user"), "\(code) \(body)")
     }
 }
+
+@Suite("Revocation on a broker of the operator's", .serialized)
+struct ExternalRevocationTests {
+    @Test("on an external broker that still lets a revoked device in, the controller drops what it says and judges it unreachable")
+    func revokedIsNotHeard() async throws {
+        try await FleetTestbed.run("revoke-external", externalBroker: true, Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        // Enrolled through the API; the broker (anonymous, no password file) lets anyone in.
+        let token = try bed.enrollmentTokenFile("gw-1")
+        bed.agents["gw-1"] = try TestProcess(
+            Harness.binary("drover-agent"), ["--controller", bed.controllerURL, "--token-file", token, "--data-dir", bed.agentDir("gw-1"), "--beat-interval", "0.5"],
+            log: bed.dir + "/gw-1.log")
+        try await bed.waitForDevices(online: 1)
+        let (status, output) = try bed.drover(["devices", "revoke", "gw-1"])
+        #expect(status == 0, "\(output)")
+        try await bed.waitPastGrace()
+        let unheard = await Harness.eventually(.seconds(15)) {
+            let fleet = (try? await bed.api.get("/v1/status"))?["fleet"] as? [String: Any]
+            let device = (try? await bed.api.get("/v1/devices/gw-1"))?["record"] as? [String: Any]
+            return ((fleet?["droppedMessages"] as? [String: Int])?["revoked"] ?? 0) > 0 && device?["presence"] as? String == "unreachable"
+        }
+        let device = (try? await bed.api.get("/v1/devices/gw-1")) ?? [:]
+        #expect(unheard, "\(device)")
+        #expect(bed.agents["gw-1"]?.isRunning == true, "the agent itself still runs and beats")
+    }
+}
