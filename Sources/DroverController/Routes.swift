@@ -13,7 +13,9 @@ public enum API {
 
     /// Routes are registered on the group of the role they need; `/v1/health` alone needs
     /// no token.
-    public static func router(fleet: Fleet, info: ControllerInfo, access: AccessControl, brokerConnected: @escaping @Sendable () -> Bool) -> Router<BasicRequestContext> {
+    public static func router(
+        fleet: Fleet, info: ControllerInfo, access: AccessControl, registryDir: String? = nil, brokerConnected: @escaping @Sendable () -> Bool
+    ) throws -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: MethodNotAllowed())
         let open = router.group("v1")
@@ -23,6 +25,7 @@ public enum API {
         let admin = router.group("v1").add(middleware: Authorization(access: access, needs: .admin))
         tokenRoutes(admin, access: access)
         enrollmentRoutes(open: open, admin: admin, access: access, fleet: fleet)
+        if let registryDir { registryRoutes(router, access: access, store: try RegistryStore(dataDir: registryDir)) }
 
         v1.get("status") { _, _ in
             APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))

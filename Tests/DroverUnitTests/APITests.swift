@@ -19,7 +19,7 @@ struct APITests {
             APITokenRecord(id: role == "admin" ? "test" : role, name: role, role: role, hash: secretHash, created: 1)
         }))
         let access = try AccessControl(store: store, logger: FleetFixture.logger)
-        return (Application(router: API.router(fleet: fleet, info: info, access: access, brokerConnected: { true })), fleet)
+        return (Application(router: try API.router(fleet: fleet, info: info, access: access, registryDir: dir, brokerConnected: { true })), fleet)
     }
 
     /// SHA-256 of "secret".

@@ -1,0 +1,189 @@
+import Crypto
+import Foundation
+
+/// The controller's OCI registry on disk, under `<data dir>/registry/`: blobs content-addressed
+/// (`blobs/sha256/<hex>`, manifests too, with their media type beside them), tags as files
+/// naming a digest (`repositories/<name>/tags/<tag>`), uploads in progress under `uploads/`.
+/// A blob enters only under the digest of its bytes, checked while it is moved in.
+struct RegistryStore: Sendable {
+    let root: String
+
+    init(dataDir: String) throws {
+        root = dataDir + "/registry"
+        for dir in ["blobs/sha256", "uploads", "repositories"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true)
+        }
+    }
+
+    static let maxManifestBytes = 4 << 20
+    static let maxBlobBytes: Int64 = 8 << 30
+
+    // MARK: Names
+
+    /// `sha256:<64 hex>`; the only algorithm stored.
+    static func hex(ofDigest digest: String) -> String? {
+        guard digest.hasPrefix("sha256:") else { return nil }
+        let hex = digest.dropFirst(7)
+        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+        return String(hex)
+    }
+
+    /// The OCI distribution spec's repository name: components joined by `/`, each
+    /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`; at most 255 characters.
+    static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 255 else { return false }
+        return name.split(separator: "/", omittingEmptySubsequences: false).allSatisfy(isValidComponent)
+    }
+
+    private static func isValidComponent(_ component: Substring) -> Bool {
+        let b = Array(component.utf8)
+        func alnum(_ i: Int) -> Bool { i < b.count && ((b[i] >= 0x61 && b[i] <= 0x7A) || (b[i] >= 0x30 && b[i] <= 0x39)) }
+        guard alnum(0) else { return false }
+        var i = 0
+        while i < b.count {
+            if alnum(i) { i += 1; continue }
+            switch b[i] {
+            case UInt8(ascii: "."): i += 1
+            case UInt8(ascii: "_"): i += (i + 1 < b.count && b[i + 1] == UInt8(ascii: "_")) ? 2 : 1
+            case UInt8(ascii: "-"): while i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
+            default: return false
+            }
+            guard alnum(i) else { return false }
+        }
+        return true
+    }
+
+    /// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+    static func isValidTag(_ tag: String) -> Bool {
+        guard let first = tag.first, tag.count <= 128, first.isASCII, first.isLetter || first.isNumber || first == "_" else { return false }
+        return tag.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "-") }
+    }
+
+    // MARK: Blobs
+
+    func blobPath(_ hex: String) -> String { root + "/blobs/sha256/" + hex }
+
+    func blobSize(_ digest: String) -> Int64? {
+        guard let hex = Self.hex(ofDigest: digest) else { return nil }
+        return (try? FileManager.default.attributesOfItem(atPath: blobPath(hex)))?[.size] as? Int64
+    }
+
+    /// Moves `file` in as the blob `digest`, if its bytes hash to it; removes `file` either way.
+    func commit(_ file: String, as digest: String) throws(RegistryError) {
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        guard let hex = Self.hex(ofDigest: digest) else { throw .digestInvalid("'\(digest.prefix(80))' is not sha256:<64 hex digits>") }
+        let actual = try Self.sha256(ofFile: file)
+        guard actual == hex else { throw .digestInvalid("the bytes hash to sha256:\(actual), not \(digest)") }
+        guard rename(file, blobPath(hex)) == 0 else { throw .storage("cannot store blob \(digest): \(String(cString: strerror(errno)))") }
+    }
+
+    static func sha256(ofFile path: String) throws(RegistryError) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw .storage("cannot read \(path)") }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while true {
+            let chunk: Data
+            do { chunk = try handle.read(upToCount: 1 << 20) ?? Data() } catch { throw .storage("cannot read \(path): \(error)") }
+            if chunk.isEmpty { break }
+            hasher.update(data: chunk)
+        }
+        return Secrets.hex(hasher.finalize())
+    }
+
+    // MARK: Uploads
+
+    func uploadPath(_ id: String) -> String? {
+        guard id.count == 32, id.allSatisfy(\.isHexDigit) else { return nil }
+        return root + "/uploads/" + id
+    }
+
+    func startUpload() throws(RegistryError) -> String {
+        let id = Secrets.randomHex(bytes: 16)
+        guard let path = uploadPath(id), FileManager.default.createFile(atPath: path, contents: nil) else { throw .storage("cannot start an upload") }
+        return id
+    }
+
+    func uploadSize(_ id: String) -> Int64? {
+        guard let path = uploadPath(id) else { return nil }
+        return (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64
+    }
+
+    // MARK: Manifests and tags
+
+    func manifest(_ name: String, reference: String) -> (digest: String, body: Data, mediaType: String)? {
+        let digest: String
+        if Self.hex(ofDigest: reference) != nil {
+            digest = reference
+        } else {
+            guard Self.isValidTag(reference), let text = try? String(contentsOfFile: tagPath(name, reference), encoding: .utf8) else { return nil }
+            digest = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let hex = Self.hex(ofDigest: digest), let body = FileManager.default.contents(atPath: blobPath(hex)),
+            let mediaType = try? String(contentsOfFile: blobPath(hex) + ".type", encoding: .utf8)
+        else { return nil }
+        return (digest, body, mediaType)
+    }
+
+    func tagPath(_ name: String, _ tag: String) -> String { root + "/repositories/" + name + "/tags/" + tag }
+
+    /// Stores a manifest under its digest and, when `reference` is a tag, points the tag at it.
+    /// Every blob it names must be here already.
+    func putManifest(_ name: String, reference: String, body: Data, mediaType: String) throws(RegistryError) -> String {
+        let hex = Secrets.hex(SHA256.hash(data: body))
+        let digest = "sha256:" + hex
+        if Self.hex(ofDigest: reference) != nil, reference != digest {
+            throw .digestInvalid("the manifest hashes to \(digest), not \(reference)")
+        }
+        for referenced in try Self.referencedDigests(body) where blobSize(referenced) == nil && manifestType(referenced) == nil {
+            throw .manifestBlobUnknown(referenced)
+        }
+        do {
+            try body.write(to: URL(fileURLWithPath: blobPath(hex)), options: .atomic)
+            try mediaType.write(toFile: blobPath(hex) + ".type", atomically: true, encoding: .utf8)
+            if Self.hex(ofDigest: reference) == nil {
+                try FileManager.default.createDirectory(atPath: root + "/repositories/" + name + "/tags", withIntermediateDirectories: true)
+                try (digest + "\n").write(toFile: tagPath(name, reference), atomically: true, encoding: .utf8)
+            }
+        } catch {
+            throw .storage("cannot store the manifest: \(error)")
+        }
+        return digest
+    }
+
+    func manifestType(_ digest: String) -> String? {
+        Self.hex(ofDigest: digest).flatMap { try? String(contentsOfFile: blobPath($0) + ".type", encoding: .utf8) }
+    }
+
+    /// The digests an image manifest (config, layers) or an index (manifests) names.
+    static func referencedDigests(_ body: Data) throws(RegistryError) -> [String] {
+        struct Descriptor: Decodable { var digest: String }
+        struct Manifest: Decodable {
+            var config: Descriptor?
+            var layers: [Descriptor]?
+            var manifests: [Descriptor]?
+        }
+        guard let m = try? JSONDecoder().decode(Manifest.self, from: body) else { throw .manifestInvalid("not a JSON image manifest or index") }
+        return (m.config.map { [$0] } ?? []).map(\.digest) + (m.layers ?? []).map(\.digest) + (m.manifests ?? []).map(\.digest)
+    }
+
+    func tags(_ name: String) -> [String]? {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: root + "/repositories/" + name + "/tags") else { return nil }
+        return entries.filter(Self.isValidTag).sorted()
+    }
+}
+
+/// Errors in the OCI distribution spec's terms: `{"errors": [{"code": ..., "message": ...}]}`.
+enum RegistryError: Error {
+    case nameInvalid(String)
+    case nameUnknown(String)
+    case blobUnknown(String)
+    case blobUploadUnknown
+    case digestInvalid(String)
+    case manifestUnknown(String)
+    case manifestInvalid(String)
+    case manifestBlobUnknown(String)
+    case sizeInvalid(String)
+    case rangeInvalid
+    case unsupported(String)
+    case storage(String)
+}

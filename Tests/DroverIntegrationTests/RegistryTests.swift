@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The controller's OCI registry, driven by skopeo (an independent client) and curl.
+@Suite("Controller registry", .serialized)
+struct RegistryTests {
+    @Test("skopeo pushes an image built offline and pulls it back byte for byte; ranges, bad digests and roles hold")
+    func pushPull() async throws {
+        try await FleetTestbed.run("registry", Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        let archive = bed.dir + "/busybox.tar"
+        let built = try Harness.run(Harness.repoRoot + "/tools/build-image", [archive, "v1", "/bin/sh", "-c", "echo hi"])
+        #expect(built.status == 0, "\(built.output)")
+        let registry = "127.0.0.1:\(bed.apiPort)"
+        let admin = bed.api.token ?? ""
+        let push = try Harness.run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "--dest-registry-token", admin, "oci-archive:\(archive):v1", "docker://\(registry)/demo/busybox:v1"])
+        #expect(push.status == 0, "\(push.output)")
+        let pull = try Harness.run("/usr/bin/skopeo", ["copy", "--src-tls-verify=false", "--src-registry-token", admin, "docker://\(registry)/demo/busybox:v1", "oci:\(bed.dir)/back:v1"])
+        #expect(pull.status == 0, "\(pull.output)")
+
+        // Every blob of the original is back, under its digest, with the same bytes.
+        let original = bed.dir + "/original"
+        try FileManager.default.createDirectory(atPath: original, withIntermediateDirectories: true)
+        _ = try Harness.run("/bin/tar", ["-C", original, "-xf", archive])
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: original + "/blobs/sha256")
+        #expect(blobs.count == 3)
+        for blob in blobs {
+            let a = FileManager.default.contents(atPath: original + "/blobs/sha256/" + blob)
+            let b = FileManager.default.contents(atPath: bed.dir + "/back/blobs/sha256/" + blob)
+            #expect(a != nil && a == b, "blob \(blob) differs after the round trip")
+        }
+
+        let tags = try Harness.run("/usr/bin/skopeo", ["list-tags", "--tls-verify=false", "--registry-token", admin, "docker://\(registry)/demo/busybox"])
+        #expect(tags.output.contains("\"v1\""), "\(tags.output)")
+
+        // A range of a layer, as an interrupted download resumes.
+        let layer = try #require(blobs.max { (Self.size(original + "/blobs/sha256/" + $0)) < (Self.size(original + "/blobs/sha256/" + $1)) })
+        let part = bed.dir + "/part"
+        let ranged = try Harness.run("/usr/bin/curl", ["-s", "-o", part, "-w", "%{http_code}", "-H", "Authorization: Bearer \(admin)", "-H", "Range: bytes=100-4195",
+                                                       "http://\(registry)/v2/demo/busybox/blobs/sha256:\(layer)"])
+        #expect(ranged.output == "206", "\(ranged.output)")
+        let whole = try #require(FileManager.default.contents(atPath: original + "/blobs/sha256/" + layer))
+        #expect(FileManager.default.contents(atPath: part) == whole.subdata(in: 100..<4196))
+
+        // A blob whose bytes are not its digest is refused, and not stored.
+        try "not what it says".write(toFile: bed.dir + "/liar", atomically: true, encoding: .utf8)
+        let lie = "sha256:" + String(repeating: "0", count: 64)
+        let refused = try Harness.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data-binary", "@\(bed.dir)/liar",
+                                                        "http://\(registry)/v2/demo/busybox/blobs/uploads/?digest=\(lie)"])
+        #expect(refused.output.hasSuffix("400") && refused.output.contains("DIGEST_INVALID"), "\(refused.output)")
+        let head = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "-H", "Authorization: Bearer \(admin)", "http://\(registry)/v2/demo/busybox/blobs/\(lie)"])
+        #expect(head.output == "404")
+
+        // Without a token nothing; a viewer pulls but cannot push.
+        let anonymous = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(registry)/v2/demo/busybox/tags/list"])
+        #expect(anonymous.output == "401")
+        let made = try bed.drover(["tokens", "create", "puller", "--role", "viewer"])
+        let viewer = made.output.split(separator: "\n").first { $0.hasPrefix("drv_") }.map(String.init) ?? ""
+        let viewerPull = try Harness.run("/usr/bin/skopeo", ["inspect", "--tls-verify=false", "--registry-token", viewer, "docker://\(registry)/demo/busybox:v1"])
+        #expect(viewerPull.status == 0, "\(viewerPull.output)")
+        let viewerPush = try Harness.run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "--dest-registry-token", viewer, "oci-archive:\(archive):v1", "docker://\(registry)/demo/other:v1"])
+        #expect(viewerPush.status != 0)
+    }
+
+    static func size(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }
+}
