@@ -129,6 +129,20 @@ extension AccessControl {
 
     public func isRevoked(_ device: String) -> Bool { revoked.contains(device) }
 
+    /// `Authorization: Basic base64(<device id>:<password>)` with a device's own MQTT
+    /// credentials, not revoked: how agents pull images from the controller's registry.
+    func authorizeDevice(_ header: String?) -> String? {
+        guard let header, header.lowercased().hasPrefix("basic "), header.count < 1024,
+            let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":")
+        else { return nil }
+        let device = String(text[..<colon]), password = String(text[text.index(after: colon)...])
+        guard let record = security.credentials.first(where: { $0.device == device && $0.revoked == nil }),
+            BrokerCredentials.verify(password: password, against: record.passwordHash)
+        else { return nil }
+        return device
+    }
+
     public var brokerSecured: Bool { enrollment != nil }
 
     private func publishCredentials(_ enrollment: Enrollment, _ credentials: [DeviceCredentialRecord]) throws {

@@ -63,9 +63,23 @@ public struct BrokerCredentials: Sendable {
     public static func mosquittoHash(password: String) throws -> String {
         var generator = SystemRandomNumberGenerator()
         let salt = (0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return try mosquittoHash(password: password, salt: salt, rounds: 101)
+    }
+
+    static func mosquittoHash(password: String, salt: [UInt8], rounds: Int) throws -> String {
         let key = try KDF.Insecure.PBKDF2.deriveKey(
-            from: Array(password.utf8), salt: salt, using: .sha512, outputByteCount: 64, unsafeUncheckedRounds: 101)
+            from: Array(password.utf8), salt: salt, using: .sha512, outputByteCount: 64, unsafeUncheckedRounds: rounds)
         let hash = key.withUnsafeBytes { Data($0) }
-        return "$7$101$\(Data(salt).base64EncodedString())$\(hash.base64EncodedString())"
+        return "$7$\(rounds)$\(Data(salt).base64EncodedString())$\(hash.base64EncodedString())"
+    }
+
+    /// Whether `password` is the one `hash` (mosquitto's `$7$` form) was made from.
+    static func verify(password: String, against hash: String) -> Bool {
+        let parts = hash.split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[1] == "7", let rounds = Int(parts[2]), (1...1_000_000).contains(rounds),
+            let salt = Data(base64Encoded: String(parts[3])), salt.count <= 64,
+            let again = try? mosquittoHash(password: password, salt: Array(salt), rounds: rounds)
+        else { return false }
+        return Secrets.constantTimeEqual(again, hash)
     }
 }

@@ -62,6 +62,21 @@ struct RegistryTests {
         #expect(viewerPull.status == 0, "\(viewerPull.output)")
         let viewerPush = try Harness.run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "--dest-registry-token", viewer, "oci-archive:\(archive):v1", "docker://\(registry)/demo/other:v1"])
         #expect(viewerPush.status != 0)
+
+        // An enrolled device pulls with its own MQTT credentials; a wrong or revoked one cannot.
+        try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=256Mi")
+        try await bed.waitForDevices(online: 1)
+        let password = try bed.mqttLogin("gw-1")[3]
+        func asDevice(_ login: String) throws -> String {
+            try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", login, "http://\(registry)/v2/demo/busybox/manifests/v1"]).output
+        }
+        #expect(try asDevice("gw-1:\(password)") == "200")
+        #expect(try asDevice("gw-1:\(String(repeating: "0", count: 64))") == "401")
+        #expect(try asDevice("gw-2:\(password)") == "401")
+        let devicePush = try Harness.run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "--dest-creds", "gw-1:\(password)", "oci-archive:\(archive):v1", "docker://\(registry)/demo/mine:v1"])
+        #expect(devicePush.status != 0, "a device must not push")
+        _ = try bed.drover(["devices", "revoke", "gw-1"])
+        #expect(try asDevice("gw-1:\(password)") == "401")
     }
 
     static func size(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }

@@ -5,10 +5,12 @@ import Hummingbird
 
 /// The OCI distribution API under `/v2/`, enough for `skopeo` and the agents to push and pull:
 /// blobs (`HEAD`, `GET` with `Range`, chunked and monolithic uploads), manifests by tag or digest,
-/// tags lists. Reads need a viewer token, writes an operator's (the API's bearer tokens).
+/// tags lists. Reads need a viewer token or an enrolled device's credentials, writes an
+/// operator's token.
 extension API {
     static func registryRoutes(_ router: Router<BasicRequestContext>, access: AccessControl, store: RegistryStore) {
-        let read = router.group("v2").add(middleware: Authorization(access: access, needs: .viewer))
+        // Devices pull with their own MQTT credentials (Basic); people and tools with tokens.
+        let read = router.group("v2").add(middleware: Authorization(access: access, needs: .viewer, devices: true))
         let write = router.group("v2").add(middleware: Authorization(access: access, needs: .operator))
         let files = FileIO()
         read.get { _, _ in Registry.json("{}") }
