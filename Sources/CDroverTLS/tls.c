@@ -1,6 +1,8 @@
 #include "CDroverTLS.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <strings.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,4 +221,134 @@ int drover_tls_spki_sha256(const char *pem, size_t pem_len, unsigned char out[32
     int ok = EVP_Digest(der, (size_t)len, out, &out_len, EVP_sha256(), NULL);
     OPENSSL_free(der);
     return ok == 1 && out_len == 32 ? 0 : -1;
+}
+
+static long long content_length(const char *head, size_t len) {
+    // Header names are case-insensitive; the value is digits.
+    const char *p = head;
+    const char *end = head + len;
+    while (p < end) {
+        const char *line_end = memchr(p, '\n', (size_t)(end - p));
+        if (line_end == NULL) line_end = end;
+        if ((size_t)(line_end - p) > 15 && strncasecmp(p, "content-length:", 15) == 0) {
+            long long value = 0;
+            const char *q = p + 15;
+            while (q < line_end && (*q == ' ' || *q == '\t')) q++;
+            if (q == line_end || *q < '0' || *q > '9') return -1;
+            while (q < line_end && *q >= '0' && *q <= '9') {
+                if (value > (LLONG_MAX - 9) / 10) return -1;
+                value = value * 10 + (*q - '0');
+                q++;
+            }
+            return value;
+        }
+        if ((size_t)(line_end - p) > 18 && strncasecmp(p, "transfer-encoding:", 18) == 0) return -2;
+        p = line_end + 1;
+    }
+    return -1;
+}
+
+int drover_tls_download(const char *host, int port, int use_tls, const char *ca_pem, int verify,
+                        const char *request, size_t request_len, int timeout_seconds,
+                        char *head, size_t head_capacity, size_t *head_len, int fd, long long *body_bytes,
+                        char *error, size_t error_len) {
+    *head_len = 0;
+    *body_bytes = 0;
+    errno = 0;
+    ERR_clear_error();
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    int result = -1;
+    int sock = connect_tcp(host, port, timeout_seconds, error, error_len);
+    if (sock < 0) return -1;
+    if (use_tls) {
+        ssl = tls_client(&ctx, sock, host, ca_pem, verify, error, error_len);
+        if (ssl == NULL || tls_handshake(ssl, error, error_len) != 0) goto done;
+    }
+    if (write_all(ssl, sock, request, request_len) != 0) { set_error(error, error_len, "cannot send the request"); goto done; }
+
+    char buffer[65536];
+    size_t used = 0;
+    long long expected = -1;
+    int in_body = 0;
+    for (;;) {
+        int n = ssl ? SSL_read(ssl, buffer, (int)sizeof buffer) : (int)recv(sock, buffer, sizeof buffer, 0);
+        if (n <= 0) {
+            if (ssl) {
+                int code = SSL_get_error(ssl, n);
+                if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && errno == 0)) n = 0;
+            }
+            if (n < 0) {
+                set_error(error, error_len, errno == EAGAIN || errno == EWOULDBLOCK ? "no data in time" : "the connection broke");
+                goto done;
+            }
+            // The end of the connection: the body is whole only if no length was promised, or all of it came.
+            if (!in_body) { snprintf(error, error_len, "the answer ended inside its header"); goto done; }
+            if (expected >= 0 && *body_bytes < expected) { snprintf(error, error_len, "the answer was cut after %lld of %lld bytes", *body_bytes, expected); goto done; }
+            result = 0;
+            goto done;
+        }
+        char *data = buffer;
+        size_t len = (size_t)n;
+        if (!in_body) {
+            size_t take = len < head_capacity - used ? len : head_capacity - used;
+            memcpy(head + used, data, take);
+            size_t before = used;
+            used += take;
+            char *end = NULL;
+            for (size_t i = before >= 3 ? before - 3 : 0; i + 3 < used; i++) {
+                if (memcmp(head + i, "\r\n\r\n", 4) == 0) { end = head + i + 4; break; }
+            }
+            if (end == NULL) {
+                if (used == head_capacity) { snprintf(error, error_len, "the answer's header is too long"); goto done; }
+                continue;
+            }
+            *head_len = (size_t)(end - head);
+            expected = content_length(head, *head_len);
+            if (expected == -2) { snprintf(error, error_len, "chunked downloads are not supported"); goto done; }
+            in_body = 1;
+            size_t consumed = *head_len - before;
+            data += consumed;
+            len -= consumed;
+        }
+        if (expected >= 0 && (long long)len > expected - *body_bytes) len = (size_t)(expected - *body_bytes);
+        size_t written = 0;
+        while (written < len) {
+            ssize_t w = write(fd, data + written, len - written);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { set_error(error, error_len, "cannot write the download"); goto done; }
+            written += (size_t)w;
+            *body_bytes += w;
+        }
+        if (expected >= 0 && *body_bytes >= expected) { result = 0; goto done; }
+    }
+
+done:
+    if (ssl != NULL) { SSL_shutdown(ssl); SSL_free(ssl); }
+    if (ctx != NULL) SSL_CTX_free(ctx);
+    close(sock);
+    ERR_clear_error();
+    return result;
+}
+
+int drover_sha256_fd(int fd, unsigned char out[32]) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) { EVP_MD_CTX_free(md); return -1; }
+    unsigned char buffer[65536];
+    for (;;) {
+        ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { EVP_MD_CTX_free(md); return -1; }
+        if (n == 0) break;
+        EVP_DigestUpdate(md, buffer, (size_t)n);
+    }
+    unsigned int len = 0;
+    int ok = EVP_DigestFinal_ex(md, out, &len);
+    EVP_MD_CTX_free(md);
+    return ok == 1 && len == 32 ? 0 : -1;
+}
+
+int drover_sha256(const void *data, size_t len, unsigned char out[32]) {
+    unsigned int out_len = 0;
+    return EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) == 1 && out_len == 32 ? 0 : -1;
 }

@@ -61,8 +61,11 @@ public struct DeviceCredentials: Codable, Sendable, Equatable {
     public var password: String
     public var labels: [String: String]
     public var ca: String
+    /// The controller's API URL, as the agent enrolled with it (kept by the agent, not sent).
+    public var controller: String?
 
-    public init(device: String, broker: String, username: String, password: String, labels: [String: String], ca: String) {
+    public init(device: String, broker: String, username: String, password: String, labels: [String: String], ca: String, controller: String? = nil) {
+        self.controller = controller
         self.device = device
         self.broker = broker
         self.username = username

@@ -87,7 +87,7 @@ public enum Enroller {
         do { body = Array(try JSONEncoder().encode(EnrollExchange(token: token.text))) } catch { throw .protocolError("\(error)") }
         let answer = try HTTPExchange(endpoint: endpoint, caPEM: info.certificate, verify: true).send("POST", "/v1/enroll", json: body)
         guard answer.status == 200 else { throw .refused(message(answer.body)) }
-        guard let credentials = try? JSONDecoder().decode(DeviceCredentials.self, from: Data(answer.body)) else {
+        guard var credentials = try? JSONDecoder().decode(DeviceCredentials.self, from: Data(answer.body)) else {
             throw .protocolError("POST /v1/enroll answered with something that is not credentials")
         }
         if let expectedDevice, expectedDevice != credentials.device {
@@ -96,6 +96,7 @@ public enum Enroller {
         guard (try? fingerprint(ofPEM: credentials.ca)) == token.caFingerprint else {
             throw .wrongController("the controller handed over a CA that is not the one the token names")
         }
+        credentials.controller = controller
         try StoredCredentials.save(credentials, dataDir: dataDir)
         return credentials
     }

@@ -46,6 +46,7 @@ struct HTTPExchange {
 
     struct Response {
         var status: Int
+        var headers: [String: String] = [:]
         var body: [UInt8]
     }
 
@@ -56,9 +57,17 @@ struct HTTPExchange {
 
     static let maxResponse = 1 << 20
 
-    func send(_ method: String, _ path: String, json body: [UInt8]? = nil) throws(EnrollmentError) -> Response {
-        let hostHeader = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
-        var head = "\(method) \(endpoint.basePath)\(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nConnection: close\r\nAccept: application/json\r\nUser-Agent: drover-agent\r\n"
+    var hostHeader: String { endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)" }
+
+    /// The request head, with `Connection: close` (the answer ends with the connection).
+    func head(_ method: String, _ path: String, headers: [(String, String)]) -> String {
+        var head = "\(method) \(endpoint.basePath)\(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nConnection: close\r\nUser-Agent: drover-agent\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        return head
+    }
+
+    func send(_ method: String, _ path: String, json body: [UInt8]? = nil, headers: [(String, String)] = [("Accept", "application/json")]) throws(EnrollmentError) -> Response {
+        var head = head(method, path, headers: headers)
         if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
         let request = Array((head + "\r\n").utf8) + (body ?? [])
         var response: UnsafeMutablePointer<CChar>?
@@ -81,7 +90,27 @@ struct HTTPExchange {
 
     /// Status line, headers, and a body framed by Content-Length, chunked encoding or the
     /// end of the connection.
-    static func parse(_ bytes: [UInt8]) throws(EnrollmentError) -> Response {
+    /// A download straight into `fd`: the answer's status and headers, and how many body
+    /// bytes reached the file (also when the transfer broke, to resume from there).
+    func download(_ path: String, headers: [(String, String)], into fd: Int32) -> (response: Response?, written: Int64, error: String?) {
+        let request = Array((head("GET", path, headers: headers) + "\r\n").utf8)
+        var head = [CChar](repeating: 0, count: 16_384)
+        var headLength = 0
+        var written: Int64 = 0
+        var error = [CChar](repeating: 0, count: 512)
+        let rc = request.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                drover_tls_download(
+                    endpoint.host, Int32(endpoint.port), endpoint.tls ? 1 : 0, caPEM, verify ? 1 : 0, chars.baseAddress, chars.count, 30,
+                    &head, head.count, &headLength, fd, &written, &error, error.count)
+            }
+        }
+        let message = rc == 0 ? nil : String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let response = try? Self.parse(head.prefix(headLength).map { UInt8(bitPattern: $0) }, withBody: false)
+        return (response, written, message)
+    }
+
+    static func parse(_ bytes: [UInt8], withBody: Bool = true) throws(EnrollmentError) -> Response {
         let separator: [UInt8] = [13, 10, 13, 10]
         guard let end = bytes.indices.first(where: { bytes[$0...].starts(with: separator) }) else {
             throw .protocolError("the controller's answer has no complete HTTP header")
@@ -96,6 +125,7 @@ struct HTTPExchange {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmedSpaces
         }
+        guard withBody else { return Response(status: status, headers: headers, body: []) }
         var body = Array(bytes[(end + 4)...])
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
             body = try dechunk(body)
@@ -103,7 +133,7 @@ struct HTTPExchange {
             guard let length = Int(text), length >= 0, length <= body.count else { throw .protocolError("the controller's answer was cut short") }
             body = Array(body.prefix(length))
         }
-        return Response(status: status, body: body)
+        return Response(status: status, headers: headers, body: body)
     }
 
     static func dechunk(_ bytes: [UInt8]) throws(EnrollmentError) -> [UInt8] {

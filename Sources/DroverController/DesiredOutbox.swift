@@ -22,6 +22,11 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
         var sent: [String: Generation] = [:]
         /// The connection is down: wait for it to come back.
         var paused = false
+        /// Counts `resume()` calls: a publish that failed for want of a connection pauses the
+        /// outbox only if the connection did not come back while it was in flight (else that
+        /// resume would be lost, and everything pending would wait for the next reconnect).
+        var resumes = 0
+        var dispatchedAt: [String: Int] = [:]
 
         /// Not older than what is pending, in flight or acknowledged for its device.
         func isCurrent(_ d: Desired) -> Bool {
@@ -60,7 +65,10 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
 
     /// The connection is back: publish what is pending.
     public func resume() {
-        state.withLock { $0.paused = false }
+        state.withLock { s in
+            s.paused = false
+            s.resumes &+= 1
+        }
         wake.yield()
     }
 
@@ -101,6 +109,7 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
             for d in batch {
                 s.pending[d.device] = nil
                 s.inFlight[d.device] = d.generation
+                s.dispatchedAt[d.device] = s.resumes
             }
             return batch
         }
@@ -109,11 +118,12 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
     private func finished(_ d: Desired, _ outcome: Outcome) {
         state.withLock { s in
             s.inFlight[d.device] = nil
+            let dispatched = s.dispatchedAt.removeValue(forKey: d.device)
             switch outcome {
             case .acknowledged:
                 s.sent[d.device] = max(s.sent[d.device] ?? .min, d.generation)
             case .notConnected:
-                s.paused = true
+                if dispatched == s.resumes { s.paused = true }
                 if s.isCurrent(d) { s.pending[d.device] = d }
             case .refused:
                 break

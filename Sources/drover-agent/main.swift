@@ -11,7 +11,13 @@ import Logging
 @main
 struct DroverAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drover-agent", abstract: "Drover device agent: runs the workloads the controller places on this device.")
+        commandName: "drover-agent", abstract: "Drover device agent: runs the workloads the controller places on this device.",
+        subcommands: [RunAgent.self, PullImage.self], defaultSubcommand: RunAgent.self)
+}
+
+struct RunAgent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run the agent (the default: drover-agent --data-dir D ... runs it).")
 
     @Option(help: "Device id; also the MQTT username. Letters, digits, '.', '_' or '-'. Taken from the enrollment when enrolled.")
     var id: String?
@@ -144,4 +150,22 @@ struct DroverAgentCommand: AsyncParsableCommand {
 struct StartError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+struct PullImage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pull", abstract: "Pull an image into this device's image store (verified, resumed where a download stopped), and exit.")
+
+    @Option(help: "The agent's data directory (its credentials reach the controller's registry).")
+    var dataDir: String
+
+    @Argument(help: "NAME[:TAG][@sha256:DIGEST] from the controller's registry, or HOST[:PORT]/NAME... from another.")
+    var image: String
+
+    func run() async throws {
+        let credentials = try StoredCredentials.load(dataDir: dataDir)
+        let store = ImageStore(dataDir: dataDir, controller: credentials?.controller, credentials: credentials)
+        let pulled = try store.pull(image) { print($0) }
+        print("pulled \(image): manifest \(pulled.manifest), \(pulled.layers.count) layers; fetched \(pulled.fetched) bytes, \(pulled.reused) already here")
+    }
 }

@@ -141,7 +141,8 @@ struct AutoscaleEndToEndTests {
         try await FleetTestbed.run("autoscale") { bed in
             for id in ["gw-1", "gw-2"] { try bed.startAgent(id, labels: "role=gateway", capacity: "cpu=2,memory=1Gi") }
             try await bed.waitForDevices(online: 2)
-            // Each replica burns a core for 6 s, then idles; a request of 100m makes that ~1000%.
+            // Each replica burns a core for 12 s (long enough on a loaded machine), then idles; a
+            // request of 100m makes that ~1000%.
             try await bed.apply("""
                 apiVersion: drover/v1
                 kind: Workload
@@ -150,9 +151,9 @@ struct AutoscaleEndToEndTests {
                   replicas: 1
                   resources: {cpu: 100m, memory: 8Mi}
                   autoscale: {minReplicas: 1, maxReplicas: 3, targetCPUPercent: 50, stabilizationWindow: 3s}
-                  command: ["/bin/sh", "-c", "timeout --foreground 6 sh -c 'while :; do :; done'; exec sleep 1000"]
+                  command: ["/bin/sh", "-c", "timeout --foreground 12 sh -c 'while :; do :; done'; exec sleep 1000"]
                 """)
-            let up = await Harness.eventually(.seconds(20)) {
+            let up = await Harness.eventually(.seconds(30)) {
                 (try? await bed.api.get("/v1/workloads/burner"))?["desiredReplicas"] as? Int == 2
             }
             #expect(up, "two devices hold at most two replicas: the fleet bounds maxReplicas 3")

@@ -23,7 +23,7 @@ struct SchemathesisTests {
         try await bed.apply(FaultTests.manifest("steady"))
         let (status, output) = try Harness.run(Self.executable, [
             "run", Harness.repoRoot + "/Sources/DroverController/openapi.yaml", "--url", "http://127.0.0.1:\(bed.apiPort)",
-            "--header", "Authorization: Bearer \(bed.api.token ?? "")", "--max-examples", "25", "--max-time", "60", "--seed", "1", "--workers", "2",
+            "--header", "Authorization: Bearer \(bed.api.token ?? "")", "--max-examples", "25", "--max-time", "60", "--seed", "1", "--workers", "1",
             // Revoking tokens would revoke the one it runs with (the unit tests cover that route);
             // rejecting a well-formed manifest the schema cannot describe (labels, names) is right.
             "--exclude-path-regex", "^/v1/tokens/", "--exclude-checks", "positive_data_acceptance",

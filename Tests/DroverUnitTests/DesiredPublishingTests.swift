@@ -82,6 +82,32 @@ struct DesiredPublishingTests {
         await worker.value
     }
 
+    @Test("a resume that comes while a publish is failing for want of a connection is not lost")
+    func resumeDuringFailure() async throws {
+        let outbox = DesiredOutbox()
+        let release = Atomic<Bool>(false)
+        let attempts = Atomic<Int>(0)
+        let sent = Mutex<[Int64]>([])
+        let worker = Task {
+            await outbox.run { d in
+                if attempts.wrappingAdd(1, ordering: .relaxed).newValue == 1 {
+                    while !release.load(ordering: .relaxed) { try? await Task.sleep(for: .milliseconds(5)) }
+                    return .notConnected
+                }
+                sent.withLock { $0.append(d.generation) }
+                return .acknowledged
+            }
+        }
+        outbox.enqueue([Self.desired("a", 1)])
+        #expect(await waitUntil { attempts.load(ordering: .relaxed) == 1 })
+        // The connection comes back before the first publish has reported its failure.
+        outbox.resume()
+        release.store(true, ordering: .relaxed)
+        #expect(await waitUntil { sent.withLock { $0 } == [1] })
+        worker.cancel()
+        await worker.value
+    }
+
     @Test("an older generation handed in while a newer one is in flight or sent is never published after it")
     func neverBackwards() async throws {
         let outbox = DesiredOutbox()

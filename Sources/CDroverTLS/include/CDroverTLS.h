@@ -16,6 +16,22 @@ int drover_tls_exchange(const char *host, int port, int use_tls, const char *ca_
 
 void drover_tls_free(void *p);
 
+/// Like drover_tls_exchange, for a download: the response head (status line and headers, up
+/// to `head_capacity` bytes) goes to `head`, the body is written to `fd` as it arrives, up to
+/// the Content-Length the head gives (or the end of the connection). `*body_bytes` says how
+/// many body bytes were written, also on failure, so that a cut download can resume.
+/// Chunked bodies are refused (registries send blobs with a length). Returns 0 or -1.
+int drover_tls_download(const char *host, int port, int use_tls, const char *ca_pem, int verify,
+                        const char *request, size_t request_len, int timeout_seconds,
+                        char *head, size_t head_capacity, size_t *head_len, int fd, long long *body_bytes,
+                        char *error, size_t error_len);
+
+/// SHA-256 of `len` bytes at `data`. Returns 0 or -1.
+int drover_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/// SHA-256 of everything readable from `fd`, from where it stands. Returns 0 or -1.
+int drover_sha256_fd(int fd, unsigned char out[32]);
+
 /// Connects to host:port and makes a TLS handshake that checks the server's certificate
 /// against `ca_pem` (or the system's roots when NULL) and `host`, then closes. Returns 0 when
 /// the server would be trusted, 1 when its certificate is refused (the reason, as OpenSSL
