@@ -57,3 +57,22 @@ public struct TokenCreated: Codable, Sendable {
         self.info = info
     }
 }
+
+/// An image in the controller's registry, as `GET /v1/images` lists it.
+public struct ImageView: Codable, Sendable, Equatable {
+    public var name: String
+    public var tag: String
+    public var digest: String
+    /// Bytes of its config and layers.
+    public var size: Int64
+    /// Workloads whose pinned image is this digest.
+    public var usedBy: [String]
+
+    public init(name: String, tag: String, digest: String, size: Int64, usedBy: [String]) {
+        self.name = name
+        self.tag = tag
+        self.digest = digest
+        self.size = size
+        self.usedBy = usedBy
+    }
+}

@@ -25,7 +25,11 @@ public enum API {
         let admin = router.group("v1").add(middleware: Authorization(access: access, needs: .admin))
         tokenRoutes(admin, access: access)
         enrollmentRoutes(open: open, admin: admin, access: access, fleet: fleet)
-        if let registryDir { registryRoutes(router, access: access, store: try RegistryStore(dataDir: registryDir)) }
+        let registry = try registryDir.map { try RegistryStore(dataDir: $0) }
+        if let registry {
+            registryRoutes(router, access: access, store: registry)
+            imageRoutes(viewer: v1, change: change, fleet: fleet, store: registry)
+        }
 
         v1.get("status") { _, _ in
             APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))
@@ -49,11 +53,11 @@ public enum API {
 
         v1.get("workloads") { _, _ in APIJSON.response(await fleet.workloadList()) }
         v1.post("plan") { request, _ in
-            let spec = try manifest(try await bodyText(request))
+            let spec = try pinImage(try manifest(try await bodyText(request)), store: registry)
             do { return APIJSON.response(try await fleet.preview(spec)) } catch { throw APIError(error) }
         }
         change.post("workloads") { request, context in
-            let spec = try manifest(try await bodyText(request))
+            let spec = try pinImage(try manifest(try await bodyText(request)), store: registry)
             // Root on every matching device is an admin's call, not an operator's.
             if spec.runsAsRoot, case .failure = await access.authorize(request.headers[.authorization], needs: .admin) {
                 throw APIError(.forbidden, "workload '\(spec.name)' runs as root (spec.user); applying it needs an admin token", errors: [

@@ -10,12 +10,15 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     public var resources: Resources
     /// `root`, a user name or `UID[:GID]`; nil: the device's workload user.
     public var user: String?
+    /// For a container runtime: the image, pinned to a digest.
+    public var image: String?
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
-        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil
+        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil, image: String? = nil
     ) {
         self.user = user
+        self.image = image
         self.id = id
         self.workload = workload
         self.runtime = runtime
@@ -32,6 +35,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         parts += env.keys.sorted().map { "e:\($0)=\(env[$0] ?? "")" }
         // Only when set, so that replicas from before the field keep their key.
         if let user { parts.append("u:" + user) }
+        if let image { parts.append("i:" + image) }
         return parts.joined(separator: "\u{1F}")
     }
 }
@@ -44,6 +48,6 @@ extension WorkloadSpec {
     }
 
     public func replica(id: String) -> ReplicaSpec {
-        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user)
+        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user, image: image)
     }
 }

@@ -1,6 +1,8 @@
 /// How a replica's process is run on a device. Drivers sit behind one protocol in the agent.
 public enum RuntimeKind: String, Codable, Sendable, CaseIterable {
     case exec
+    /// An OCI container from `image`, under runc.
+    case runc
 }
 
 /// What the agent does when a replica's process exits.
@@ -37,15 +39,19 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     /// Whom the replicas run as on the device: `root`, a user name, or `UID[:GID]`; nil: the
     /// device's unprivileged workload user (`drover` by default).
     public var user: String?
+    /// The OCI image of a container runtime: `NAME:TAG`, `NAME@sha256:...` or with a registry
+    /// host; at apply, the controller pins it to a digest (`NAME:TAG@sha256:...`).
+    public var image: String?
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
         resources: Resources = .zero, runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
-        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil
+        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil, image: String? = nil
     ) {
         self.user = user
+        self.image = image
         self.name = name
         self.mode = mode
         self.replicas = replicas
@@ -88,6 +94,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         strategy = try c.decodeIfPresent(PlacementStrategy.self, forKey: .strategy) ?? .spreadLoad
         autoscale = try c.decodeIfPresent(AutoscaleSpec.self, forKey: .autoscale)
         user = try c.decodeIfPresent(String.self, forKey: .user)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
     /// Whether the replicas run as root: `user: root` or a uid of 0. (A device refuses a
@@ -112,7 +119,17 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         if replicas < 0 || replicas > Self.maxReplicas { fail("replicas", "must be between 0 and \(Self.maxReplicas)") }
         if resources.cpuMillis < 0 { fail("resources.cpu", "must not be negative") }
         if resources.memoryBytes < 0 { fail("resources.memory", "must not be negative") }
-        if command.isEmpty { fail("command", "must name a program to run") }
+        switch runtime {
+        case .exec:
+            if command.isEmpty { fail("command", "must name a program to run") }
+            if image != nil { fail("image", "needs a container runtime: runtime: runc") }
+        case .runc:
+            if let image {
+                if ImageReference(parsing: image) == nil { fail("image", "'\(image.prefix(80))' is not an image reference: NAME[:TAG][@sha256:DIGEST], with an optional REGISTRY/ first") }
+            } else {
+                fail("image", "is required for runtime runc")
+            }
+        }
         if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }
         for (key, value) in selector.matchLabels {

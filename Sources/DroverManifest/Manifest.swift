@@ -43,16 +43,17 @@ public enum Manifest {
     private static func readSpec(_ spec: [String: Any], name: String, reader: inout FieldReader) -> (spec: WorkloadSpec, complete: Bool) {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
-            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user",
+            "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user", "image",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
         let selector = readSelector(spec["selector"], reader: &reader)
         let arch = spec["arch"] == nil ? [] : reader.stringList(spec["arch"], "spec.arch") ?? []
         let resources = readResources(spec["resources"], reader: &reader)
-        let runtime = reader.enumValue(spec["runtime"], "spec.runtime", default: RuntimeKind.exec)
+        // An image means a container: runc unless the manifest names the runtime.
+        let runtime = reader.enumValue(spec["runtime"], "spec.runtime", default: spec["image"] == nil ? RuntimeKind.exec : .runc)
         let restart = reader.enumValue(spec["restartPolicy"], "spec.restartPolicy", default: RestartPolicy.always)
-        let command = reader.stringList(spec["command"], "spec.command")
+        let command = spec["command"] == nil && spec["image"] != nil ? [] : reader.stringList(spec["command"], "spec.command")
         let env = reader.stringMap(spec["env"], "spec.env")
         let connectivity = readConnectivity(spec["connectivity"], reader: &reader)
         var spread: SpreadConstraint?
@@ -83,12 +84,13 @@ public enum Manifest {
                 stabilizationSeconds: window)
         }
         let user = spec["user"] == nil ? nil : reader.string(spec["user"], "spec.user")
+        let image = spec["image"] == nil ? nil : reader.string(spec["image"], "spec.image")
         let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image)
         return (workload, complete)
     }
 

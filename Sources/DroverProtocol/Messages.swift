@@ -205,7 +205,8 @@ public struct Desired: DeviceMessage, Hashable {
         check.count("replicas", replicas.count, max: WireLimits.maxReplicas)
         var seen = Set<String>()
         for (i, r) in replicas.prefix(WireLimits.maxReplicas).enumerated() {
-            check.require(!r.command.isEmpty, "replicas[\(i)].command", "must not be empty")
+            check.require(!r.command.isEmpty || r.image != nil, "replicas[\(i)].command", "must not be empty")
+            check.require(r.image.map { ImageReference(parsing: $0)?.digest != nil } ?? true, "replicas[\(i)].image", "must be an image reference pinned to a digest")
             check.require(seen.insert(r.id).inserted, "replicas[\(i)].id", "duplicate id \(r.id.prefix(128))")
             check.require(Names.isValidReplicaID(r.id), "replicas[\(i)].id", "must be a plain name: letters, digits, '.', '_' or '-', not '.' or '..'")
             check.require(r.user.map(Names.isValidRunAs) ?? true, "replicas[\(i)].user", "must be root, a user name or UID[:GID]")

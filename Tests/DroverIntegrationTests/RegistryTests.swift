@@ -81,3 +81,50 @@ struct RegistryTests {
 
     static func size(_ path: String) -> Int { ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0 }
 }
+
+@Suite("Images in workloads", .serialized)
+struct ImageWorkloadTests {
+    @Test("apply pins a tag to its digest; drover image ls shows who uses it and rm refuses while they do; an unknown or unpinned image is refused")
+    func pinned() async throws {
+        try await FleetTestbed.run("images", Self.body)
+    }
+
+    static func manifest(_ image: String) -> String {
+        """
+        apiVersion: drover/v1
+        kind: Workload
+        metadata: {name: boxed}
+        spec:
+          replicas: 1
+          image: \(image)
+          resources: {cpu: 10m, memory: 8Mi}
+        """
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        let archive = bed.dir + "/busybox.tar"
+        #expect(try Harness.run(Harness.repoRoot + "/tools/build-image", [archive, "v1", "/bin/sleep", "1000"]).status == 0)
+        let push = try Harness.run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "--dest-registry-token", bed.api.token ?? "",
+                                                       "oci-archive:\(archive):v1", "docker://127.0.0.1:\(bed.apiPort)/demo/busybox:v1"])
+        #expect(push.status == 0, "\(push.output)")
+        let digest = try #require(try bed.drover(["image", "ls", "-o", "json"]).output
+            .split(separator: "\"").first { $0.hasPrefix("sha256:") }.map(String.init))
+
+        try await bed.apply(Self.manifest("demo/busybox:v1"))
+        let spec = try await bed.api.get("/v1/workloads/boxed")["spec"] as? [String: Any]
+        #expect(spec?["image"] as? String == "demo/busybox:v1@\(digest)")
+        #expect(spec?["runtime"] as? String == "runc")
+        let listed = try bed.drover(["image", "ls"]).output
+        #expect(listed.contains("demo/busybox:v1") && listed.contains("boxed"), "\(listed)")
+        let refused = try bed.drover(["image", "rm", "demo/busybox:v1"])
+        #expect(refused.status != 0 && refused.output.contains("used by workload boxed"), "\(refused.output)")
+
+        for (image, reason) in [("demo/missing:v1", "is not in the controller"), ("registry.example:5000/x:v1", "name a digest")] {
+            let (code, body, _) = try await bed.api.request("POST", "/v1/workloads", body: Self.manifest(image))
+            #expect(code == 422 && "\(body)".contains(reason), "\(image): \(code) \(body)")
+        }
+        _ = try bed.drover(["delete", "workload", "boxed"])
+        #expect(try bed.drover(["image", "rm", "demo/busybox:v1"]).status == 0)
+        #expect(!(try bed.drover(["image", "ls"]).output.contains("demo/busybox")))
+    }
+}

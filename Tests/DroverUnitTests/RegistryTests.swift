@@ -1,4 +1,6 @@
 @testable import DroverController
+import DroverCore
+import DroverManifest
 import Foundation
 import Testing
 
@@ -40,5 +42,41 @@ struct RegistryUnitTests {
             #expect(Registry.parseRange(bad, size: 100) == nil, "\(bad)")
         }
         #expect(Registry.parseRange("bytes=0-0", size: 0) == nil)
+    }
+}
+
+@Suite("Image references in manifests")
+struct ImageReferenceTests {
+    @Test("references parse into registry, name, tag and digest; a bare name means :latest")
+    func parse() throws {
+        let d = "sha256:" + String(repeating: "a", count: 64)
+        let cases: [(String, String?, String, String?, String?)] = [
+            ("busybox", nil, "busybox", "latest", nil), ("demo/busybox:v1", nil, "demo/busybox", "v1", nil),
+            ("demo/busybox@\(d)", nil, "demo/busybox", nil, d), ("demo/busybox:v1@\(d)", nil, "demo/busybox", "v1", d),
+            ("127.0.0.1:5000/x/y:z", "127.0.0.1:5000", "x/y", "z", nil), ("localhost/x", "localhost", "x", "latest", nil),
+        ]
+        for (text, registry, name, tag, digest) in cases {
+            let ref = try #require(ImageReference(parsing: text), "\(text)")
+            #expect(ref.registry == registry && ref.name == name && ref.tag == tag && ref.digest == digest, "\(text): \(ref)")
+        }
+        for bad in ["", "Busybox", "x:", "x@sha256:abc", "x y", "a//b", String(repeating: "a", count: 600)] {
+            #expect(ImageReference(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("an image means runc; runc needs an image and exec refuses one, each named by its field")
+    func manifests() throws {
+        let base = "apiVersion: drover/v1\nkind: Workload\nmetadata: {name: web}\nspec:\n"
+        let boxed = try Manifest.parseWorkload(base + "  image: demo/busybox:v1\n")
+        #expect(boxed.runtime == .runc && boxed.command.isEmpty)
+        for (body, path) in [("  runtime: runc\n  command: [\"/bin/true\"]\n", "spec.image"), ("  runtime: exec\n  image: x:v1\n  command: [\"/bin/true\"]\n", "spec.image"),
+                             ("  image: \"Not An Image\"\n", "spec.image")] {
+            do {
+                _ = try Manifest.parseWorkload(base + body)
+                Issue.record("accepted: \(body)")
+            } catch {
+                #expect("\(error)".contains(path), "\(body): \(error)")
+            }
+        }
     }
 }

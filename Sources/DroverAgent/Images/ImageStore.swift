@@ -1,5 +1,6 @@
 import CDroverTLS
 import DroverAPI
+import DroverCore
 import FoundationEssentials
 import Glibc
 

@@ -132,6 +132,27 @@ struct RegistryStore: Sendable {
         return (m.config.map { [$0] } ?? []).map(\.digest) + (m.layers ?? []).map(\.digest) + (m.manifests ?? []).map(\.digest)
     }
 
+    /// Every tag of every repository, with the digest it names and the size of its blobs.
+    func images() -> [(name: String, tag: String, digest: String, size: Int64)] {
+        let base = root + "/repositories/"
+        guard let walker = FileManager.default.enumerator(atPath: base) else { return [] }
+        var found: [(String, String, String, Int64)] = []
+        while let relative = walker.nextObject() as? String {
+            let parts = relative.split(separator: "/").map(String.init)
+            guard parts.count >= 3, parts[parts.count - 2] == "tags" else { continue }
+            let name = parts.dropLast(2).joined(separator: "/"), tag = parts[parts.count - 1]
+            guard let m = manifest(name, reference: tag) else { continue }
+            let size = ((try? Self.referencedDigests(m.body)) ?? []).compactMap(blobSize).reduce(0, +)
+            found.append((name, tag, m.digest, size))
+        }
+        return found.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+    }
+
+    func removeTag(_ name: String, _ tag: String) -> Bool {
+        guard Self.isValidName(name), Self.isValidTag(tag) else { return false }
+        return (try? FileManager.default.removeItem(atPath: tagPath(name, tag))) != nil
+    }
+
     func tags(_ name: String) -> [String]? {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: root + "/repositories/" + name + "/tags") else { return nil }
         return entries.filter(Self.isValidTag).sorted()

@@ -1,5 +1,3 @@
-import DroverCore
-
 /// An OCI image reference: `[REGISTRY/]NAME[:TAG][@sha256:DIGEST]`. Without a registry host
 /// (a first component with a `.` or `:`, or `localhost`), the controller's registry is meant.
 public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
@@ -33,6 +31,13 @@ public struct ImageReference: Sendable, Equatable, CustomStringConvertible {
         guard OCI.isValidName(String(rest)) else { return nil }
         name = String(rest)
         if tag == nil, digest == nil { tag = "latest" }
+    }
+
+    public init(registry: String?, name: String, tag: String?, digest: String?) {
+        self.registry = registry
+        self.name = name
+        self.tag = tag
+        self.digest = digest
     }
 
     /// What to ask the registry's manifests endpoint for: the digest when there is one.
