@@ -250,7 +250,7 @@ static long long content_length(const char *head, size_t len) {
 
 int drover_tls_download(const char *host, int port, int use_tls, const char *ca_pem, int verify,
                         const char *request, size_t request_len, int timeout_seconds,
-                        char *head, size_t head_capacity, size_t *head_len, int fd, long long *body_bytes,
+                        char *head, size_t head_capacity, size_t *head_len, int fd, long long max_body, long long *body_bytes,
                         char *error, size_t error_len) {
     *head_len = 0;
     *body_bytes = 0;
@@ -272,11 +272,13 @@ int drover_tls_download(const char *host, int port, int use_tls, const char *ca_
     long long expected = -1;
     int in_body = 0;
     for (;;) {
+        errno = 0;
         int n = ssl ? SSL_read(ssl, buffer, (int)sizeof buffer) : (int)recv(sock, buffer, sizeof buffer, 0);
         if (n <= 0) {
             if (ssl) {
                 int code = SSL_get_error(ssl, n);
-                if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && errno == 0)) n = 0;
+                // Only a close_notify ends a TLS body cleanly; anything else is a cut.
+                n = code == SSL_ERROR_ZERO_RETURN ? 0 : -1;
             }
             if (n < 0) {
                 set_error(error, error_len, errno == EAGAIN || errno == EWOULDBLOCK ? "no data in time" : "the connection broke");
@@ -306,12 +308,14 @@ int drover_tls_download(const char *host, int port, int use_tls, const char *ca_
             *head_len = (size_t)(end - head);
             expected = content_length(head, *head_len);
             if (expected == -2) { snprintf(error, error_len, "chunked downloads are not supported"); goto done; }
+            if (max_body >= 0 && expected > max_body) { snprintf(error, error_len, "the answer would be %lld bytes, more than the %lld expected", expected, max_body); goto done; }
             in_body = 1;
             size_t consumed = *head_len - before;
             data += consumed;
             len -= consumed;
         }
         if (expected >= 0 && (long long)len > expected - *body_bytes) len = (size_t)(expected - *body_bytes);
+        if (max_body >= 0 && (long long)len > max_body - *body_bytes) { snprintf(error, error_len, "the answer is longer than the %lld bytes expected", max_body); goto done; }
         size_t written = 0;
         while (written < len) {
             ssize_t w = write(fd, data + written, len - written);
@@ -324,7 +328,7 @@ int drover_tls_download(const char *host, int port, int use_tls, const char *ca_
     }
 
 done:
-    if (ssl != NULL) { SSL_shutdown(ssl); SSL_free(ssl); }
+    if (ssl != NULL) { if (result == 0) SSL_shutdown(ssl); SSL_free(ssl); }
     if (ctx != NULL) SSL_CTX_free(ctx);
     close(sock);
     ERR_clear_error();

@@ -76,3 +76,19 @@ public struct ImageView: Codable, Sendable, Equatable {
         self.usedBy = usedBy
     }
 }
+
+/// One replica's log tail, as `GET /v1/workloads/{name}/logs` answers: its output, or why
+/// there is none (the device is away, did not answer, does not know the replica).
+public struct LogView: Codable, Sendable, Equatable {
+    public var replica: String
+    public var device: String
+    public var output: String?
+    public var error: String?
+
+    public init(replica: String, device: String, output: String? = nil, error: String? = nil) {
+        self.replica = replica
+        self.device = device
+        self.output = output
+        self.error = error
+    }
+}

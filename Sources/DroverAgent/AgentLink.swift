@@ -118,10 +118,18 @@ actor AgentLink {
         do {
             let command = try WireCodec.decode(Command.self, from: message.payload, topicDevice: deviceID)
             switch command.command {
-            case .ping: break
-            case .snapshot: await supervisor.queueSnapshot()
+            case .ping: reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
+            case .snapshot:
+                await supervisor.queueSnapshot()
+                reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
+            case .logs:
+                let replica = command.replica ?? ""
+                if let output = await supervisor.logTail(replica, lines: command.tail ?? 100) {
+                    reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true, output: output)
+                } else {
+                    reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: false, message: "no replica \(replica) on \(deviceID)")
+                }
             }
-            reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
         } catch {
             guard let name = unknownCommand(message.payload) else {
                 drop(error.reason, "\(message.topic): \(error.detail)")

@@ -40,7 +40,8 @@ struct HTTPExchange {
 
         /// 127.0.0.0/8, ::1 or localhost.
         var isLoopback: Bool {
-            host == "localhost" || host == "::1" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
+            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+            return host == "localhost" || host == "::1" || (parts.count == 4 && parts[0] == "127" && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
         }
     }
 
@@ -92,7 +93,7 @@ struct HTTPExchange {
     /// end of the connection.
     /// A download straight into `fd`: the answer's status and headers, and how many body
     /// bytes reached the file (also when the transfer broke, to resume from there).
-    func download(_ path: String, headers: [(String, String)], into fd: Int32) -> (response: Response?, written: Int64, error: String?) {
+    func download(_ path: String, headers: [(String, String)], into fd: Int32, atMost limit: Int64) -> (response: Response?, written: Int64, error: String?) {
         let request = Array((head("GET", path, headers: headers) + "\r\n").utf8)
         var head = [CChar](repeating: 0, count: 16_384)
         var headLength = 0
@@ -102,7 +103,7 @@ struct HTTPExchange {
             bytes.withMemoryRebound(to: CChar.self) { chars in
                 drover_tls_download(
                     endpoint.host, Int32(endpoint.port), endpoint.tls ? 1 : 0, caPEM, verify ? 1 : 0, chars.baseAddress, chars.count, 30,
-                    &head, head.count, &headLength, fd, &written, &error, error.count)
+                    &head, head.count, &headLength, fd, limit, &written, &error, error.count)
             }
         }
         let message = rc == 0 ? nil : String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -58,7 +58,7 @@ public enum Controller {
             brokerSecurity: broker != nil ? "secured: no anonymous access, a password per device, per-device ACL" : "external: see README (Security) for the config lines")
         let notifier = SystemdNotifier()
         let app = Application(
-            router: try API.router(fleet: fleet, info: info, access: access, registryDir: config.dataDir, brokerConnected: { client.isConnected }),
+            router: try API.router(fleet: fleet, info: info, access: access, registryDir: config.dataDir, ask: { await ingest.request($0) }, brokerConnected: { client.isConnected }),
             server: try apiServer(config, ca: ca),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "drover-controller"),
             onServerRunning: { _ in

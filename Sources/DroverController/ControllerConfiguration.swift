@@ -39,7 +39,8 @@ public struct ControllerConfiguration: Sendable {
 
         /// 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on.
         public var isLoopback: Bool {
-            host == "localhost" || host == "::1" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4)
+            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+            return host == "localhost" || host == "::1" || (parts.count == 4 && parts[0] == "127" && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
         }
     }
 

@@ -2,6 +2,7 @@ import DroverCore
 import DroverMQTT
 import DroverProtocol
 import Logging
+import Synchronization
 
 /// The controller's MQTT side: decodes what devices send and hands it to the fleet,
 /// publishes desired state retained through the `DesiredOutbox`, and after every (re)connect
@@ -13,6 +14,8 @@ public final class Ingest: Sendable {
     let access: AccessControl?
     let outbox: DesiredOutbox
     let logger: Logger
+    /// Requests waiting for a device's reply, by correlation data.
+    private let waiting = Mutex<[[UInt8]: (device: String, continuation: CheckedContinuation<CommandReply?, Never>)]>([:])
 
     public init(client: MQTTClient, fleet: Fleet, access: AccessControl? = nil, outbox: DesiredOutbox = DesiredOutbox(), logger: Logger) {
         self.client = client
@@ -68,6 +71,43 @@ public final class Ingest: Sendable {
             Topic.device(device, .cmd), request, qos: .atLeastOnce, responseTopic: Topic.device(device, .cmdReply), correlationData: [0])
     }
 
+    /// Sends a request to a device and waits for its reply (MQTT 5 request/response), or nil
+    /// when none comes within `timeout` or the request cannot be sent.
+    public func request(_ command: Command, timeout: Duration = .seconds(5)) async -> CommandReply? {
+        var generator = SystemRandomNumberGenerator()
+        // Pings carry 8 bytes; requests 16, so the two never meet.
+        let correlation = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return await withCheckedContinuation { continuation in
+            waiting.withLock { $0[correlation] = (command.device, continuation) }
+            Task {
+                do {
+                    try await client.publish(
+                        Topic.device(command.device, .cmd), WireCodec.encode(command), qos: .atLeastOnce,
+                        responseTopic: Topic.device(command.device, .cmdReply), correlationData: correlation)
+                } catch {
+                    self.answer(correlation, with: nil)
+                }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                self.answer(correlation, with: nil)
+            }
+        }
+    }
+
+    /// Resumes the request waiting on `correlation`, once; false when none waits.
+    /// A reply counts only from the device that was asked.
+    @discardableResult
+    func answer(_ correlation: [UInt8], with reply: CommandReply?) -> Bool {
+        let entry = waiting.withLock { w -> (device: String, continuation: CheckedContinuation<CommandReply?, Never>)? in
+            guard let entry = w[correlation], reply == nil || reply?.device == entry.device else { return nil }
+            return w.removeValue(forKey: correlation)
+        }
+        guard let entry else { return false }
+        entry.continuation.resume(returning: reply)
+        return true
+    }
+
     /// Measures every online device's round trip with an MQTT 5 request/response ping.
     func pingAll() async {
         for (device, correlation) in await fleet.startPings() {
@@ -117,7 +157,8 @@ public final class Ingest: Sendable {
                 }
             case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
             case .cmdReply:
-                _ = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)
+                let reply = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)
+                if let correlation = message.correlationData, answer(correlation, with: reply) { return }
                 await fleet.pingAnswered(device: device, correlation: message.correlationData)
             case .desired, .cmd: return
             }

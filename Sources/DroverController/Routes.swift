@@ -14,7 +14,8 @@ public enum API {
     /// Routes are registered on the group of the role they need; `/v1/health` alone needs
     /// no token.
     public static func router(
-        fleet: Fleet, info: ControllerInfo, access: AccessControl, registryDir: String? = nil, brokerConnected: @escaping @Sendable () -> Bool
+        fleet: Fleet, info: ControllerInfo, access: AccessControl, registryDir: String? = nil, ask: DeviceRequest? = nil,
+        brokerConnected: @escaping @Sendable () -> Bool
     ) throws -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: MethodNotAllowed())
@@ -25,6 +26,7 @@ public enum API {
         let admin = router.group("v1").add(middleware: Authorization(access: access, needs: .admin))
         tokenRoutes(admin, access: access)
         enrollmentRoutes(open: open, admin: admin, access: access, fleet: fleet)
+        logRoutes(v1, fleet: fleet, ask: ask)
         let registry = try registryDir.map { try RegistryStore(dataDir: $0) }
         if let registry {
             registryRoutes(router, access: access, store: registry)

@@ -223,15 +223,32 @@ public struct Command: DeviceMessage, Hashable {
         case ping
         /// Queue a full report of every replica (`Report.full`), then answer.
         case snapshot
+        /// Answer with the last `tail` lines of `replica`'s log, in `output`.
+        case logs
     }
 
     public var v = wireVersion
     public var device: String
     public var command: Name
+    /// For `logs`: which replica, and how many lines (1 … 10,000; default 100).
+    public var replica: String?
+    public var tail: Int?
 
-    public init(device: String, command: Name) {
+    public init(device: String, command: Name, replica: String? = nil, tail: Int? = nil) {
         self.device = device
         self.command = command
+        self.replica = replica
+        self.tail = tail
+    }
+
+    public static let maxTail = 10_000
+
+    public func validate() -> [FieldError] {
+        var check = FieldChecker()
+        if let replica { check.require(Names.isValidReplicaID(replica), "replica", "must be a replica id") }
+        if let tail { check.range("tail", Int64(tail), 1...Int64(Self.maxTail)) }
+        if command == .logs { check.require(replica != nil, "replica", "is required for logs") }
+        return check.errors
     }
 }
 
@@ -243,18 +260,24 @@ public struct CommandReply: DeviceMessage, Hashable {
     public var command: String
     public var ok: Bool
     public var message: String?
+    /// For `logs`: the lines asked for, at most `maxOutput` bytes (the newest ones).
+    public var output: String?
 
-    public init(device: String, command: String, ok: Bool, message: String? = nil) {
+    public init(device: String, command: String, ok: Bool, message: String? = nil, output: String? = nil) {
         self.device = device
         self.command = command
         self.ok = ok
         self.message = message
+        self.output = output
     }
+
+    public static let maxOutput = 128 * 1024
 
     public func validate() -> [FieldError] {
         var check = FieldChecker()
         check.text("command", command, max: WireLimits.maxShortText)
         check.text("message", message ?? "", max: WireLimits.maxMessageText)
+        check.text("output", output ?? "", max: Self.maxOutput)
         return check.errors
     }
 }

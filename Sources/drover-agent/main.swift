@@ -163,6 +163,7 @@ struct PullImage: AsyncParsableCommand {
     var image: String
 
     func run() async throws {
+        signal(SIGPIPE, SIG_IGN)
         let credentials = try StoredCredentials.load(dataDir: dataDir)
         let store = ImageStore(dataDir: dataDir, controller: credentials?.controller, credentials: credentials)
         let pulled = try store.pull(image) { print($0) }

@@ -44,7 +44,9 @@ struct ControllerClient {
         if let token = connection.token {
             // Over plain HTTP anyone on the way reads the token: only to this machine.
             let host = parsed.host ?? ""
-            guard parsed.scheme == "https" || host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.") else {
+            let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+            let loopback = host == "localhost" || host == "::1" || host == "[::1]" || (octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil })
+            guard parsed.scheme == "https" || loopback else {
                 fail("not sending a token over plain HTTP to \(host); use https:// (the controller's --tls)")
             }
             request.headers.add(name: "Authorization", value: "Bearer \(token)")

@@ -53,6 +53,20 @@ struct RegistryTests {
         let head = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I", "-H", "Authorization: Bearer \(admin)", "http://\(registry)/v2/demo/busybox/blobs/\(lie)"])
         #expect(head.output == "404")
 
+        // An empty blob is a blob too (and once crashed the controller on HEAD).
+        let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        let pushedEmpty = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Authorization: Bearer \(admin)", "--data-binary", "",
+                                                            "http://\(registry)/v2/demo/busybox/blobs/uploads/?digest=\(empty)"])
+        #expect(pushedEmpty.output == "201")
+        for method in ["-I", "-G"] {
+            let got = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", method, "-H", "Authorization: Bearer \(admin)", "http://\(registry)/v2/demo/busybox/blobs/\(empty)"])
+            #expect(got.output == "200", "\(method) \(got.output)")
+        }
+        #expect(bed.controller?.isRunning == true)
+        // A layer is not a manifest: asking for one by a layer's digest is a 404, never the layer read into memory.
+        let notManifest = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(admin)", "http://\(registry)/v2/demo/busybox/manifests/sha256:\(layer)"])
+        #expect(notManifest.output == "404")
+
         // Without a token nothing; a viewer pulls but cannot push.
         let anonymous = try Harness.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(registry)/v2/demo/busybox/tags/list"])
         #expect(anonymous.output == "401")

@@ -114,7 +114,7 @@ struct EnrollmentTests {
         let other = try CertificateAuthority(dataDir: try Fixtures.temporaryDirectory()).certificatePEM
         #expect(throws: EnrollmentError.self) { try Enroller.fingerprint(ofPEM: pem + other) }
         #expect(throws: EnrollmentError.self) { try Enroller.fingerprint(ofPEM: "not a certificate") }
-        for (url, loopback) in [("http://127.0.0.1:7070", true), ("http://localhost", true), ("http://[::1]:7070", true), ("http://10.0.0.5:7070", false), ("http://127.evil.example", false)] {
+        for (url, loopback) in [("http://127.0.0.1:7070", true), ("http://localhost", true), ("http://[::1]:7070", true), ("http://10.0.0.5:7070", false), ("http://127.evil.example", false), ("http://127.0.0.evil", false), ("http://127.1.2.3.4", false)] {
             #expect(try HTTPExchange.Endpoint(url: url).isLoopback == loopback, "\(url)")
         }
         let token = EnrollmentToken(id: String(repeating: "a", count: 12), secret: String(repeating: "b", count: 64), caFingerprint: ca.fingerprint).text

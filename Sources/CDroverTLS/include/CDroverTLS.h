@@ -18,12 +18,13 @@ void drover_tls_free(void *p);
 
 /// Like drover_tls_exchange, for a download: the response head (status line and headers, up
 /// to `head_capacity` bytes) goes to `head`, the body is written to `fd` as it arrives, up to
-/// the Content-Length the head gives (or the end of the connection). `*body_bytes` says how
+/// the Content-Length the head gives (or the end of the connection), and never more than
+/// `max_body` bytes (-1: no cap; a longer answer is an error). `*body_bytes` says how
 /// many body bytes were written, also on failure, so that a cut download can resume.
 /// Chunked bodies are refused (registries send blobs with a length). Returns 0 or -1.
 int drover_tls_download(const char *host, int port, int use_tls, const char *ca_pem, int verify,
                         const char *request, size_t request_len, int timeout_seconds,
-                        char *head, size_t head_capacity, size_t *head_len, int fd, long long *body_bytes,
+                        char *head, size_t head_capacity, size_t *head_len, int fd, long long max_body, long long *body_bytes,
                         char *error, size_t error_len);
 
 /// SHA-256 of `len` bytes at `data`. Returns 0 or -1.

@@ -45,6 +45,8 @@ public struct ImageStore: Sendable {
         }
     }
 
+    static let maxBlobBytes: Int64 = 8 << 30
+
     static let manifestTypes = [
         "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
         "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -92,7 +94,9 @@ public struct ImageStore: Sendable {
     /// only on loopback).
     func registry(for ref: ImageReference) throws(PullError) -> Source {
         if let host = ref.registry {
-            let loopback = host.hasPrefix("127.") || host.hasPrefix("localhost") || host.hasPrefix("[::1]")
+            guard let parsed = try? HTTPExchange.Endpoint(url: "https://" + host) else { throw .reference("bad registry host '\(host)'") }
+            // Plain HTTP only to this machine.
+            let loopback = parsed.isLoopback
             guard let endpoint = try? HTTPExchange.Endpoint(url: (loopback ? "http://" : "https://") + host) else { throw .reference("bad registry host '\(host)'") }
             return Source(exchange: HTTPExchange(endpoint: endpoint, caPEM: nil, verify: true), authorization: [], label: host)
         }

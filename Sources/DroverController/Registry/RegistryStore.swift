@@ -1,6 +1,7 @@
 import Crypto
 import DroverCore
 import Foundation
+import Synchronization
 
 /// The controller's OCI registry on disk, under `<data dir>/registry/`: blobs content-addressed
 /// (`blobs/sha256/<hex>`, manifests too, with their media type beside them), tags as files
@@ -8,6 +9,9 @@ import Foundation
 /// A blob enters only under the digest of its bytes, checked while it is moved in.
 struct RegistryStore: Sendable {
     let root: String
+    /// One request at a time per upload: a PATCH still writing while a PUT hashes and moves
+    /// the file in would put other bytes under the digest.
+    let uploads = UploadLocks()
 
     init(dataDir: String) throws {
         root = dataDir + "/registry"
@@ -84,8 +88,10 @@ struct RegistryStore: Sendable {
             guard Self.isValidTag(reference), let text = try? String(contentsOfFile: tagPath(name, reference), encoding: .utf8) else { return nil }
             digest = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        guard let hex = Self.hex(ofDigest: digest), let body = FileManager.default.contents(atPath: blobPath(hex)),
-            let mediaType = try? String(contentsOfFile: blobPath(hex) + ".type", encoding: .utf8)
+        // Only what was stored as a manifest (it has a media type), and never a whole layer
+        // into memory.
+        guard let hex = Self.hex(ofDigest: digest), let mediaType = try? String(contentsOfFile: blobPath(hex) + ".type", encoding: .utf8),
+            let size = blobSize(digest), size <= Int64(Self.maxManifestBytes), let body = FileManager.default.contents(atPath: blobPath(hex))
         else { return nil }
         return (digest, body, mediaType)
     }
@@ -159,12 +165,24 @@ struct RegistryStore: Sendable {
     }
 }
 
+/// Upload ids with a request in progress.
+final class UploadLocks: Sendable {
+    private let busy = Mutex<Set<String>>([])
+
+    func exclusive<T>(_ id: String, _ body: () async throws -> T) async throws -> T {
+        guard busy.withLock({ $0.insert(id).inserted }) else { throw RegistryError.uploadBusy }
+        defer { busy.withLock { _ = $0.remove(id) } }
+        return try await body()
+    }
+}
+
 /// Errors in the OCI distribution spec's terms: `{"errors": [{"code": ..., "message": ...}]}`.
 enum RegistryError: Error {
     case nameInvalid(String)
     case nameUnknown(String)
     case blobUnknown(String)
     case blobUploadUnknown
+    case uploadBusy
     case digestInvalid(String)
     case manifestUnknown(String)
     case manifestInvalid(String)

@@ -2,6 +2,7 @@ import DroverAPI
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOPosix
 
 /// The OCI distribution API under `/v2/`, enough for `skopeo` and the agents to push and pull:
 /// blobs (`HEAD`, `GET` with `Range`, chunked and monolithic uploads), manifests by tag or digest,
@@ -63,13 +64,15 @@ enum Registry {
             case (.post, .uploads(let name)):
                 return try await startUpload(name, request: request, store: store)
             case (.patch, .upload(let name, let id)):
-                let size = try await append(request, to: id, store: store)
+                let size = try await store.uploads.exclusive(id) { try await append(request, to: id, store: store) }
                 return uploadAccepted(name, id: id, size: size)
             case (.put, .upload(let name, let id)):
-                _ = try await append(request, to: id, store: store)
                 guard let digest = request.uri.queryParameters.get("digest"), let path = store.uploadPath(id) else { throw RegistryError.digestInvalid("PUT needs ?digest=") }
-                try store.commit(path, as: digest)
-                return created("/v2/\(name)/blobs/\(digest)", digest: digest)
+                try await store.uploads.exclusive(id) {
+                    _ = try await append(request, to: id, store: store)
+                    try await commit(path, as: String(digest), store: store)
+                }
+                return created("/v2/\(name)/blobs/\(digest)", digest: String(digest))
             case (.delete, .upload(_, let id)):
                 guard let path = store.uploadPath(id), FileManager.default.fileExists(atPath: path) else { throw RegistryError.blobUploadUnknown }
                 try? FileManager.default.removeItem(atPath: path)
@@ -122,6 +125,10 @@ enum Registry {
         guard let size = store.blobSize(digest) else { throw RegistryError.blobUnknown(digest) }
         var headers: HTTPFields = [.contentType: "application/octet-stream", .acceptRanges: "bytes"]
         headers[dockerDigest] = digest
+        if size == 0 {
+            headers[.contentLength] = "0"
+            return Response(status: .ok, headers: headers)
+        }
         var range: ClosedRange<Int64> = 0...(size - 1)
         var status = HTTPResponse.Status.ok
         if let text = request.headers[.range] {
@@ -133,8 +140,8 @@ enum Registry {
             status = .partialContent
             headers[.contentRange] = "bytes \(asked.lowerBound)-\(asked.upperBound)/\(size)"
         }
-        headers[.contentLength] = "\(size == 0 ? 0 : range.count)"
-        if request.method == .head || size == 0 { return Response(status: status, headers: headers) }
+        headers[.contentLength] = "\(range.count)"
+        if request.method == .head { return Response(status: status, headers: headers) }
         let body = try await files.loadFile(path: store.blobPath(hex), range: Int(range.lowerBound)...Int(range.upperBound), context: context)
         return Response(status: status, headers: headers, body: body)
     }
@@ -163,10 +170,16 @@ enum Registry {
         if let digest = request.uri.queryParameters.get("digest"), let path = store.uploadPath(id) {
             // Monolithic: the whole blob in the POST.
             _ = try await append(request, to: id, store: store)
-            try store.commit(path, as: String(digest))
+            try await commit(path, as: String(digest), store: store)
             return created("/v2/\(name)/blobs/\(digest)", digest: String(digest))
         }
         return uploadAccepted(name, id: id, size: 0)
+    }
+
+    /// Hashing a blob of gigabytes takes seconds: on NIO's blocking-I/O pool, not the
+    /// cooperative one that serves every other request.
+    static func commit(_ path: String, as digest: String, store: RegistryStore) async throws {
+        try await NIOThreadPool.singleton.runIfActive { try store.commit(path, as: digest) }
     }
 
     /// Appends the request's body to upload `id`, as it arrives; returns the upload's size.
@@ -192,6 +205,7 @@ enum Registry {
         case .nameUnknown(let n): (status, code, message) = (.notFound, "NAME_UNKNOWN", "repository '\(n)' not known")
         case .blobUnknown(let d): (status, code, message) = (.notFound, "BLOB_UNKNOWN", "blob \(d) not known")
         case .blobUploadUnknown: (status, code, message) = (.notFound, "BLOB_UPLOAD_UNKNOWN", "upload not known")
+        case .uploadBusy: (status, code, message) = (.conflict, "BLOB_UPLOAD_INVALID", "another request is writing this upload")
         case .digestInvalid(let m): (status, code, message) = (.badRequest, "DIGEST_INVALID", m)
         case .manifestUnknown(let r): (status, code, message) = (.notFound, "MANIFEST_UNKNOWN", "manifest '\(r.prefix(128))' not known")
         case .manifestInvalid(let m): (status, code, message) = (.badRequest, "MANIFEST_INVALID", m)
