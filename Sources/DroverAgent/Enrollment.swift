@@ -1,5 +1,6 @@
 import CDroverTLS
 import DroverAPI
+import DroverPOSIX
 import FoundationEssentials
 import Glibc
 
@@ -44,18 +45,9 @@ public enum StoredCredentials {
         try writeOwnerOnly(Array(json), to: path(dataDir))
     }
 
-    /// Written to a temporary file created 0600 and renamed over: never readable by others,
-    /// never half-written.
+    /// Owner-only, never half-written (see `OwnerOnlyFile`).
     static func writeOwnerOnly(_ bytes: [UInt8], to path: String) throws(EnrollmentError) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .storage("cannot write \(path): \(String(cString: strerror(errno)))") }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced, fchmodat(AT_FDCWD, temporary, 0o600, 0) == 0, rename(temporary, path) == 0 else {
-            throw .storage("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        do { try OwnerOnlyFile.write(bytes, to: path) } catch { throw .storage(error.description) }
     }
 }
 
@@ -110,8 +102,7 @@ public enum Enroller {
             b.withMemoryRebound(to: CChar.self) { drover_tls_spki_sha256($0.baseAddress, $0.count, &digest) }
         }
         guard rc == 0 else { throw .wrongController("the controller's CA is not exactly one PEM certificate: not enrolling") }
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: digest.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
+        return hexString(digest)
     }
 
     /// The `message` of an API error, or the start of the body.

@@ -1,4 +1,5 @@
 import CDroverTLS
+import DroverPOSIX
 import FoundationEssentials
 
 /// One HTTP/1.1 request and its answer, over TCP or TLS through the system's OpenSSL
@@ -39,10 +40,7 @@ struct HTTPExchange {
         }
 
         /// 127.0.0.0/8, ::1 or localhost.
-        var isLoopback: Bool {
-            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-            return host == "localhost" || host == "::1" || (parts.count == 4 && parts[0] == "127" && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
-        }
+        var isLoopback: Bool { isLoopbackHost(host) }
     }
 
     struct Response {

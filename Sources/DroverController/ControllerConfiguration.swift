@@ -1,3 +1,5 @@
+import DroverPOSIX
+
 /// Everything a controller needs to start; the executable fills it from flags.
 public struct ControllerConfiguration: Sendable {
     public var dataDir: String
@@ -38,10 +40,7 @@ public struct ControllerConfiguration: Sendable {
         public var isWildcard: Bool { host == "0.0.0.0" || host == "::" }
 
         /// 127.0.0.0/8, ::1 and localhost: the only addresses plain HTTP may listen on.
-        public var isLoopback: Bool {
-            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-            return host == "localhost" || host == "::1" || (parts.count == 4 && parts[0] == "127" && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) })
-        }
+        public var isLoopback: Bool { isLoopbackHost(host) }
     }
 
     /// How the REST API is served.

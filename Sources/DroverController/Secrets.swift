@@ -1,4 +1,5 @@
 import Crypto
+import DroverPOSIX
 import Foundation
 
 /// Random secrets and their hashes. Tokens carry 256 random bits, so a plain SHA-256 is
@@ -14,15 +15,7 @@ enum Secrets {
         hex(Array(SHA256.hash(data: Data(text.utf8))))
     }
 
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func hex(_ bytes: some Sequence<UInt8>) -> String { hexString(bytes) }
 
     /// Compares without an early exit, so the time taken says nothing about where two
     /// hashes differ.
@@ -36,11 +29,6 @@ enum Secrets {
 
     /// Writes `text` to `path` readable by its owner only (0600), replacing it atomically.
     static func writeOwnerOnly(_ text: String, to path: String) throws {
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
-            chmod(temporary, 0o600) == 0, rename(temporary, path) == 0
-        else {
-            throw ControllerError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        do { try OwnerOnlyFile.write(text, to: path) } catch { throw ControllerError(error.description) }
     }
 }

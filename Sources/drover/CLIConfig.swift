@@ -1,3 +1,4 @@
+import DroverPOSIX
 import Foundation
 import Yams
 
@@ -51,11 +52,7 @@ struct CLIConfig: Codable {
         let path = Self.path
         do {
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            let text = try YAMLEncoder().encode(self)
-            let temporary = path + ".tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
-                chmod(temporary, 0o600) == 0, rename(temporary, path) == 0
-            else { fail("cannot write \(path): \(String(cString: strerror(errno)))") }
+            try OwnerOnlyFile.write(try YAMLEncoder().encode(self), to: path)
         } catch {
             fail("cannot write \(path): \(error)")
         }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DroverPOSIX
 import Foundation
 import NIOCore
 import NIOSSL
@@ -44,9 +45,7 @@ struct ControllerClient {
         if let token = connection.token {
             // Over plain HTTP anyone on the way reads the token: only to this machine.
             let host = parsed.host ?? ""
-            let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-            let loopback = host == "localhost" || host == "::1" || host == "[::1]" || (octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil })
-            guard parsed.scheme == "https" || loopback else {
+            guard parsed.scheme == "https" || isLoopbackHost(host) else {
                 fail("not sending a token over plain HTTP to \(host); use https:// (the controller's --tls)")
             }
             request.headers.add(name: "Authorization", value: "Bearer \(token)")

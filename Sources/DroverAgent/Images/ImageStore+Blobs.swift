@@ -1,5 +1,6 @@
 import CDroverTLS
 import DroverCore
+import DroverPOSIX
 import FoundationEssentials
 import Glibc
 
@@ -141,8 +142,5 @@ extension ImageStore {
         return rc == 0 ? hex(digest) : ""
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
-    }
+    static func hex(_ bytes: [UInt8]) -> String { hexString(bytes) }
 }
