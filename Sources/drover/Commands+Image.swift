@@ -5,7 +5,7 @@ import Foundation
 
 struct ImageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "image", abstract: "Images in the controller's registry (push with skopeo: see README).", subcommands: [List.self, Remove.self])
+        commandName: "image", abstract: "Images in the controller's registry: push, list, remove.", subcommands: [List.self, ImagePush.self, Remove.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "ls", abstract: "List images, their digests, sizes and the workloads that use them.")

@@ -32,6 +32,20 @@ struct ControllerClient {
 
     /// Sends a request; returns the body of a 2xx answer, or exits with the API's message.
     func send(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json") async -> Data {
+        let (status, data) = await exchange(method, path, body: body, contentType: contentType)
+        guard (200..<300).contains(status) else {
+            if let api = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
+                let fields = (api.errors ?? []).map { "\($0.path): \($0.reason)" }
+                fail(fields.isEmpty || status == 401 || status == 403 ? api.message : fields.joined(separator: "; "))
+            }
+            fail("controller answered HTTP \(status) for \(method) \(path)")
+        }
+        return data
+    }
+
+    /// One request and its answer, whatever the status; exits only when the controller
+    /// cannot be reached.
+    func exchange(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/json", timeout: Int64 = 30) async -> (Int, Data) {
         let url = base.hasSuffix("/") ? String(base.dropLast()) + path : base + path
         guard let parsed = URL(string: url), parsed.host != nil, ["http", "https"].contains(parsed.scheme ?? "") else {
             fail("controller URL '\(base)' is not a valid http:// or https:// URL")
@@ -54,21 +68,14 @@ struct ControllerClient {
         let data: Data
         do {
             (status, data) = try await HTTPClient.withHTTPClient(configuration: configuration) { client in
-                let response = try await client.execute(request, timeout: .seconds(30))
+                let response = try await client.execute(request, timeout: .seconds(timeout))
                 let bytes = try await response.body.collect(upTo: 64 << 20)
                 return (Int(response.status.code), Data(bytes.readableBytesView))
             }
         } catch {
             fail("cannot reach the controller at \(base): \(Self.describe(error)) (is drover-controller running? set --controller, DROVER_CONTROLLER or a context)")
         }
-        guard (200..<300).contains(status) else {
-            if let api = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
-                let fields = (api.errors ?? []).map { "\($0.path): \($0.reason)" }
-                fail(fields.isEmpty || status == 401 || status == 403 ? api.message : fields.joined(separator: "; "))
-            }
-            fail("controller answered HTTP \(status) for \(method) \(path)")
-        }
-        return data
+        return (status, data)
     }
 
     /// One line for a transport error: NIO's descriptions run long.

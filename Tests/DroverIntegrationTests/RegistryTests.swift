@@ -137,6 +137,19 @@ struct ImageWorkloadTests {
             let (code, body, _) = try await bed.api.request("POST", "/v1/workloads", body: Self.manifest(image))
             #expect(code == 422 && "\(body)".contains(reason), "\(image): \(code) \(body)")
         }
+        // drover image push: the same image under another name, from the archive; a second
+        // push uploads nothing.
+        let pushed = try bed.drover(["image", "push", archive, "demo/pushed:v2"])
+        #expect(pushed.status == 0 && pushed.output.contains("0 blobs uploaded, 2 already there"), "\(pushed.output)")
+        let fresh = bed.dir + "/fresh.tar"
+        #expect(try Harness.run(Harness.repoRoot + "/tools/build-image", [fresh, "v3", "/bin/true"]).status == 0)
+        let uploaded = try bed.drover(["image", "push", fresh, "demo/fresh:v3"])
+        #expect(uploaded.status == 0 && uploaded.output.contains("2 blobs uploaded"), "\(uploaded.output)")
+        let inspect = try Harness.run("/usr/bin/skopeo", ["inspect", "--tls-verify=false", "--registry-token", bed.api.token ?? "", "docker://127.0.0.1:\(bed.apiPort)/demo/fresh:v3"])
+        #expect(inspect.status == 0, "\(inspect.output)")
+        let notAnImage = try bed.drover(["image", "push", bed.dir + "/controller.log", "demo/x:v1"])
+        #expect(notAnImage.status != 0 && notAnImage.output.split(separator: "\n").count == 1, "\(notAnImage.output)")
+
         _ = try bed.drover(["delete", "workload", "boxed"])
         #expect(try bed.drover(["image", "rm", "demo/busybox:v1"]).status == 0)
         #expect(!(try bed.drover(["image", "ls"]).output.contains("demo/busybox")))
