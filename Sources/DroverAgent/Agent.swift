@@ -52,6 +52,7 @@ public enum Agent {
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, logger: logger)
+        let images = ImageStore(dataDir: config.dataDir, controller: nil, credentials: nil)
 
         let services: [any Service] = [
             PeriodicService(interval: .milliseconds(500)) {
@@ -63,6 +64,10 @@ public enum Agent {
             },
             AgentLinkService(link: link, client: client, notifier: SystemdNotifier(), logger: logger),
             PeriodicService(interval: config.beatInterval) { await link.sendBeat() },
+            // Images no replica of this device uses leave the store once it is past its budget.
+            PeriodicService(interval: .seconds(300)) {
+                images.collect(keep: await supervisor.desiredImages(), budget: config.imageBudget)
+            },
             WatchdogService(notifier: SystemdNotifier()),
         ]
         return .daemon(services, logger: logger)

@@ -21,6 +21,8 @@ public struct AgentConfiguration: Sendable {
     public var caFile: String?
     /// Whom replicas without `user` run as when the agent is root.
     public var workloadUser: String?
+    /// Bytes the image store may hold before images no replica uses are removed.
+    public var imageBudget: Int64 = 2 << 30
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,

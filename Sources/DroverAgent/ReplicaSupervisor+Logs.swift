@@ -1,7 +1,13 @@
+import DroverCore
 import DroverProtocol
 import Glibc
 
 extension ReplicaSupervisor {
+    /// The manifest digests of the images this device's replicas are meant to run.
+    public func desiredImages() -> Set<String> {
+        Set(records.values.compactMap { $0.spec.image.flatMap(ImageReference.init(parsing:))?.digest })
+    }
+
     /// The last `lines` lines of a replica's log, at most `CommandReply.maxOutput` bytes (the
     /// newest); nil when the replica is not this device's.
     public func logTail(_ id: String, lines: Int) -> String? {

@@ -55,10 +55,16 @@ struct RunAgent: AsyncParsableCommand {
     @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
     var stopGrace: Double = 5
 
+    @Option(help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi.")
+    var imageBudget: String = "2Gi"
+
     @Option(help: "User that replicas run as unless their manifest names one (spec.user); root only when a manifest says so. Used when the agent runs as root.")
     var workloadUser: String = "drover"
 
     mutating func validate() throws {
+        guard (Quantity.parseMemory(imageBudget) ?? -1) >= 0 else {
+            throw ValidationError("--image-budget: '\(imageBudget)' must be a size, e.g. 512Mi or 2Gi")
+        }
         guard Names.isValidRunAs(workloadUser), workloadUser != "root", workloadUser != "0" else {
             throw ValidationError("--workload-user: '\(workloadUser)' must be an unprivileged user name or UID[:GID]; root only per workload, with spec.user: root")
         }
@@ -137,11 +143,12 @@ struct RunAgent: AsyncParsableCommand {
         let capacity = try parsedCapacity()
         // Labels given at enrollment win: the controller holds to them whatever is announced.
         let labels = try parsedLabels().merging(credentials?.labels ?? [:]) { _, enrolled in enrolled }
-        let configuration = AgentConfiguration(
+        var configuration = AgentConfiguration(
             deviceID: deviceID, broker: try BrokerAddress(url: brokerURL), dataDir: dataDir, labels: labels,
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) }, workloadUser: workloadUser)
+        configuration.imageBudget = Quantity.parseMemory(imageBudget) ?? 2 << 30
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }
