@@ -23,10 +23,9 @@ extension ImageStore {
             if lock >= 0 { close(lock) }
             throw .storage("another pull is fetching \(blob.digest) right now")
         }
-        defer {
-            unlink(partialPath(hex) + ".lock")
-            close(lock)
-        }
+        // The lock file stays: removing it would let a third pull lock a new file while a
+        // second still holds the old one. Collection removes it once it is a day old.
+        defer { close(lock) }
         var fetched: Int64 = 0
         var reused: Int64 = 0
         for attempt in 1...2 {
