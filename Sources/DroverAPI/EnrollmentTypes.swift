@@ -46,9 +46,13 @@ public struct CAInfo: Codable, Sendable {
 /// `POST /v1/enroll` (the enrollment token is the credential).
 public struct EnrollExchange: Codable, Sendable {
     public var token: String
+    /// The device id the agent was started with, if any: a token for another device is then
+    /// refused without being spent.
+    public var device: String?
 
-    public init(token: String) {
+    public init(token: String, device: String? = nil) {
         self.token = token
+        self.device = device
     }
 }
 

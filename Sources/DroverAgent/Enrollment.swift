@@ -76,7 +76,7 @@ public enum Enroller {
             throw .wrongController("the controller at \(controller) has CA sha256:\(presented), but the token names sha256:\(token.caFingerprint): not enrolling (another controller, or someone in between)")
         }
         let body: [UInt8]
-        do { body = Array(try JSONEncoder().encode(EnrollExchange(token: token.text))) } catch { throw .protocolError("\(error)") }
+        do { body = Array(try JSONEncoder().encode(EnrollExchange(token: token.text, device: expectedDevice))) } catch { throw .protocolError("\(error)") }
         let answer = try HTTPExchange(endpoint: endpoint, caPEM: info.certificate, verify: true).send("POST", "/v1/enroll", json: body)
         guard answer.status == 200 else { throw .refused(message(answer.body)) }
         guard var credentials = try? JSONDecoder().decode(DeviceCredentials.self, from: Data(answer.body)) else {

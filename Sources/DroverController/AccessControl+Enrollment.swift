@@ -59,7 +59,7 @@ extension AccessControl {
     }
 
     /// Trades a token for the device's MQTT credentials; the token is spent by this.
-    public func exchange(_ text: String, now: Int64) throws -> DeviceCredentials {
+    public func exchange(_ text: String, device expected: String? = nil, now: Int64) throws -> DeviceCredentials {
         let enrollment = try requireEnrollment()
         guard let token = EnrollmentToken(parsing: text) else {
             throw APIError(.unauthorized, "not an enrollment token (they read dre_...; make one with drover devices enroll ID)")
@@ -70,6 +70,9 @@ extension AccessControl {
         var record = security.enrollments[index]
         guard record.used == nil else { throw APIError(.unauthorized, "enrollment token for '\(record.device)' was already used; make a new one") }
         guard now < record.expires else { throw APIError(.unauthorized, "enrollment token for '\(record.device)' expired; make a new one") }
+        if let expected, expected != record.device {
+            throw APIError(.conflict, "this enrollment token is for device '\(record.device)', not '\(expected.prefix(64))'; it is not spent")
+        }
         guard Secrets.constantTimeEqual(token.caFingerprint, enrollment.ca.fingerprint) else {
             throw APIError(.unauthorized, "enrollment token names another CA than this controller's")
         }

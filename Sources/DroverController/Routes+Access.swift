@@ -17,7 +17,7 @@ extension API {
             guard let body = try? JSONDecoder().decode(EnrollExchange.self, from: Data(text.utf8)) else {
                 throw APIError(.badRequest, "body must be JSON {\"token\": \"dre_...\"}", errors: [FieldError(path: "token", reason: "is required")])
             }
-            return APIJSON.response(try await access.exchange(body.token, now: Fleet.nowMillis()))
+            return APIJSON.response(try await access.exchange(body.token, device: body.device, now: Fleet.nowMillis()))
         }
         admin.post("devices/:id/enroll") { request, context in
             let id = try context.parameters.require("id")

@@ -35,7 +35,9 @@ struct EnrollmentTests {
 
         await #expect(throws: (any Error).self) { try await access.exchange(issued.token, now: now + 60_000) }  // expired
         let second = try await access.enroll(device: "gw-1", request: EnrollRequest(), now: now)
-        let credentials = try await access.exchange(second.token, now: now + 1)
+        // An agent started as another device: refused, and the token is not spent by it.
+        await #expect(throws: (any Error).self) { try await access.exchange(second.token, device: "gw-2", now: now + 1) }
+        let credentials = try await access.exchange(second.token, device: "gw-1", now: now + 1)
         #expect(credentials.device == "gw-1" && credentials.username == "gw-1" && credentials.password.count == 64)
         #expect(credentials.ca.contains("BEGIN CERTIFICATE"))
         #expect(recorder.last.map(\.device) == ["gw-1"])
