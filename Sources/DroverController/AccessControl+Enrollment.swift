@@ -146,8 +146,6 @@ extension AccessControl {
         return device
     }
 
-    public var brokerSecured: Bool { enrollment != nil }
-
     private func publishCredentials(_ enrollment: Enrollment, _ credentials: [DeviceCredentialRecord]) throws {
         do { try enrollment.credentialsChanged(credentials) } catch {
             throw APIError(.internalServerError, "cannot update the broker's password file: \(error)")

@@ -73,11 +73,6 @@ struct RegistryStore: Sendable {
         return id
     }
 
-    func uploadSize(_ id: String) -> Int64? {
-        guard let path = uploadPath(id) else { return nil }
-        return (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64
-    }
-
     // MARK: Manifests and tags
 
     func manifest(_ name: String, reference: String) -> (digest: String, body: Data, mediaType: String)? {
@@ -188,7 +183,6 @@ enum RegistryError: Error {
     case manifestInvalid(String)
     case manifestBlobUnknown(String)
     case sizeInvalid(String)
-    case rangeInvalid
     case unsupported(String)
     case storage(String)
 }

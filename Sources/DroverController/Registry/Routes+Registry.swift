@@ -211,7 +211,6 @@ enum Registry {
         case .manifestInvalid(let m): (status, code, message) = (.badRequest, "MANIFEST_INVALID", m)
         case .manifestBlobUnknown(let d): (status, code, message) = (.badRequest, "MANIFEST_BLOB_UNKNOWN", "the manifest names blob \(d.prefix(80)), which is not here")
         case .sizeInvalid(let m): (status, code, message) = (.badRequest, "SIZE_INVALID", m)
-        case .rangeInvalid: (status, code, message) = (.rangeNotSatisfiable, "BLOB_UPLOAD_INVALID", "range not satisfiable")
         case .unsupported(let m): (status, code, message) = (.methodNotAllowed, "UNSUPPORTED", m)
         case .storage(let m): (status, code, message) = (.internalServerError, "UNKNOWN", m)
         }
