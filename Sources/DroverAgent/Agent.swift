@@ -29,8 +29,16 @@ public enum Agent {
         // Orphans of replicas come back to the agent, which reaps them; none stays a zombie.
         _ = drover_set_child_subreaper()
         let reaper = ChildReaper(reapsOrphans: true)
+        let images = ImageStore(dataDir: config.dataDir, controller: config.controllerURL ?? config.credentials?.controller, credentials: config.credentials)
+        var drivers: [any RuntimeDriver] = [ExecDriver(reaper: reaper, workloadUser: config.workloadUser)]
+        if let runc = RuncDriver.available(
+            dataDir: config.dataDir, cgroupParent: config.cgroupParent ?? "/drover/\(config.deviceID)", images: images, reaper: reaper, workloadUser: config.workloadUser) {
+            drivers.append(runc)
+        } else {
+            logger.notice("no container runtime: runc and conmon are needed, and root; this device runs exec workloads only")
+        }
         let supervisor = ReplicaSupervisor(
-            deviceID: config.deviceID, store: store, drivers: [ExecDriver(reaper: reaper, workloadUser: config.workloadUser)], dataDir: config.dataDir,
+            deviceID: config.deviceID, store: store, drivers: drivers, dataDir: config.dataDir,
             logger: logger, bootID: MachineInfo.bootID(), maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)
         do {
             try await supervisor.recover()
@@ -51,8 +59,7 @@ public enum Agent {
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)
-        let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, logger: logger)
-        let images = ImageStore(dataDir: config.dataDir, controller: nil, credentials: nil)
+        let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, runtimes: drivers.map(\.kind), logger: logger)
 
         let services: [any Service] = [
             PeriodicService(interval: .milliseconds(500)) {

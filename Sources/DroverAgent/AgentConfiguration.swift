@@ -1,3 +1,4 @@
+import DroverAPI
 import DroverCore
 import DroverMQTT
 
@@ -23,6 +24,12 @@ public struct AgentConfiguration: Sendable {
     public var workloadUser: String?
     /// Bytes the image store may hold before images no replica uses are removed.
     public var imageBudget: Int64 = 2 << 30
+    /// The controller's API URL and this device's credentials, for its image registry.
+    public var controllerURL: String?
+    public var credentials: DeviceCredentials?
+    /// The cgroup under which containers get theirs (`<parent>/<replica id>`); default
+    /// `/drover/<device id>`.
+    public var cgroupParent: String?
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,

@@ -11,13 +11,15 @@ actor AgentLink {
     let client: MQTTClient
     let store: AgentStore
     let supervisor: ReplicaSupervisor
+    let runtimes: [RuntimeKind]
     let logger: Logger
     private var cpu = CPUSampler()
     private var replicaCPU = ReplicaCPUSampler()
     private var ledger = DropLedger()
     private var flushing = false
 
-    init(configuration: AgentConfiguration, client: MQTTClient, store: AgentStore, supervisor: ReplicaSupervisor, logger: Logger) {
+    init(configuration: AgentConfiguration, client: MQTTClient, store: AgentStore, supervisor: ReplicaSupervisor, runtimes: [RuntimeKind], logger: Logger) {
+        self.runtimes = runtimes
         self.configuration = configuration
         self.client = client
         self.store = store
@@ -37,7 +39,7 @@ actor AgentLink {
         return DeviceFacts(
             agentVersion: AgentConfiguration.agentVersion, arch: MachineInfo.arch(), os: MachineInfo.os(),
             capacity: Resources(cpuMillis: configuration.capacityCPU ?? MachineInfo.cpuMillis(), memoryBytes: configuration.capacityMemory ?? memory.total),
-            labels: configuration.labels, runtimes: [.exec], link: configuration.link)
+            labels: configuration.labels, runtimes: runtimes, link: configuration.link)
     }
 
     func handleEvents() async {

@@ -56,8 +56,8 @@ public struct ExecDriver: RuntimeDriver {
 
     public func state(of process: RuntimeProcess) -> ProcessState {
         reaper.reap(process.pid)
-        if let status = reaper.takeStatus(of: process.pid) { return .ended(status) }
-        return POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) ? .running : .ended(nil)
+        if let status = reaper.takeStatus(of: process.pid) { return .ended(status, reason: nil) }
+        return POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) ? .running : .ended(nil, reason: nil)
     }
 
     public func stop(_ process: RuntimeProcess, grace: Duration) async {

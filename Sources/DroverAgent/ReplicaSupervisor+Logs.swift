@@ -5,7 +5,7 @@ import Glibc
 extension ReplicaSupervisor {
     /// The manifest digests of the images this device's replicas are meant to run.
     public func desiredImages() -> Set<String> {
-        Set(records.values.compactMap { $0.spec.image.flatMap(ImageReference.init(parsing:))?.digest })
+        Set((records.values.map(\.spec) + desired.values).compactMap { $0.image.flatMap(ImageReference.init(parsing:))?.digest })
     }
 
     /// The last `lines` lines of a replica's log, at most `CommandReply.maxOutput` bytes (the
@@ -29,10 +29,34 @@ extension ReplicaSupervisor {
         var text = String(decoding: bytes.prefix(read), as: UTF8.self)
         // A cut at the start of the window leaves half a line: drop it.
         if start > 0, let newline = text.firstIndex(of: "\n") { text = String(text[text.index(after: newline)...]) }
-        let all = text.split(separator: "\n", omittingEmptySubsequences: false)
-        let kept = all.last == "" ? all.dropLast() : all[...]
+        var all = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if all.last == "" { all.removeLast() }
+        // A container's log is conmon's: `TIME STREAM F|P TEXT`, P for a line cut in parts.
+        let kept = records[id]?.spec.runtime == .runc ? Self.k8sLogText(all) : all
         var result = kept.suffix(lines).joined(separator: "\n")
         while result.utf8.count > CommandReply.maxOutput { result.removeFirst() }
         return result.isEmpty ? "" : result + "\n"
+    }
+
+    /// The text of k8s-file log lines, partial lines joined; a line not in that format as it is.
+    static func k8sLogText(_ lines: [Substring]) -> [Substring] {
+        var out: [Substring] = []
+        var partial = ""
+        for line in lines {
+            let fields = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard fields.count >= 3, fields[1] == "stdout" || fields[1] == "stderr" else {
+                out.append(line)
+                continue
+            }
+            let text = fields.count == 4 ? fields[3] : ""
+            if fields[2] == "P" {
+                partial += text
+            } else {
+                out.append(Substring(partial + text))
+                partial = ""
+            }
+        }
+        if !partial.isEmpty { out.append(Substring(partial)) }
+        return out
     }
 }

@@ -40,6 +40,9 @@ extension ReplicaSupervisor {
             if let process = adoptable(record), let driver = drivers[record.spec.runtime] {
                 logger.warning("finishing the stop of a replica the agent was stopping when it went down", metadata: ["replica": "\(record.spec.id)", "pid": "\(process.pid)"])
                 await driver.stop(process, grace: stopGrace)
+            } else if record.spec.runtime != .exec, let driver = drivers[record.spec.runtime] {
+                // A container that ended meanwhile still has runc state and a cgroup to remove.
+                await driver.stop(process(of: record, pid: record.pid ?? 0), grace: .zero)
             }
             forget(record.spec.id)
             changed.append(status(of: record, phase: .stopped))
@@ -69,7 +72,11 @@ extension ReplicaSupervisor {
         guard record.phase == .running, let pid = record.pid, record.bootID == nil || record.bootID == bootID,
             POSIX.isAlive(pid: pid, startTicks: record.startTicks)
         else { return nil }
-        return RuntimeProcess(pid: pid, startTicks: record.startTicks)
+        return process(of: record, pid: pid)
+    }
+
+    func process(of record: ReplicaRecord, pid: Int32) -> RuntimeProcess {
+        RuntimeProcess(pid: pid, startTicks: record.startTicks, replica: record.spec.id, directory: replicasDir + "/" + record.spec.id)
     }
 
     /// A replica that is not running after a start: it ended while the agent was away (a
@@ -80,19 +87,27 @@ extension ReplicaSupervisor {
         guard desired[record.spec.id]?.revisionKey == record.spec.revisionKey else { return nil }
         switch record.phase {
         case .running:
+            // A container's monitor kept how it ended, unless the machine rebooted.
+            var exit: ExitStatus?
+            var reason: String?
+            if record.bootID == bootID, let pid = record.pid, let driver = drivers[record.spec.runtime],
+                case .ended(let status, let why) = driver.state(of: process(of: record, pid: pid)) {
+                (exit, reason) = (status, why)
+            }
+            let how = exit.map { "exited with code \($0.code)\(reason.map { " (\($0))" } ?? "") while the agent was away" }
             record.pid = nil
             record.startTicks = nil
-            record.exitCode = nil
-            // The exit code is unknown, which counts as a failure for `on-failure`.
-            if record.spec.restartPolicy.restarts(failed: true) {
+            record.exitCode = exit.map(\.code).flatMap { WireLimits.exitCodeRange.contains($0) ? $0 : nil }
+            // An unknown exit code counts as a failure for `on-failure`.
+            if record.spec.restartPolicy.restarts(failed: exit.map { $0.code != 0 } ?? true) {
                 record.phase = .restarting
-                record.message = "not running after the agent started (reboot or crash); starting again"
+                record.message = (how ?? "not running after the agent started (reboot or crash)") + "; starting again"
                 state.nextStart = .now
                 return "restart"
             }
             record.phase = .exited
-            record.message = "not running after the agent started (reboot or crash); exit code unknown"
-            return "left exited (restartPolicy never)"
+            record.message = how ?? "not running after the agent started (reboot or crash); exit code unknown"
+            return "left exited (restartPolicy \(record.spec.restartPolicy.rawValue))"
         case .pending, .restarting, .failed:
             state.nextStart = .now
             return nil

@@ -38,6 +38,9 @@ public actor ReplicaSupervisor {
     var live: [String: Live] = [:]
     /// Replicas whose process is being stopped, by id: tracked until it is gone.
     var stopping: [String: RuntimeProcess] = [:]
+    /// Images being pulled, and when to try again those that failed (`+Prepare`).
+    var preparing: Set<String> = []
+    var prepareRetries: [String: PrepareRetry] = [:]
 
     public init(
         deviceID: String, store: AgentStore, drivers: [any RuntimeDriver], dataDir: String, logger: Logger, bootID: String,
@@ -76,7 +79,9 @@ public actor ReplicaSupervisor {
     /// Brings the running set in line with the desired set: stop what is gone or changed,
     /// start what is missing.
     func reconcile() async {
-        let obsolete = records.filter { id, record in desired[id]?.revisionKey != record.spec.revisionKey }
+        prepareMissing()
+        // A replica being replaced runs on until its replacement's image is here.
+        let obsolete = records.filter { id, record in desired[id]?.revisionKey != record.spec.revisionKey && !waitsForReplacement(id) }
         // Taken out of the books before the first suspension point (see the type's comment).
         var stops: [(id: String, process: RuntimeProcess, driver: any RuntimeDriver)] = []
         var stopped: [ReplicaStatus] = []
@@ -120,15 +125,16 @@ public actor ReplicaSupervisor {
 
     /// One supervision pass: notice exits, apply restart policies, start what is due, cap logs.
     public func tick() {
+        prepareMissing()
         var changed: [ReplicaStatus] = []
         for (id, var record) in records.sorted(by: { $0.key < $1.key }) {
             guard var state = live[id], let process = state.process, let driver = drivers[record.spec.runtime] else { continue }
             capLog(id)
-            guard case .ended(let exit) = driver.state(of: process) else { continue }
+            guard case .ended(let exit, let reason) = driver.state(of: process) else { continue }
             state.process = nil
             record.pid = nil
             record.startTicks = nil
-            record.exitCode = exit?.code
+            record.exitCode = exit.map(\.code).flatMap { WireLimits.exitCodeRange.contains($0) ? $0 : nil }
             let ranLong = state.startedAt.map { ContinuousClock.now - $0 > .seconds(10) } ?? false
             state.failures = ranLong ? 0 : state.failures + 1
             let failed = exit.map { $0.code != 0 } ?? true
@@ -136,10 +142,10 @@ public actor ReplicaSupervisor {
                 let delay = Self.restartDelay(failures: state.failures)
                 state.nextStart = .now + delay
                 record.phase = .restarting
-                record.message = "exited with \(exit.map { "code \($0.code)" } ?? "unknown code"); restart in \(delay)"
+                record.message = (reason.map { $0 + ": " } ?? "") + "exited with \(exit.map { "code \($0.code)" } ?? "unknown code"); restart in \(delay)"
             } else {
                 record.phase = .exited
-                record.message = exit == nil ? "exited; code unknown (process was adopted)" : nil
+                record.message = reason ?? (exit == nil ? "exited; code unknown (process was adopted)" : nil)
             }
             records[id] = record
             live[id] = state
@@ -160,6 +166,18 @@ public actor ReplicaSupervisor {
         let now = ContinuousClock.now
         for (id, var record) in records.sorted(by: { $0.key < $1.key }) where stopping[id] == nil {
             guard var state = live[id], state.process == nil, let due = state.nextStart, due <= now else { continue }
+            // Not before its image is here; `prepareMissing` is getting it.
+            if !ready(record.spec) {
+                let waiting = prepareRetries[Self.prepareKey(record.spec)]?.message ?? "pulling image \(record.spec.image ?? "")"
+                if record.phase != .pending || record.message != waiting {
+                    record.phase = .pending
+                    record.message = waiting
+                    records[id] = record
+                    save(record)
+                    changed.append(status(of: record, phase: .pending))
+                }
+                continue
+            }
             let wasRestart = record.phase == .restarting
             state.nextStart = nil
             let directory = replicasDir + "/" + id
@@ -168,7 +186,9 @@ public actor ReplicaSupervisor {
                 guard let driver = drivers[record.spec.runtime] else {
                     throw RuntimeError("runtime \(record.spec.runtime.rawValue) is not available on this device")
                 }
-                let process = try driver.start(record.spec, directory: directory, logPath: directory + "/output.log")
+                var process = try driver.start(record.spec, directory: directory, logPath: directory + "/output.log")
+                process.replica = id
+                process.directory = directory
                 state.process = process
                 state.startedAt = now
                 record.phase = .running

@@ -4,10 +4,15 @@ import DroverCore
 public struct RuntimeProcess: Sendable, Hashable {
     public var pid: Int32
     public var startTicks: Int64?
+    /// For a container: its id (the replica's) and the replica's directory.
+    public var replica: String?
+    public var directory: String?
 
-    public init(pid: Int32, startTicks: Int64?) {
+    public init(pid: Int32, startTicks: Int64?, replica: String? = nil, directory: String? = nil) {
         self.pid = pid
         self.startTicks = startTicks
+        self.replica = replica
+        self.directory = directory
     }
 }
 
@@ -22,17 +27,27 @@ public struct RuntimeError: Error, Sendable, CustomStringConvertible {
 public enum ProcessState: Sendable, Hashable {
     case running
     /// Ended; the code is unknown when the process was not our child (adopted after an
-    /// agent restart).
-    case ended(ExitStatus?)
+    /// agent restart) and no monitor kept it. `reason`: `OOMKilled` when the memory limit
+    /// killed it.
+    case ended(ExitStatus?, reason: String?)
 }
 
-/// One way of running replicas: `exec` (a plain process), later `runc` and `podman`.
+/// One way of running replicas: `exec` (a plain process) or `runc` (a container under conmon).
 /// The agent's supervisor speaks only this protocol.
 public protocol RuntimeDriver: Sendable {
     var kind: RuntimeKind { get }
+    /// Whether everything the replica needs on this device (its image) is here.
+    func isReady(_ spec: ReplicaSpec) -> Bool
+    /// Gets it here (pulls and unpacks the image); the replica can start once this returns.
+    func prepare(_ spec: ReplicaSpec) async throws(RuntimeError)
     /// Starts the replica with its output going to `logPath`, working in `directory`.
     func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess
     func state(of process: RuntimeProcess) -> ProcessState
     /// Stops the replica and everything it started, waiting up to `grace` before killing.
     func stop(_ process: RuntimeProcess, grace: Duration) async
+}
+
+extension RuntimeDriver {
+    public func isReady(_ spec: ReplicaSpec) -> Bool { true }
+    public func prepare(_ spec: ReplicaSpec) async throws(RuntimeError) {}
 }

@@ -61,12 +61,21 @@ struct RunAgent: AsyncParsableCommand {
     @Option(help: "User that replicas run as unless their manifest names one (spec.user); root only when a manifest says so. Used when the agent runs as root.")
     var workloadUser: String = "drover"
 
+    @Option(help: "cgroup under which containers get theirs (PARENT/REPLICA); default /drover/DEVICE-ID.")
+    var cgroupParent: String?
+
     mutating func validate() throws {
         guard (Quantity.parseMemory(imageBudget) ?? -1) >= 0 else {
             throw ValidationError("--image-budget: '\(imageBudget)' must be a size, e.g. 512Mi or 2Gi")
         }
         guard Names.isValidRunAs(workloadUser), workloadUser != "root", workloadUser != "0" else {
             throw ValidationError("--workload-user: '\(workloadUser)' must be an unprivileged user name or UID[:GID]; root only per workload, with spec.user: root")
+        }
+        if let cgroupParent {
+            let parts = cgroupParent.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard cgroupParent.hasPrefix("/"), cgroupParent.utf8.count <= 200, !parts.isEmpty,
+                parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy { $0.isLetter || $0.isNumber || "._-".contains($0) } })
+            else { throw ValidationError("--cgroup-parent: '\(cgroupParent)' must be an absolute cgroup path, e.g. /drover/gw-1 (letters, digits, '.', '_', '-')") }
         }
         if let id, !Names.isValidDeviceID(id) { throw ValidationError("--id: '\(id)' must be 1-64 letters, digits, '.', '_' or '-'") }
         if let broker {
@@ -149,6 +158,9 @@ struct RunAgent: AsyncParsableCommand {
             username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) }, workloadUser: workloadUser)
         configuration.imageBudget = Quantity.parseMemory(imageBudget) ?? 2 << 30
+        configuration.controllerURL = controller ?? credentials?.controller
+        configuration.credentials = credentials
+        configuration.cgroupParent = cgroupParent
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }

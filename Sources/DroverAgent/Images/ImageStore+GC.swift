@@ -3,12 +3,14 @@ import FoundationEssentials
 import Glibc
 
 extension ImageStore {
-    /// Frees space past `budget` bytes: blobs that no kept image uses (the manifests named in
+    /// Removes the unpacked copies of images that `keep` does not name, then frees space past
+    /// `budget` bytes: blobs that no kept image uses (the manifests named in
     /// `keep`, with their configs, layers and, for an index, its manifests) go, oldest first,
     /// until the store fits; what a kept image uses always stays. Partial downloads untouched
     /// for a day go too. Returns how many blobs were removed and the bytes freed.
     @discardableResult
     public func collect(keep: Set<String>, budget: Int64, now: Int64 = Int64(time(nil))) -> (removed: Int, freed: Int64) {
+        collectUnpacked(keep: keep)
         var kept = Set<String>()
         var queue = Array(keep.compactMap(OCI.hex(ofDigest:)))
         while let hex = queue.popLast() {

@@ -1,0 +1,177 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DroverCore
+import DroverPOSIX
+import FoundationEssentials
+
+/// Runs replicas as OCI containers under runc, each watched by its own `conmon`: conmon runs
+/// `runc create`, holds the container's stdio (written to the replica's log) and, when the
+/// container ends, writes its exit code and whether the kernel's OOM killer struck. conmon is
+/// not the agent's child and outlives it, so an agent restart or upgrade neither stops a
+/// container nor loses how it ended.
+///
+/// Per replica, in `replicas/<id>/`: `bundle/config.json` (the rootfs is the image's, shared
+/// read-only), `state/` (conmon's pid files, `exit`, `oom`, runc's own log) and `output.log`
+/// (conmon's k8s-file format: `TIME STREAM F|P TEXT`). runc's state lives under
+/// `<data dir>/containers/runc`; the cgroup is `<cgroupParent>/<replica id>`.
+public struct RuncDriver: RuntimeDriver {
+    public let kind = RuntimeKind.runc
+    let runc: String
+    let conmon: String
+    let runcRoot: String
+    let cgroupParent: String
+    let images: ImageStore
+    let commands: HostCommand
+    let workloadUser: String?
+    let pidsLimit: Int64
+
+    public init(runc: String, conmon: String, dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?, pidsLimit: Int64 = 1024) {
+        self.runc = runc
+        self.conmon = conmon
+        runcRoot = dataDir + "/containers/runc"
+        self.cgroupParent = cgroupParent
+        self.images = images
+        commands = HostCommand(reaper: reaper)
+        self.workloadUser = workloadUser
+        self.pidsLimit = pidsLimit
+        POSIX.makeDirectories(runcRoot, mode: 0o700)
+    }
+
+    /// runc and conmon as this machine has them, or nil; only root can run containers here
+    /// (no user namespaces).
+    public static func available(dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?) -> RuncDriver? {
+        guard geteuid() == 0, access("/bin/tar", X_OK) == 0,
+            let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"].first(where: Self.executable),
+            let conmon = ["/usr/bin/conmon", "/usr/libexec/podman/conmon", "/usr/local/bin/conmon"].first(where: Self.executable)
+        else { return nil }
+        return RuncDriver(runc: runc, conmon: conmon, dataDir: dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: workloadUser)
+    }
+
+    static func executable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    public func isReady(_ spec: ReplicaSpec) -> Bool {
+        spec.image.flatMap(ImageReference.init(parsing:))?.digest.flatMap(images.unpackedPath) != nil
+    }
+
+    /// Pulls the replica's image (resuming, verifying) and unpacks it, off the cooperative pool.
+    public func prepare(_ spec: ReplicaSpec) async throws(RuntimeError) {
+        guard let image = spec.image, let digest = ImageReference(parsing: image)?.digest else {
+            throw RuntimeError("a runc replica needs an image pinned to a digest")
+        }
+        let (images, commands) = (images, commands)
+        let failure: String? = await OffPool.run {
+            do throws(ImageStore.PullError) {
+                let pulled = try images.pull(image)
+                _ = try images.unpack(pulled, as: digest, commands: commands)
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        if let failure { throw RuntimeError("image \(image): \(failure)") }
+    }
+
+    func paths(_ directory: String) -> (bundle: String, state: String) { (directory + "/bundle", directory + "/state") }
+
+    public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+        guard let digest = spec.image.flatMap(ImageReference.init(parsing:))?.digest, let unpacked = images.unpackedPath(digest) else {
+            throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
+        }
+        let imageConfig = POSIX.readFile(unpacked + "/config.json", limit: 4 << 20).flatMap { try? JSONDecoder().decode(ImageConfig.self, from: Data($0.utf8)) }
+        guard let imageConfig else { throw RuntimeError("the image config of \(digest) is unreadable") }
+        let rootfs = unpacked + "/rootfs"
+        let user = try ContainerUser.resolve(spec: spec.user, image: imageConfig.config?.User, workloadUser: workloadUser, rootfs: rootfs)
+        let config = try OCIRuntimeConfig(
+            spec: spec, image: imageConfig.config ?? ImageConfig.Config(), user: user, rootfs: rootfs, cgroupsPath: cgroupParent + "/" + spec.id,
+            pidsLimit: pidsLimit)
+
+        let (bundle, state) = paths(directory)
+        // Whatever an earlier run left (a reboot, a crash mid-start) goes first.
+        _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: directory + "/runc-delete.log", timeout: .seconds(10))
+        POSIX.removeTree(state)
+        POSIX.makeDirectories(bundle, mode: 0o700)
+        POSIX.makeDirectories(state, mode: 0o700)
+        do {
+            try OwnerOnlyFile.write(try config.encoded(), to: bundle + "/config.json")
+        } catch {
+            throw RuntimeError("cannot write the bundle: \(error)")
+        }
+        let launched = commands.run(
+            conmon,
+            [
+                "--api-version", "1", "-c", spec.id, "-u", spec.id, "-n", spec.id, "-r", runc, "-b", bundle,
+                "-p", state + "/container.pid", "-P", state + "/conmon.pid", "-l", "k8s-file:" + logPath,
+                "--log-size-max", "\(16 << 20)", "--exit-dir", state, "-0", state, "--socket-dir-path", state,
+                "--runtime-arg", "--root=" + runcRoot, "--runtime-arg", "--log=" + state + "/runc.log",
+            ], outputPath: state + "/conmon.log", directory: state, timeout: .seconds(30))
+        guard launched.succeeded else { throw RuntimeError("conmon did not start: \(launched.lastLine)") }
+
+        // conmon runs `runc create` in the background; the container's pid file marks its end.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var created: Int32?
+        while created == nil {
+            created = POSIX.readFile(state + "/container.pid").flatMap { Int32($0.filter(\.isNumber)) }
+            if created != nil { break }
+            // conmon gone without a container: `runc create` failed, and runc's log says why.
+            let monitorGone = POSIX.exists(state + "/conmon.pid") && !monitorAlive(state) && !POSIX.exists(state + "/container.pid")
+            if monitorGone || ContinuousClock.now > deadline {
+                _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
+                throw RuntimeError("runc create failed: \(monitorGone ? runcError(state) : "no container after 30 s")")
+            }
+            usleep(2000)
+        }
+        guard let pid = created else { throw RuntimeError("runc create failed: \(runcError(state))") }
+        let started = commands.run(runc, ["--root", runcRoot, "--log", state + "/runc.log", "start", spec.id], outputPath: state + "/runc-start.log", timeout: .seconds(30))
+        guard started.succeeded else {
+            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
+            throw RuntimeError("runc start failed: \(runcError(state))")
+        }
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid), replica: spec.id, directory: directory)
+    }
+
+    /// The last error runc logged (its `--log` is JSON-free text: `time=… level=error msg="…"`).
+    func runcError(_ state: String) -> String {
+        let lines = HostCommand.tail(state + "/runc.log").split(separator: "\n").map(String.init)
+        guard let line = lines.last(where: { $0.contains("level=error") }) ?? lines.last else { return "no error logged (see \(state)/conmon.log)" }
+        if let range = line.firstRange(of: "msg=\"") {
+            return String(line[range.upperBound...].dropLast(line.hasSuffix("\"") ? 1 : 0)).replacing("\\\"", with: "\"")
+        }
+        return String(line.prefix(500))
+    }
+
+    /// Whether this replica's conmon still runs (it has yet to record the exit).
+    func monitorAlive(_ state: String) -> Bool {
+        guard let pid = POSIX.readFile(state + "/conmon.pid").flatMap({ Int32($0.filter(\.isNumber)) }), pid > 0 else { return false }
+        return POSIX.isAlive(pid: pid, startTicks: nil) && (POSIX.readFile("/proc/\(pid)/comm")?.hasPrefix("conmon") ?? false)
+    }
+
+    public func state(of process: RuntimeProcess) -> ProcessState {
+        if POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) { return .running }
+        guard let directory = process.directory, let id = process.replica else { return .ended(nil, reason: nil) }
+        let state = paths(directory).state
+        // Ended, and conmon is writing down how: a moment more.
+        if monitorAlive(state), !POSIX.exists(state + "/exit") { return .running }
+        let code = POSIX.readFile(state + "/exit").flatMap { Int32($0.filter { $0.isNumber || $0 == "-" }) }
+        let oom = POSIX.exists(state + "/oom")
+        _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
+        return .ended(code.map { .exited($0) }, reason: oom ? "OOMKilled" : nil)
+    }
+
+    public func stop(_ process: RuntimeProcess, grace: Duration) async {
+        guard let id = process.replica else { return }
+        let state = process.directory.map { paths($0).state } ?? "/dev/null"
+        let log = process.directory.map { $0 + "/runc-stop.log" } ?? "/dev/null"
+        if POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) {
+            _ = commands.run(runc, ["--root", runcRoot, "kill", id, "TERM"], outputPath: log, timeout: .seconds(10))
+            let deadline = ContinuousClock.now + grace
+            while ContinuousClock.now < deadline, POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        // Whatever is left in the container, its first process or others that ignored TERM.
+        _ = commands.run(runc, ["--root", runcRoot, "kill", "--all", id, "KILL"], outputPath: log, timeout: .seconds(10))
+        for _ in 0..<100 where monitorAlive(state) { try? await Task.sleep(for: .milliseconds(20)) }
+        _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", id], outputPath: log, timeout: .seconds(10))
+    }
+}
