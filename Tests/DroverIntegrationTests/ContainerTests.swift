@@ -174,3 +174,49 @@ struct ContainerTests {
         #expect(bed.agents["gw-1"]?.log.contains("replica was not running after the agent started") == true)
     }
 }
+
+extension ContainerTests {
+    @Test("a new revision's image is pulled before the old container stops: while the pull fails, the old one runs on")
+    func replacementPulledFirst() async throws {
+        try await Self.withContainers("ctr-next", Self.replacementPulledFirstBody)
+    }
+
+    static func replacementPulledFirstBody(_ bed: FleetTestbed, _ parent: String) async throws {
+        try await bed.apply(manifest("ticker"))
+        #expect(await Harness.eventually(.seconds(30)) { (try? await bed.running("ticker").count) == 1 })
+        let before = try #require(try await bed.running("ticker").first?.pid)
+
+        // v2 is in the registry but its config blob is not: every pull of it fails.
+        let archive = bed.dir + "/v2.tar"
+        #expect(try Harness.run(Harness.repoRoot + "/tools/build-image", [archive, "v2", "/bin/sh", "-c", "while :; do echo v2; sleep 0.2; done"]).status == 0)
+        #expect(try bed.drover(["image", "push", archive, "ticker:v2"]).status == 0)
+        let (_, _, body) = try await bed.api.request("GET", "/v2/ticker/manifests/v2")
+        let parsed = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        let config = try #require((parsed["config"] as? [String: Any])?["digest"] as? String)
+        let blob = bed.dir + "/controller/registry/blobs/sha256/" + config.dropFirst("sha256:".count)
+        try FileManager.default.removeItem(atPath: blob)
+
+        try await bed.apply(manifest("ticker").replacingOccurrences(of: "ticker:v1", with: "ticker:v2"))
+        let waiting = await Harness.eventually(.seconds(20)) { bed.agents["gw-1"]?.log.contains("cannot get image") == true }
+        #expect(waiting, "\(bed.agents["gw-1"]?.log ?? "")")
+        try await Task.sleep(for: .seconds(2))
+        #expect(Harness.isAlive(before), "the old container runs on while its replacement's image cannot be had")
+        #expect(try await bed.running("ticker").map(\.pid) == [before])
+
+        // The blob is back: the image comes, then the old container goes and v2 starts.
+        #expect(try bed.drover(["image", "push", archive, "ticker:v2"]).status == 0)
+        let replaced = await Harness.eventually(.seconds(40)) {
+            guard let now = try? await bed.running("ticker").first?.pid else { return false }
+            return now != before
+        }
+        #expect(replaced)
+        #expect(!Harness.isAlive(before))
+        let log = bed.agents["gw-1"]?.log ?? ""
+        let ready = log.range(of: "image ready", options: .backwards)
+        let stopped = log.range(of: "stopped replica", options: .backwards)
+        #expect(ready != nil && stopped != nil && ready?.lowerBound ?? log.endIndex < stopped?.lowerBound ?? log.startIndex, "\(log)")
+        try await Task.sleep(for: .seconds(1))
+        let logs = try bed.drover(["logs", "ticker", "--tail", "1"])
+        #expect(logs.output.hasPrefix("v2"), "\(logs.output)")
+    }
+}
