@@ -59,6 +59,9 @@ public enum Agent {
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)
         client.subscribe(Topic.device(config.deviceID, .cmd), qos: .atLeastOnce)
+        // Reports go out as soon as they are queued; the periodic pass only retries.
+        let (queuedReports, queuedSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        await supervisor.notifyQueued(queuedSignal)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, runtimes: drivers.map(\.kind), logger: logger)
 
         let services: [any Service] = [
@@ -69,7 +72,7 @@ public enum Agent {
                 _ = try? store.trimOutbox(keep: 10_000)
                 await link.flushOutbox()
             },
-            AgentLinkService(link: link, client: client, notifier: SystemdNotifier(), logger: logger),
+            AgentLinkService(link: link, client: client, queuedReports: queuedReports, notifier: SystemdNotifier(), logger: logger),
             PeriodicService(interval: config.beatInterval) { await link.sendBeat() },
             // Images no replica of this device uses leave the store once it is past its budget.
             PeriodicService(interval: .seconds(300)) {
@@ -87,6 +90,7 @@ public enum Agent {
 struct AgentLinkService: Service {
     let link: AgentLink
     let client: MQTTClient
+    let queuedReports: AsyncStream<Void>
     let notifier: SystemdNotifier
     let logger: Logger
 
@@ -95,7 +99,10 @@ struct AgentLinkService: Service {
         let device = link.deviceID
         notifier.ready(status: "device \(device), broker \(client.configuration.broker)")
         logger.info("agent started", metadata: ["device": "\(device)", "broker": "\(client.configuration.broker)"])
-        await runUntilShutdown([{ await link.handleEvents() }, { await link.handleMessages() }])
+        await runUntilShutdown([
+            { await link.handleEvents() }, { await link.handleMessages() },
+            { for await _ in queuedReports { await link.flushOutbox() } },
+        ])
         _ = try? await client.publish(Topic.device(device, .state), AgentLink.offline(device), qos: .atLeastOnce, retain: true)
         await client.shutdown()
         logger.info("agent stopped; replicas keep running")

@@ -41,6 +41,10 @@ public actor ReplicaSupervisor {
     /// Images being pulled, and when to try again those that failed (`+Prepare`).
     var preparing: Set<String> = []
     var prepareRetries: [String: PrepareRetry] = [:]
+    /// Told whenever a report is queued, so the link sends it at once rather than at its next pass.
+    var queued: AsyncStream<Void>.Continuation?
+
+    public func notifyQueued(_ continuation: AsyncStream<Void>.Continuation) { queued = continuation }
 
     public init(
         deviceID: String, store: AgentStore, drivers: [any RuntimeDriver], dataDir: String, logger: Logger, bootID: String,
@@ -248,6 +252,7 @@ public actor ReplicaSupervisor {
         guard !statuses.isEmpty else { return }
         do {
             _ = try store.enqueue(WireCodec.encodeText(statuses))
+            queued?.yield()
         } catch {
             logger.error("cannot queue report", metadata: ["error": "\(error)"])
         }

@@ -46,7 +46,7 @@ struct HostCommand {
                 pause = 1000
             }
             usleep(pause)
-            pause = min(pause * 2, 20_000)
+            pause = min(pause * 2, 4000)
         }
         return Result(status: status, output: Self.tail(outputPath))
     }

@@ -88,7 +88,9 @@ public struct RuncDriver: RuntimeDriver {
 
         let (bundle, state) = paths(directory)
         // Whatever an earlier run left (a reboot, a crash mid-start) goes first.
-        _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: directory + "/runc-delete.log", timeout: .seconds(10))
+        if POSIX.exists(runcRoot + "/" + spec.id) {
+            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: directory + "/runc-delete.log", timeout: .seconds(10))
+        }
         POSIX.removeTree(state)
         POSIX.makeDirectories(bundle, mode: 0o700)
         POSIX.makeDirectories(state, mode: 0o700)
