@@ -12,11 +12,13 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     public var user: String?
     /// For a container runtime: the image, pinned to a digest.
     public var image: String?
+    public var volumes: [VolumeMount]
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
-        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil, image: String? = nil
+        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil, image: String? = nil, volumes: [VolumeMount] = []
     ) {
+        self.volumes = volumes
         self.user = user
         self.image = image
         self.id = id
@@ -28,6 +30,23 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         self.resources = resources
     }
 
+    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes }
+
+    /// `volumes` came after the first release: absent, it is empty.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        workload = try c.decode(String.self, forKey: .workload)
+        runtime = try c.decode(RuntimeKind.self, forKey: .runtime)
+        command = try c.decode([String].self, forKey: .command)
+        env = try c.decode([String: String].self, forKey: .env)
+        restartPolicy = try c.decode(RestartPolicy.self, forKey: .restartPolicy)
+        resources = try c.decode(Resources.self, forKey: .resources)
+        user = try c.decodeIfPresent(String.self, forKey: .user)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
+        volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
+    }
+
     /// Stable under dictionary order: when it changes, the agent must restart the replica.
     public var revisionKey: String {
         var parts = [runtime.rawValue, restartPolicy.rawValue, "\(resources.cpuMillis)", "\(resources.memoryBytes)"]
@@ -36,6 +55,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         // Only when set, so that replicas from before the field keep their key.
         if let user { parts.append("u:" + user) }
         if let image { parts.append("i:" + image) }
+        parts += volumes.map { "v:\($0.name):\($0.path):\($0.readOnly ? "ro" : "rw")" }
         return parts.joined(separator: "\u{1F}")
     }
 }
@@ -48,6 +68,6 @@ extension WorkloadSpec {
     }
 
     public func replica(id: String) -> ReplicaSpec {
-        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user, image: image)
+        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user, image: image, volumes: volumes)
     }
 }

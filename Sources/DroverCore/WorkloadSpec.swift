@@ -42,16 +42,20 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     /// The OCI image of a container runtime: `NAME:TAG`, `NAME@sha256:...` or with a registry
     /// host; at apply, the controller pins it to a digest (`NAME:TAG@sha256:...`).
     public var image: String?
+    /// Named volumes (containers only).
+    public var volumes: [VolumeMount]
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
         resources: Resources = .zero, runtime: RuntimeKind = .exec, command: [String], env: [String: String] = [:],
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
-        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil, image: String? = nil
+        strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil, image: String? = nil,
+        volumes: [VolumeMount] = []
     ) {
         self.user = user
         self.image = image
+        self.volumes = volumes
         self.name = name
         self.mode = mode
         self.replicas = replicas
@@ -94,6 +98,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         strategy = try c.decodeIfPresent(PlacementStrategy.self, forKey: .strategy) ?? .spreadLoad
         autoscale = try c.decodeIfPresent(AutoscaleSpec.self, forKey: .autoscale)
         user = try c.decodeIfPresent(String.self, forKey: .user)
+        volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
         image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
@@ -130,6 +135,8 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
                 fail("image", "is required for runtime runc")
             }
         }
+        if !volumes.isEmpty, runtime == .exec { fail("volumes", "need a container runtime (image:); an exec replica works in its own directory") }
+        for problem in VolumeMount.problems(volumes) { fail(problem.field, problem.reason) }
         if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }
         for (key, value) in selector.matchLabels {

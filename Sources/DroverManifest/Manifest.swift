@@ -44,6 +44,7 @@ public enum Manifest {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
             "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user", "image",
+            "volumes",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -85,13 +86,32 @@ public enum Manifest {
         }
         let user = spec["user"] == nil ? nil : reader.string(spec["user"], "spec.user")
         let image = spec["image"] == nil ? nil : reader.string(spec["image"], "spec.image")
+        let volumes = readVolumes(spec["volumes"], reader: &reader)
         let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes)
         return (workload, complete)
+    }
+
+    private static func readVolumes(_ value: Any?, reader: inout FieldReader) -> [VolumeMount] {
+        guard let value else { return [] }
+        guard let items = value as? [Any] else {
+            reader.fail("spec.volumes", "must be a list of {name, path, readOnly}")
+            return []
+        }
+        return items.enumerated().compactMap { i, item in
+            let path = "spec.volumes[\(i)]"
+            guard let v = reader.object(item, path) else { return nil }
+            reader.allowOnly(v, ["name", "path", "readOnly"], at: path)
+            var readOnly = false
+            if let raw = v["readOnly"] {
+                if let flag = raw as? Bool { readOnly = flag } else { reader.fail(path + ".readOnly", "must be true or false") }
+            }
+            return VolumeMount(name: reader.string(v["name"], path + ".name") ?? "", path: reader.string(v["path"], path + ".path") ?? "", readOnly: readOnly)
+        }
     }
 
     private static func readSelector(_ value: Any?, reader: inout FieldReader) -> LabelSelector {

@@ -210,6 +210,7 @@ public struct Desired: DeviceMessage, Hashable {
             check.require(seen.insert(r.id).inserted, "replicas[\(i)].id", "duplicate id \(r.id.prefix(128))")
             check.require(Names.isValidReplicaID(r.id), "replicas[\(i)].id", "must be a plain name: letters, digits, '.', '_' or '-', not '.' or '..'")
             check.require(r.user.map(Names.isValidRunAs) ?? true, "replicas[\(i)].user", "must be root, a user name or UID[:GID]")
+            for problem in VolumeMount.problems(r.volumes) { check.require(false, "replicas[\(i)].\(problem.field)", problem.reason) }
         }
         return check.errors
     }

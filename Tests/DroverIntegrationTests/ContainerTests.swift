@@ -220,3 +220,39 @@ extension ContainerTests {
         #expect(logs.output.hasPrefix("v2"), "\(logs.output)")
     }
 }
+
+extension ContainerTests {
+    @Test("a named volume keeps its data across a new revision of the container; a read-only one cannot be written")
+    func volumes() async throws {
+        try await Self.withContainers("ctr-vol", Self.volumesBody)
+    }
+
+    static func volumeManifest(run: Int) -> String {
+        manifest("keeper", command: "echo run \(run) >> /data/runs; touch /conf/x 2>&1 | tail -n 1; cat /data/runs; while :; do sleep 1; done") + """
+
+          env: {RUN: "\(run)"}
+          volumes:
+            - {name: data, path: /data}
+            - {name: conf, path: /conf, readOnly: true}
+        """
+    }
+
+    static func volumesBody(_ bed: FleetTestbed, _ parent: String) async throws {
+        try await bed.apply(volumeManifest(run: 1))
+        #expect(await Harness.eventually(.seconds(30)) { (try? await bed.running("keeper").count) == 1 })
+        let first = try #require(try await bed.running("keeper").first?.pid)
+        try await bed.apply(volumeManifest(run: 2))
+        let replaced = await Harness.eventually(.seconds(30)) {
+            guard let now = try? await bed.running("keeper").first?.pid else { return false }
+            return now != first
+        }
+        #expect(replaced)
+        try await Task.sleep(for: .milliseconds(500))
+        let logs = try bed.drover(["logs", "keeper", "--tail", "3"])
+        #expect(logs.output.hasSuffix("run 1\nrun 2\n"), "the second container reads what the first wrote: \(logs.output)")
+        #expect(logs.output.contains("Read-only file system"), "\(logs.output)")
+        let volume = bed.agentDir("gw-1") + "/volumes/keeper/data"
+        var st = stat()
+        #expect(stat(volume, &st) == 0 && st.st_uid == getpwnam("drover")?.pointee.pw_uid, "the volume belongs to the container's user")
+    }
+}

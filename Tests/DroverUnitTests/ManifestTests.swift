@@ -16,6 +16,15 @@ struct ManifestTests {
         #expect(spec.command.first == "/bin/sh")
     }
 
+    @Test("named volumes of a container workload parse, and change the revision")
+    func volumes() throws {
+        let spec = try Manifest.parseWorkload(Self.manifest(spec: "  image: a:v1\n  volumes:\n    - {name: data, path: /var/lib/app}\n    - {name: conf, path: /etc/app, readOnly: true}\n"))
+        #expect(spec.volumes == [VolumeMount(name: "data", path: "/var/lib/app"), VolumeMount(name: "conf", path: "/etc/app", readOnly: true)])
+        var other = spec
+        other.volumes.removeLast()
+        #expect(spec.replica(ordinal: 0).revisionKey != other.replica(ordinal: 0).revisionKey)
+    }
+
     @Test("JSON manifests are accepted too")
     func json() throws {
         let spec = try Manifest.parseWorkload(#"{"apiVersion":"drover/v1","kind":"Workload","metadata":{"name":"j"},"spec":{"command":["true"],"resources":{"cpu":0.25,"memory":"1Gi"}}}"#)
@@ -60,6 +69,17 @@ struct ManifestTests {
         ("  env: {A: [1]}\n" + command, "spec.env.A"),
         ("  selector: {matchLabels: {\"bad key!\": x}}\n" + command, "spec.selector.matchLabels.bad key!"),
         ("  selector: {role: gateway}\n" + command, "spec.selector.role"),
+        ("  volumes: [{name: data, path: /data}]\n" + command, "spec.volumes"),
+        ("  image: a:v1\n  volumes: {data: /data}\n", "spec.volumes"),
+        ("  image: a:v1\n  volumes: [{name: Data, path: /data}]\n", "spec.volumes[0].name"),
+        ("  image: a:v1\n  volumes: [{name: data, path: data}]\n", "spec.volumes[0].path"),
+        ("  image: a:v1\n  volumes: [{name: data, path: /proc/x}]\n", "spec.volumes[0].path"),
+        ("  image: a:v1\n  volumes: [{name: data, path: /a/../etc}]\n", "spec.volumes[0].path"),
+        ("  image: a:v1\n  volumes: [{name: data, path: /}]\n", "spec.volumes[0].path"),
+        ("  image: a:v1\n  volumes: [{name: data, path: /d, readOnly: maybe}]\n", "spec.volumes[0].readOnly"),
+        ("  image: a:v1\n  volumes: [{name: data, path: /d, size: 1Gi}]\n", "spec.volumes[0].size"),
+        ("  image: a:v1\n  volumes: [{name: a, path: /d}, {name: a, path: /e}]\n", "spec.volumes[1].name"),
+        ("  image: a:v1\n  volumes: [{name: a, path: /d}, {name: b, path: /d}]\n", "spec.volumes[1].path"),
     ])
     func specFault(spec: String, path: String) {
         let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(spec: spec)) }

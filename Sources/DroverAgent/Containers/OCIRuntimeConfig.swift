@@ -21,7 +21,7 @@ struct ImageConfig: Decodable, Sendable {
 ///   no new privileges, and Docker's default capabilities only for a root process;
 /// - limits: `resources.cpu` → a CFS quota, `resources.memory` → the memory limit (swap
 ///   included, so no swap), a pids limit;
-/// - a read-only rootfs with a private /tmp; the host's network (no network namespace) with
+/// - a read-only rootfs with a private /tmp and the workload's named volumes; the host's network (no network namespace) with
 ///   its `/etc/resolv.conf` and `/etc/hosts`; own pid, ipc and mount namespaces.
 struct OCIRuntimeConfig: Encodable {
     struct User: Encodable { var uid: UInt32; var gid: UInt32; var additionalGids: [UInt32]? }
@@ -67,7 +67,11 @@ struct OCIRuntimeConfig: Encodable {
 
     static let cfsPeriod: UInt64 = 100_000
 
-    init(spec: ReplicaSpec, image: ImageConfig.Config, user: Spawn.Identity, rootfs: String, cgroupsPath: String, pidsLimit: Int64) throws(RuntimeError) {
+    /// `volumes`: each of the spec's volumes with its directory on the device.
+    init(
+        spec: ReplicaSpec, image: ImageConfig.Config, user: Spawn.Identity, rootfs: String, volumes: [(source: String, mount: VolumeMount)],
+        cgroupsPath: String, pidsLimit: Int64
+    ) throws(RuntimeError) {
         let args = spec.command.isEmpty ? (image.Entrypoint ?? []) + (image.Cmd ?? []) : spec.command
         guard let program = args.first, !program.isEmpty else {
             throw RuntimeError("the image names no command (entrypoint or cmd) and the workload gives none")
@@ -98,7 +102,9 @@ struct OCIRuntimeConfig: Encodable {
             Mount(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777", "size=65536k"]),
             Mount(destination: "/etc/resolv.conf", type: "bind", source: "/etc/resolv.conf", options: ["rbind", "ro", "nosuid", "nodev", "noexec"]),
             Mount(destination: "/etc/hosts", type: "bind", source: "/etc/hosts", options: ["rbind", "ro", "nosuid", "nodev", "noexec"]),
-        ]
+        ] + volumes.map { volume in
+            Mount(destination: volume.mount.path, type: "bind", source: volume.source, options: ["rbind", volume.mount.readOnly ? "ro" : "rw", "nosuid", "nodev"])
+        }
         let memory = spec.resources.memoryBytes > 0 ? Memory(limit: spec.resources.memoryBytes, swap: spec.resources.memoryBytes) : nil
         // cpuMillis is at most a few thousand (checked at decode); the product cannot overflow.
         let cpu = spec.resources.cpuMillis > 0 ? CPU(quota: Int64(spec.resources.cpuMillis) * Int64(Self.cfsPeriod) / 1000, period: Self.cfsPeriod) : nil
