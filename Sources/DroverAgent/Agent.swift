@@ -31,11 +31,14 @@ public enum Agent {
         let reaper = ChildReaper(reapsOrphans: true)
         let images = ImageStore(dataDir: config.dataDir, controller: config.controllerURL ?? config.credentials?.controller, credentials: config.credentials)
         var drivers: [any RuntimeDriver] = [ExecDriver(reaper: reaper, workloadUser: config.workloadUser)]
-        if let runc = RuncDriver.available(
-            dataDir: config.dataDir, cgroupParent: config.cgroupParent ?? "/drover/\(config.deviceID)", images: images, reaper: reaper, workloadUser: config.workloadUser) {
+        let cgroupParent = config.cgroupParent ?? "/drover/\(config.deviceID)"
+        if let runc = RuncDriver.available(dataDir: config.dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: config.workloadUser) {
             drivers.append(runc)
         } else {
-            logger.notice("no container runtime: runc and conmon are needed, and root; this device runs exec workloads only")
+            logger.notice("no runc runtime: runc, conmon and tar are needed, and root")
+        }
+        if let podman = PodmanDriver.available(dataDir: config.dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: config.workloadUser) {
+            drivers.append(podman)
         }
         let supervisor = ReplicaSupervisor(
             deviceID: config.deviceID, store: store, drivers: drivers, dataDir: config.dataDir,

@@ -31,8 +31,8 @@ extension ReplicaSupervisor {
         if start > 0, let newline = text.firstIndex(of: "\n") { text = String(text[text.index(after: newline)...]) }
         var all = text.split(separator: "\n", omittingEmptySubsequences: false)
         if all.last == "" { all.removeLast() }
-        // A container's log is conmon's: `TIME STREAM F|P TEXT`, P for a line cut in parts.
-        let kept = records[id]?.spec.runtime == .runc ? Self.k8sLogText(all) : all
+        // A container's log is conmon's (runc's or podman's): `TIME STREAM F|P TEXT`, P for a line cut in parts.
+        let kept = records[id]?.spec.runtime.isContainer == true ? Self.k8sLogText(all) : all
         var result = kept.suffix(lines).joined(separator: "\n")
         while result.utf8.count > CommandReply.maxOutput { result.removeFirst() }
         return result.isEmpty ? "" : result + "\n"

@@ -1,8 +1,13 @@
 /// How a replica's process is run on a device. Drivers sit behind one protocol in the agent.
 public enum RuntimeKind: String, Codable, Sendable, CaseIterable {
     case exec
-    /// An OCI container from `image`, under runc.
+    /// An OCI container from `image`, under runc (each watched by its conmon).
     case runc
+    /// The same container through podman, on devices that have it.
+    case podman
+
+    /// Whether replicas of this runtime are containers (they need an image).
+    public var isContainer: Bool { self != .exec }
 }
 
 /// What the agent does when a replica's process exits.
@@ -128,11 +133,11 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         case .exec:
             if command.isEmpty { fail("command", "must name a program to run") }
             if image != nil { fail("image", "needs a container runtime: runtime: runc") }
-        case .runc:
+        case .runc, .podman:
             if let image {
                 if ImageReference(parsing: image) == nil { fail("image", "'\(image.prefix(80))' is not an image reference: NAME[:TAG][@sha256:DIGEST], with an optional REGISTRY/ first") }
             } else {
-                fail("image", "is required for runtime runc")
+                fail("image", "is required for runtime \(runtime.rawValue)")
             }
         }
         if !volumes.isEmpty, runtime == .exec { fail("volumes", "need a container runtime (image:); an exec replica works in its own directory") }

@@ -19,7 +19,9 @@ struct ContainerTests {
             try await bed.waitForDevices(online: 1)
             let runtimes = try await bed.api.get("/v1/devices/gw-1")["record"] as? [String: Any]
             let facts = runtimes?["facts"] as? [String: Any]
-            guard (facts?["runtimes"] as? [String])?.contains("runc") == true else { throw HarnessError("gw-1 does not offer runc: \(facts ?? [:])") }
+            guard let offered = facts?["runtimes"] as? [String], offered.contains("runc"), offered.contains("podman") else {
+                throw HarnessError("gw-1 does not offer runc and podman: \(facts ?? [:])")
+            }
             try await body(bed, parent)
         }
         killContainers(parent)
@@ -40,13 +42,14 @@ struct ContainerTests {
         }
     }
 
-    static func manifest(_ name: String, command: String? = nil, memory: String = "64Mi", restart: String = "always") -> String {
+    static func manifest(_ name: String, command: String? = nil, memory: String = "64Mi", restart: String = "always", runtime: String = "runc") -> String {
         """
         apiVersion: drover/v1
         kind: Workload
         metadata: {name: \(name)}
         spec:
           image: ticker:v1
+          runtime: \(runtime)
           replicas: 1
           restartPolicy: \(restart)
           resources: {cpu: 250m, memory: \(memory)}

@@ -20,7 +20,7 @@ public struct RuncDriver: RuntimeDriver {
     let runc: String
     let conmon: String
     let runcRoot: String
-    let volumesDir: String
+    let volumes: VolumeDirectories
     let cgroupParent: String
     let images: ImageStore
     let commands: HostCommand
@@ -31,7 +31,7 @@ public struct RuncDriver: RuntimeDriver {
         self.runc = runc
         self.conmon = conmon
         runcRoot = dataDir + "/containers/runc"
-        volumesDir = dataDir + "/volumes"
+        volumes = VolumeDirectories(root: dataDir + "/volumes")
         self.cgroupParent = cgroupParent
         self.images = images
         commands = HostCommand(reaper: reaper)
@@ -84,9 +84,9 @@ public struct RuncDriver: RuntimeDriver {
         guard let imageConfig else { throw RuntimeError("the image config of \(digest) is unreadable") }
         let rootfs = unpacked + "/rootfs"
         let user = try ContainerUser.resolve(spec: spec.user, image: imageConfig.config?.User, workloadUser: workloadUser, rootfs: rootfs)
-        let volumes = try spec.volumes.map { mount throws(RuntimeError) in (source: try volume(mount, of: spec.workload, for: user), mount: mount) }
+        let mounts = try spec.volumes.map { mount throws(RuntimeError) in (source: try volumes.directory(mount, of: spec.workload, for: user), mount: mount) }
         let config = try OCIRuntimeConfig(
-            spec: spec, image: imageConfig.config ?? ImageConfig.Config(), user: user, rootfs: rootfs, volumes: volumes,
+            spec: spec, image: imageConfig.config ?? ImageConfig.Config(), user: user, rootfs: rootfs, volumes: mounts,
             cgroupsPath: cgroupParent + "/" + spec.id, pidsLimit: pidsLimit)
 
         let (bundle, state) = paths(directory)
@@ -133,17 +133,6 @@ public struct RuncDriver: RuntimeDriver {
             throw RuntimeError("runc start failed: \(runcError(state))")
         }
         return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid), replica: spec.id, directory: directory)
-    }
-
-    /// The directory of a named volume, made on first use and given to the container's user;
-    /// an existing one is left as it is (its owner may have changed it).
-    func volume(_ mount: VolumeMount, of workload: String, for user: Spawn.Identity) throws(RuntimeError) -> String {
-        let path = volumesDir + "/" + workload + "/" + mount.name
-        if POSIX.exists(path) { return path }
-        POSIX.makeDirectories(volumesDir + "/" + workload, mode: 0o711)
-        guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw RuntimeError("cannot make volume \(path): \(POSIX.errorText(errno))") }
-        guard lchown(path, user.uid, user.gid) == 0 else { throw RuntimeError("cannot give volume \(path) to uid \(user.uid): \(POSIX.errorText(errno))") }
-        return path
     }
 
     /// The last error runc logged (its `--log` is JSON-free text: `time=… level=error msg="…"`).

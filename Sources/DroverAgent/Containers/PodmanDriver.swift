@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DroverCore
+import DroverPOSIX
+import FoundationEssentials
+
+/// Runs replicas as containers through podman (for devices that have it), with the semantics
+/// of the runc driver: the image comes through the agent's own store (verified, resumable) and
+/// is handed to podman as an OCI layout; the command, env, user, limits, read-only rootfs,
+/// host network and volumes are the same; podman's conmon keeps each container past an agent
+/// restart, and `podman inspect` says how it ended (`OOMKilled` from the kernel's log where
+/// podman misses it).
+///
+/// podman keeps its state under `<data dir>/containers/podman/` (its own storage, and a
+/// containers.conf: runc as the runtime and explicit ulimits, which podman 4.3
+/// needs on these machines); containers are named `drover-<replica id>`.
+public struct PodmanDriver: RuntimeDriver {
+    public let kind = RuntimeKind.podman
+    let podman: String
+    let base: String
+    /// podman's run and tmp dirs: on /run (gone at a reboot, as podman expects), and short,
+    /// since podman refuses a run root of more than 50 characters.
+    let runRoot: String
+    let cgroupParent: String
+    let images: ImageStore
+    let commands: HostCommand
+    let workloadUser: String?
+    let volumes: VolumeDirectories
+    let pidsLimit: Int64
+
+    public init(podman: String, dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?, pidsLimit: Int64 = 1024) {
+        self.podman = podman
+        base = dataDir + "/containers/podman"
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in base.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        runRoot = "/run/drover/podman-" + String(hash, radix: 16)
+        self.cgroupParent = cgroupParent
+        self.images = images
+        commands = HostCommand(reaper: reaper)
+        self.workloadUser = workloadUser
+        volumes = VolumeDirectories(root: dataDir + "/volumes")
+        self.pidsLimit = pidsLimit
+        POSIX.makeDirectories(base + "/images", mode: 0o700)
+        _ = try? OwnerOnlyFile.write(
+            "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n", to: base + "/containers.conf")
+    }
+
+    public static func available(dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?) -> PodmanDriver? {
+        guard geteuid() == 0, let podman = ["/usr/bin/podman", "/usr/local/bin/podman"].first(where: RuncDriver.executable) else { return nil }
+        return PodmanDriver(podman: podman, dataDir: dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: workloadUser)
+    }
+
+    func run(_ arguments: [String], log: String, timeout: Duration = .seconds(120)) -> HostCommand.Result {
+        commands.run(
+            podman, ["--root", base + "/root", "--runroot", runRoot + "/run", "--tmpdir", runRoot + "/tmp", "--cgroup-manager", "cgroupfs", "--events-backend", "none"] + arguments,
+            outputPath: log, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": base + "/containers.conf"], timeout: timeout)
+    }
+
+    /// The image id podman gave an image, by the digest the workload names; nil until loaded.
+    func loadedImage(_ digest: String) -> String? {
+        guard let hex = OCI.hex(ofDigest: digest) else { return nil }
+        return POSIX.readFile(base + "/images/" + hex).map { $0.filter(\.isHexDigit) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public func isReady(_ spec: ReplicaSpec) -> Bool {
+        spec.image.flatMap(ImageReference.init(parsing:))?.digest.flatMap(loadedImage) != nil
+    }
+
+    /// Pulls into the agent's store, then loads the image into podman from an OCI layout.
+    public func prepare(_ spec: ReplicaSpec) async throws(RuntimeError) {
+        guard let image = spec.image, let digest = ImageReference(parsing: image)?.digest, let hex = OCI.hex(ofDigest: digest) else {
+            throw RuntimeError("a podman replica needs an image pinned to a digest")
+        }
+        let driver = self
+        let failure: String? = await OffPool.run {
+            do throws(ImageStore.PullError) {
+                let pulled = try driver.images.pull(image)
+                return driver.load(pulled, as: hex)
+            } catch {
+                return error.description
+            }
+        }
+        if let failure { throw RuntimeError("image \(image): \(failure)") }
+    }
+
+    func load(_ pulled: ImageStore.Pulled, as hex: String) -> String? {
+        guard let manifestHex = OCI.hex(ofDigest: pulled.manifest), let configHex = OCI.hex(ofDigest: pulled.config),
+            let manifest = POSIX.readFile(images.blobPath(manifestHex), limit: 4 << 20)
+        else { return "the pulled manifest is not in the store" }
+        // podman names the image after the layout's path, which must be lowercase: under the
+        // run root, which is. The blobs are links to the store's.
+        let layout = runRoot + "/layout-\(hex)"
+        POSIX.removeTree(layout)
+        defer { POSIX.removeTree(layout) }
+        POSIX.makeDirectories(layout + "/blobs/sha256", mode: 0o700)
+        for blob in [manifestHex, configHex] + pulled.layers.compactMap(OCI.hex(ofDigest:)) {
+            if symlink(images.blobPath(blob), layout + "/blobs/sha256/" + blob) != 0 { return "cannot link \(blob) into the layout: \(POSIX.errorText(errno))" }
+        }
+        let mediaType = (try? JSONDecoder().decode(MediaTyped.self, from: Data(manifest.utf8)))?.mediaType ?? "application/vnd.oci.image.manifest.v1+json"
+        let index = #"{"schemaVersion":2,"manifests":[{"mediaType":"\#(mediaType)","digest":"\#(pulled.manifest)","size":\#(manifest.utf8.count),"annotations":{"org.opencontainers.image.ref.name":"drover"}}]}"#
+        do {
+            try OwnerOnlyFile.write(#"{"imageLayoutVersion":"1.0.0"}"#, to: layout + "/oci-layout")
+            try OwnerOnlyFile.write(index, to: layout + "/index.json")
+        } catch {
+            return "\(error)"
+        }
+        let loaded = run(["pull", "--quiet", "oci:" + layout + ":drover"], log: base + "/pull-\(hex).log")
+        unlink(base + "/pull-\(hex).log")
+        guard loaded.succeeded else { return "podman cannot load it: \(loaded.lastLine)" }
+        do {
+            try OwnerOnlyFile.write(configHex + "\n", to: base + "/images/" + hex)
+        } catch {
+            return "\(error)"
+        }
+        return nil
+    }
+
+    struct MediaTyped: Decodable { var mediaType: String? }
+
+    static func name(_ replica: String) -> String { "drover-" + replica }
+
+    public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+        guard let digest = spec.image.flatMap(ImageReference.init(parsing:))?.digest, let imageID = loadedImage(digest) else {
+            throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
+        }
+        // The user is resolved as for runc: names from the device (podman reads the image's own).
+        let user = try ContainerUser.resolve(spec: spec.user, image: nil, workloadUser: workloadUser, rootfs: "/nonexistent")
+        var arguments = [
+            "run", "--detach", "--replace", "--pull", "never", "--name", Self.name(spec.id), "--network", "host", "--read-only",
+            "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(pidsLimit)",
+            "--cgroup-parent", cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath,
+            "--env", "DROVER_REPLICA=" + spec.id, "--env", "DROVER_WORKLOAD=" + spec.workload,
+        ]
+        if user.uid != 0 { arguments += ["--cap-drop", "all"] }
+        if spec.resources.memoryBytes > 0 { arguments += ["--memory", "\(spec.resources.memoryBytes)", "--memory-swap", "\(spec.resources.memoryBytes)"] }
+        if spec.resources.cpuMillis > 0 {
+            arguments += ["--cpu-period", "\(OCIRuntimeConfig.cfsPeriod)", "--cpu-quota", "\(Int64(spec.resources.cpuMillis) * Int64(OCIRuntimeConfig.cfsPeriod) / 1000)"]
+        }
+        for (k, v) in spec.env.sorted(by: { $0.key < $1.key }) { arguments += ["--env", "\(k)=\(v)"] }
+        for mount in spec.volumes {
+            let source = try volumes.directory(mount, of: spec.workload, for: user)
+            arguments += ["--volume", "\(source):\(mount.path):\(mount.readOnly ? "ro" : "rw")"]
+        }
+        if let program = spec.command.first {
+            arguments += ["--entrypoint", program, imageID] + spec.command.dropFirst()
+        } else {
+            arguments.append(imageID)
+        }
+        POSIX.makeDirectories(directory, mode: 0o755)
+        let started = run(arguments, log: directory + "/podman.log", timeout: .seconds(60))
+        guard started.succeeded else { throw RuntimeError("podman run failed: \(started.lastLine)") }
+        let inspected = run(["inspect", "--format", "{{.State.Pid}}", Self.name(spec.id)], log: directory + "/podman.log")
+        guard let pid = Int32(inspected.output.filter(\.isNumber)), pid > 0 else {
+            throw RuntimeError("podman started \(Self.name(spec.id)) but shows no pid: \(inspected.lastLine)")
+        }
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid), replica: spec.id, directory: directory)
+    }
+
+    public func state(of process: RuntimeProcess) -> ProcessState {
+        if POSIX.isAlive(pid: process.pid, startTicks: process.startTicks) { return .running }
+        guard let id = process.replica else { return .ended(nil, reason: nil) }
+        let log = (process.directory ?? base) + "/podman.log"
+        let inspected = run(["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", Self.name(id)], log: log)
+        let fields = inspected.output.split(whereSeparator: \.isWhitespace)
+        // Ended, and podman's conmon is writing down how: a moment more.
+        if inspected.succeeded, fields.first == "running" || fields.first == "stopping" { return .running }
+        let code = inspected.succeeded && fields.count >= 3 ? Int32(fields[1]) : nil
+        let oom = inspected.succeeded && fields.count >= 3 && fields[2] == "true" || code == 137 && KernelLog.oomKilled(pid: process.pid)
+        _ = run(["rm", "--force", "--ignore", Self.name(id)], log: log)
+        return .ended(code.map { .exited($0) }, reason: oom ? "OOMKilled" : nil)
+    }
+
+    public func stop(_ process: RuntimeProcess, grace: Duration) async {
+        guard let id = process.replica else { return }
+        let log = (process.directory ?? base) + "/podman.log"
+        let seconds = max(0, Int(grace.components.seconds))
+        let driver = self
+        await OffPool.run {
+            _ = driver.run(["stop", "--ignore", "--time", "\(seconds)", Self.name(id)], log: log, timeout: .seconds(Int64(seconds) + 30))
+            _ = driver.run(["rm", "--force", "--ignore", Self.name(id)], log: log)
+        }
+    }
+}
+
+/// Named volumes under `<data dir>/volumes/<workload>/<name>`, for both container drivers.
+struct VolumeDirectories: Sendable {
+    let root: String
+
+    /// The directory of a named volume, made on first use and given to the container's user;
+    /// an existing one is left as it is (its owner may have changed it).
+    func directory(_ mount: VolumeMount, of workload: String, for user: Spawn.Identity) throws(RuntimeError) -> String {
+        let path = root + "/" + workload + "/" + mount.name
+        if POSIX.exists(path) { return path }
+        POSIX.makeDirectories(root + "/" + workload, mode: 0o711)
+        guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw RuntimeError("cannot make volume \(path): \(POSIX.errorText(errno))") }
+        guard lchown(path, user.uid, user.gid) == 0 else { throw RuntimeError("cannot give volume \(path) to uid \(user.uid): \(POSIX.errorText(errno))") }
+        return path
+    }
+}
+
+/// What the kernel logged of OOM kills: podman 4.3 on a cgroup v1 host does not record them
+/// (its `OOMKilled` stays false), but the kernel says `Killed process PID (NAME)` in its log.
+enum KernelLog {
+    /// Whether the kernel's log, as far as its ring still holds it, says `pid` was OOM-killed.
+    static func oomKilled(pid: Int32) -> Bool {
+        let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let needle = "Killed process \(pid) ("
+        var record = [UInt8](repeating: 0, count: 8192)
+        // One record per read; bounded, as the ring is.
+        for _ in 0..<100_000 {
+            let n = record.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EPIPE { continue }  // records overwritten while reading
+            guard n > 0 else { return false }
+            if String(decoding: record[0..<n], as: UTF8.self).contains(needle) { return true }
+        }
+        return false
+    }
+}
