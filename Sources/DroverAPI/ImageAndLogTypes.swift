@@ -24,11 +24,14 @@ public struct LogView: Codable, Sendable, Equatable {
     public var device: String
     public var output: String?
     public var error: String?
+    /// The log's byte offset just past `output`: `since=` for what comes next (`--follow`).
+    public var offset: Int64?
 
-    public init(replica: String, device: String, output: String? = nil, error: String? = nil) {
+    public init(replica: String, device: String, output: String? = nil, error: String? = nil, offset: Int64? = nil) {
         self.replica = replica
         self.device = device
         self.output = output
         self.error = error
+        self.offset = offset
     }
 }

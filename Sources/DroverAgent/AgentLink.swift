@@ -126,8 +126,9 @@ actor AgentLink {
                 reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
             case .logs:
                 let replica = command.replica ?? ""
-                if let output = await supervisor.logTail(replica, lines: command.tail ?? 100) {
-                    reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true, output: output)
+                let log = if let since = command.since { await supervisor.logSince(replica, offset: since) } else { await supervisor.logTail(replica, lines: command.tail ?? 100) }
+                if let log {
+                    reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true, output: log.text, offset: log.offset)
                 } else {
                     reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: false, message: "no replica \(replica) on \(deviceID)")
                 }

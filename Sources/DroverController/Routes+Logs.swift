@@ -7,7 +7,8 @@ extension API {
     /// Asks a device and waits for its answer; nil: no answer in time (see `Ingest.request`).
     public typealias DeviceRequest = @Sendable (Command) async -> CommandReply?
 
-    /// `GET /v1/workloads/{name}/logs?replica=&device=&tail=`: each placed replica's log tail,
+    /// `GET /v1/workloads/{name}/logs?replica=&device=&tail=&since=`: each placed replica's log
+    /// tail (or, with `since`, what its log holds past that offset: to follow one replica),
     /// fetched from its device over MQTT request/reply, or why it cannot be had.
     static func logRoutes(_ v1: RouterGroup<BasicRequestContext>, fleet: Fleet, ask: DeviceRequest?) {
         v1.get("workloads/:name/logs") { request, context in
@@ -16,7 +17,16 @@ extension API {
             guard (1...Command.maxTail).contains(tail) else {
                 throw APIError(.badRequest, "tail must be 1-\(Command.maxTail)", errors: [FieldError(path: "tail", reason: "must be 1-\(Command.maxTail)")])
             }
+            let since = try integerParameter("since", in: request)
             let replica: String? = request.uri.queryParameters.get("replica").map { String($0) }
+            if let since {
+                guard (0...Int(WireLimits.maxCounter)).contains(since) else {
+                    throw APIError(.badRequest, "since must be a byte offset of 0 or more", errors: [FieldError(path: "since", reason: "must be 0-\(WireLimits.maxCounter)")])
+                }
+                guard replica != nil else {
+                    throw APIError(.badRequest, "since needs replica: an offset is one log's", errors: [FieldError(path: "since", reason: "needs replica")])
+                }
+            }
             let device: String? = request.uri.queryParameters.get("device").map { String($0) }
             let view: WorkloadView
             do { view = try await fleet.workload(name) } catch { throw APIError(error) }
@@ -31,12 +41,12 @@ extension API {
                     logs.append(LogView(replica: row.id, device: row.device, error: "device \(row.device) is \(presence?.rawValue ?? "unknown"): the log stays on it until it is back"))
                     continue
                 }
-                guard let ask, let reply = await ask(Command(device: row.device, command: .logs, replica: row.id, tail: tail)) else {
+                guard let ask, let reply = await ask(Command(device: row.device, command: .logs, replica: row.id, tail: tail, since: since.map(Int64.init))) else {
                     logs.append(LogView(replica: row.id, device: row.device, error: "device \(row.device) did not answer within 5 s"))
                     continue
                 }
                 logs.append(reply.ok
-                    ? LogView(replica: row.id, device: row.device, output: reply.output ?? "")
+                    ? LogView(replica: row.id, device: row.device, output: reply.output ?? "", offset: reply.offset)
                     : LogView(replica: row.id, device: row.device, error: reply.message ?? "the device refused"))
             }
             return APIJSON.response(logs)

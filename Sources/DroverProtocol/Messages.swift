@@ -234,12 +234,16 @@ public struct Command: DeviceMessage, Hashable {
     /// For `logs`: which replica, and how many lines (1 … 10,000; default 100).
     public var replica: String?
     public var tail: Int?
+    /// For `logs`, to follow a log: what was written from this byte offset on (an offset the
+    /// device gave in `CommandReply.offset`), instead of the tail.
+    public var since: Int64?
 
-    public init(device: String, command: Name, replica: String? = nil, tail: Int? = nil) {
+    public init(device: String, command: Name, replica: String? = nil, tail: Int? = nil, since: Int64? = nil) {
         self.device = device
         self.command = command
         self.replica = replica
         self.tail = tail
+        self.since = since
     }
 
     public static let maxTail = 10_000
@@ -248,6 +252,7 @@ public struct Command: DeviceMessage, Hashable {
         var check = FieldChecker()
         if let replica { check.require(Names.isValidReplicaID(replica), "replica", "must be a replica id") }
         if let tail { check.range("tail", Int64(tail), 1...Int64(Self.maxTail)) }
+        if let since { check.range("since", since, 0...WireLimits.maxCounter) }
         if command == .logs { check.require(replica != nil, "replica", "is required for logs") }
         return check.errors
     }
@@ -263,13 +268,16 @@ public struct CommandReply: DeviceMessage, Hashable {
     public var message: String?
     /// For `logs`: the lines asked for, at most `maxOutput` bytes (the newest ones).
     public var output: String?
+    /// For `logs`: the log's byte offset just past `output`, to ask `since` next time.
+    public var offset: Int64?
 
-    public init(device: String, command: String, ok: Bool, message: String? = nil, output: String? = nil) {
+    public init(device: String, command: String, ok: Bool, message: String? = nil, output: String? = nil, offset: Int64? = nil) {
         self.device = device
         self.command = command
         self.ok = ok
         self.message = message
         self.output = output
+        self.offset = offset
     }
 
     public static let maxOutput = 128 * 1024
@@ -279,6 +287,7 @@ public struct CommandReply: DeviceMessage, Hashable {
         check.text("command", command, max: WireLimits.maxShortText)
         check.text("message", message ?? "", max: WireLimits.maxMessageText)
         check.text("output", output ?? "", max: Self.maxOutput)
+        if let offset { check.range("offset", offset, 0...WireLimits.maxCounter) }
         return check.errors
     }
 }

@@ -87,6 +87,13 @@ struct ControllerClient {
         return String(text.prefix(200)).replacingOccurrences(of: "\n", with: " ")
     }
 
+    /// For a loop that goes on (`logs --follow`): the decoded 2xx answer, or nil for any other.
+    func tryGet<T: Decodable>(_ path: String, as type: T.Type) async -> T? {
+        let (status, data) = await exchange("GET", path)
+        guard (200..<300).contains(status) else { return nil }
+        return try? JSONDecoder().decode(type, from: data)
+    }
+
     func get<T: Decodable>(_ path: String, as type: T.Type) async -> (T, Data) {
         let data = await send("GET", path)
         do {

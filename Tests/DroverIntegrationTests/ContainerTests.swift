@@ -104,6 +104,15 @@ struct ContainerTests {
         let lines = logs.output.split(separator: "\n")
         #expect(logs.status == 0 && lines.count == 3 && lines.allSatisfy { $0.hasPrefix("tick ") }, "the text alone, without conmon's prefix: \(logs.output)")
 
+        // --follow: the tail, then each new line once, in order, as the container writes it.
+        let follower = try TestProcess(
+            Harness.binary("drover"), ["logs", "ticker", "--tail", "1", "--follow"], log: bed.dir + "/follow.log", environment: bed.droverEnvironment)
+        try await Task.sleep(for: .seconds(4))
+        await follower.stop(signal: SIGKILL)
+        let followed = (try? String(contentsOfFile: bed.dir + "/follow.log", encoding: .utf8)) ?? ""
+        let ticks = followed.split(separator: "\n").compactMap { $0.hasPrefix("tick ") ? Int($0.dropFirst(5)) : nil }
+        #expect(ticks.count >= 8 && ticks == Array((ticks.first ?? 0)..<((ticks.first ?? 0) + ticks.count)), "consecutive, none twice, none missed: \(followed)")
+
         let agentDir = bed.agentDir("gw-1")
         let (deleted, _) = try bed.drover(["delete", "workload", "ticker"])
         #expect(deleted == 0)
