@@ -139,7 +139,7 @@ struct HostileInputTests {
 
     @Test("a runtime this build does not know is left out, not the whole device")
     func unknownRuntime() throws {
-        let text = #"{"v":1,"device":"gw-1","bootID":"b","lastAppliedGeneration":0,"facts":{"agentVersion":"9","arch":"arm64","os":"L","capacity":{"cpuMillis":1000,"memoryBytes":1},"labels":{},"runtimes":["podman","exec"]}}"#
+        let text = #"{"v":1,"device":"gw-1","bootID":"b","lastAppliedGeneration":0,"facts":{"agentVersion":"9","arch":"arm64","os":"L","capacity":{"cpuMillis":1000,"memoryBytes":1},"labels":{},"runtimes":["kata","exec"]}}"#
         let hello = try WireCodec.decode(Hello.self, from: Array(text.utf8), topicDevice: "gw-1")
         #expect(hello.facts.runtimes == [.exec])
     }

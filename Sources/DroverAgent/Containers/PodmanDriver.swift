@@ -129,7 +129,7 @@ public struct PodmanDriver: RuntimeDriver {
         var arguments = [
             "run", "--detach", "--replace", "--pull", "never", "--name", Self.name(spec.id), "--network", "host", "--read-only",
             "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(pidsLimit)",
-            "--cgroup-parent", cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath,
+            "--cgroup-parent", cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath, "--pidfile", directory + "/container.pid",
             "--env", "DROVER_REPLICA=" + spec.id, "--env", "DROVER_WORKLOAD=" + spec.workload,
         ]
         if user.uid != 0 { arguments += ["--cap-drop", "all"] }
@@ -148,13 +148,20 @@ public struct PodmanDriver: RuntimeDriver {
             arguments.append(imageID)
         }
         POSIX.makeDirectories(directory, mode: 0o755)
+        unlink(directory + "/container.pid")
         let started = run(arguments, log: directory + "/podman.log", timeout: .seconds(60))
-        guard started.succeeded else { throw RuntimeError("podman run failed: \(started.lastLine)") }
-        let inspected = run(["inspect", "--format", "{{.State.Pid}}", Self.name(spec.id)], log: directory + "/podman.log")
-        guard let pid = Int32(inspected.output.filter(\.isNumber)), pid > 0 else {
-            throw RuntimeError("podman started \(Self.name(spec.id)) but shows no pid: \(inspected.lastLine)")
+        guard started.succeeded else {
+            _ = run(["rm", "--force", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
+            throw RuntimeError("podman run failed: \(started.lastLine)")
         }
-        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid), replica: spec.id, directory: directory)
+        // The pid file stays when the container is gone already (killed at once): `state` then
+        // finds it ended and asks podman (and the kernel's log) how.
+        guard let pid = POSIX.readFile(directory + "/container.pid").flatMap({ Int32($0.filter(\.isNumber)) }), pid > 0 else {
+            _ = run(["rm", "--force", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
+            throw RuntimeError("podman started \(Self.name(spec.id)) but wrote no pid")
+        }
+        // A pid already gone gets start ticks no process has: it never passes for a live one.
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: spec.id, directory: directory)
     }
 
     public func state(of process: RuntimeProcess) -> ProcessState {

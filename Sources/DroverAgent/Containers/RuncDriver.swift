@@ -132,7 +132,8 @@ public struct RuncDriver: RuntimeDriver {
             _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
             throw RuntimeError("runc start failed: \(runcError(state))")
         }
-        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid), replica: spec.id, directory: directory)
+        // A pid already gone gets start ticks no process has: it never passes for a live one.
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: spec.id, directory: directory)
     }
 
     /// The last error runc logged (its `--log` is JSON-free text: `time=… level=error msg="…"`).
