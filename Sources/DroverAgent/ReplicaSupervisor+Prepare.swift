@@ -14,7 +14,13 @@ extension ReplicaSupervisor {
 
     func ready(_ spec: ReplicaSpec) -> Bool { drivers[spec.runtime]?.isReady(spec) ?? true }
 
-    static func prepareKey(_ spec: ReplicaSpec) -> String { spec.image ?? spec.revisionKey }
+    /// What is being got: the image's digest (two references to one digest are one pull).
+    static func prepareKey(_ spec: ReplicaSpec) -> String {
+        spec.image.flatMap(ImageReference.init(parsing:))?.digest ?? spec.image ?? spec.revisionKey
+    }
+
+    /// Pulls at once, at most: each holds a thread, a download and an unpack.
+    static let maxPreparing = 2
 
     /// Starts getting what desired replicas lack, one background task per image, unless one
     /// runs already or the last failure's backoff has not passed.
@@ -22,6 +28,7 @@ extension ReplicaSupervisor {
         let now = ContinuousClock.now
         for spec in desired.values.sorted(by: { $0.id < $1.id }) where !ready(spec) {
             let key = Self.prepareKey(spec)
+            guard preparing.count < Self.maxPreparing else { return }
             guard !preparing.contains(key), (prepareRetries[key]?.at ?? now) <= now, let driver = drivers[spec.runtime] else { continue }
             preparing.insert(key)
             logger.info("pulling image", metadata: ["image": "\(key)"])
@@ -52,7 +59,7 @@ extension ReplicaSupervisor {
         logger.warning("cannot get image", metadata: ["image": "\(key)", "error": "\(failure.message)", "retry": "\(delay)"])
         // Replicas waiting for it say why.
         var changed: [ReplicaStatus] = []
-        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where Self.prepareKey(record.spec) == key && record.phase == .pending {
+        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where Self.prepareKey(record.spec) == key && record.phase == .pending && stopping[id] == nil {
             record.message = message
             records[id] = record
             save(record)

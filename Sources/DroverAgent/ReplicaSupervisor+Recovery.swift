@@ -61,6 +61,11 @@ extension ReplicaSupervisor {
             }
             records[id] = record
             live[id] = state
+            // A container that ended while the agent was away still has runc's state, a cgroup
+            // or a podman container: removed now (its exit was read above), whatever comes next.
+            if state.process == nil, record.spec.runtime.isContainer, let driver = drivers[record.spec.runtime] {
+                await driver.stop(process(of: record, pid: 0), grace: .zero)
+            }
         }
         queue(changed)
         await reconcile()

@@ -96,7 +96,8 @@ public actor ReplicaSupervisor {
                 var marked = record
                 marked.stopping = true
                 save(marked)
-            } else {
+            } else if stopping[id] == nil {
+                // (With a stop of the same id in flight, its row marks that stop: it stays.)
                 forget(id)
             }
             stopped.append(status(of: record, phase: .stopped))

@@ -4,7 +4,8 @@
 public struct VolumeMount: Hashable, Codable, Sendable {
     /// 1-63 lowercase letters, digits or '-' (as a workload name).
     public var name: String
-    /// Absolute path in the container; not `/`, nor under /proc, /sys or /dev.
+    /// Absolute path in the container; not `/`, nor under /proc, /sys or /dev; no ':' or ','
+    /// (they separate fields of a mount option).
     public var path: String
     public var readOnly: Bool
 
@@ -16,11 +17,12 @@ public struct VolumeMount: Hashable, Codable, Sendable {
 
     public static let maxCount = 16
 
-    /// Where a volume may be mounted: an absolute, normalised path of at most 255 bytes.
+    /// Where a volume may be mounted: an absolute, normalised path of at most 255 bytes, without
+    /// ':' or ','.
     public static func isValidPath(_ path: String) -> Bool {
         guard path.hasPrefix("/"), path.utf8.count <= 255, path != "/" else { return false }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains("\0") }) else { return false }
+        guard parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && !$0.contains(where: { $0 == "\0" || $0 == ":" || $0 == "," }) }) else { return false }
         return !["proc", "sys", "dev"].contains(parts.first.map(String.init) ?? "")
     }
 
@@ -37,6 +39,10 @@ public struct VolumeMount: Hashable, Codable, Sendable {
             }
             if !names.insert(v.name).inserted { out.append(("volumes[\(i)].name", "'\(v.name.prefix(70))' is named twice")) }
             if !paths.insert(v.path).inserted { out.append(("volumes[\(i)].path", "'\(v.path.prefix(70))' is mounted twice")) }
+            // One volume inside another would be mounted through a directory the container writes.
+            if let outer = volumes.prefix(maxCount).first(where: { v.path.hasPrefix($0.path + "/") }) {
+                out.append(("volumes[\(i)].path", "'\(v.path.prefix(70))' lies inside volume \(outer.name); volumes may not nest"))
+            }
         }
         return out
     }

@@ -211,6 +211,10 @@ public struct Desired: DeviceMessage, Hashable {
             check.require(Names.isValidReplicaID(r.id), "replicas[\(i)].id", "must be a plain name: letters, digits, '.', '_' or '-', not '.' or '..'")
             check.require(r.user.map(Names.isValidRunAs) ?? true, "replicas[\(i)].user", "must be root, a user name or UID[:GID]")
             for problem in VolumeMount.problems(r.volumes) { check.require(false, "replicas[\(i)].\(problem.field)", problem.reason) }
+            // The workload names directories on the device (volumes), and resources become
+            // cgroup limits computed from them: both are checked here, not trusted.
+            check.require(Names.isValidWorkloadName(r.workload), "replicas[\(i)].workload", "must be a workload name")
+            check.resources("replicas[\(i)].resources", r.resources)
         }
         return check.errors
     }

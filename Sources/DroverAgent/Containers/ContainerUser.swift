@@ -30,7 +30,7 @@ enum ContainerUser {
         if user == "root" { return Spawn.Identity(uid: 0, gid: 0, groups: []) }
         let parts = user.split(separator: ":", maxSplits: 1).map(String.init)
         guard let name = parts.first else { throw RuntimeError("user '\(user)' is empty") }
-        let passwd = entries(rootfs + "/etc/passwd")
+        let passwd = entries(rootfs, "passwd")
         var uid: UInt32
         var gid: UInt32
         if let number = UInt32(name) {
@@ -45,7 +45,7 @@ enum ContainerUser {
         if parts.count > 1 {
             if let number = UInt32(parts[1]) {
                 gid = number
-            } else if let group = entries(rootfs + "/etc/group").first(where: { $0[0] == parts[1] }), let g = UInt32(group[2]) {
+            } else if let group = entries(rootfs, "group").first(where: { $0[0] == parts[1] }), let g = UInt32(group[2]) {
                 gid = g
             } else {
                 throw RuntimeError("group '\(parts[1])' is not in the image's /etc/group")
@@ -54,13 +54,31 @@ enum ContainerUser {
         return Spawn.Identity(uid: uid, gid: gid, groups: [gid])
     }
 
-    /// The colon-separated lines of an /etc/passwd or /etc/group with at least 4 fields. The
-    /// file is the image's: read without following a link out of the rootfs.
-    static func entries(_ path: String) -> [[String]] {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    /// The colon-separated lines (of at least 4 fields) of the image's /etc/passwd or
+    /// /etc/group. The image is not trusted: each step is opened without following a link
+    /// (so nothing outside the rootfs is read), without blocking (a FIFO there must not
+    /// hang the agent), and only a regular file is read, at most 1 MiB.
+    static func entries(_ rootfs: String, _ name: String) -> [[String]] {
+        let root = open(rootfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard root >= 0 else { return [] }
+        defer { close(root) }
+        let etc = openat(root, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard etc >= 0 else { return [] }
+        defer { close(etc) }
+        let fd = openat(etc, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return [] }
-        close(fd)
-        return (POSIX.readFile(path, limit: 1 << 20) ?? "").split(separator: "\n").compactMap { line in
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return [] }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16_384)
+        while bytes.count < 1 << 20 {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             return fields.count >= 4 ? fields : nil
         }

@@ -37,13 +37,21 @@ struct HostCommand {
         let deadline = ContinuousClock.now + timeout
         var status: ExitStatus?
         var pause: UInt32 = 500
+        var killed = false
         while status == nil {
             reaper.reap(pid)
             status = reaper.takeStatus(of: pid)
             if status != nil { break }
-            if ContinuousClock.now > deadline {
+            // Gone, and its status with it (the reaper's table overflowed): never wait forever,
+            // never signal a pid that may be another process's by now.
+            if kill(pid, 0) != 0, errno == ESRCH {
+                reaper.reap(pid)
+                status = reaper.takeStatus(of: pid)
+                break
+            }
+            if !killed, ContinuousClock.now > deadline {
                 kill(pid, SIGKILL)
-                pause = 1000
+                killed = true
             }
             usleep(pause)
             pause = min(pause * 2, 4000)

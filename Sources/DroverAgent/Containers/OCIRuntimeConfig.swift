@@ -21,7 +21,8 @@ struct ImageConfig: Decodable, Sendable {
 ///   no new privileges, and Docker's default capabilities only for a root process;
 /// - limits: `resources.cpu` → a CFS quota, `resources.memory` → the memory limit (swap
 ///   included, so no swap), a pids limit;
-/// - a read-only rootfs with a private /tmp and the workload's named volumes; the host's network (no network namespace) with
+/// - a read-only rootfs with a private /tmp and the workload's named volumes; no devices but
+///   runc's defaults; a seccomp denylist (`seccomp(arch:)`); the host's network (no network namespace) with
 ///   its `/etc/resolv.conf` and `/etc/hosts`; own pid, ipc and mount namespaces.
 struct OCIRuntimeConfig: Encodable {
     struct User: Encodable { var uid: UInt32; var gid: UInt32; var additionalGids: [UInt32]? }
@@ -43,13 +44,24 @@ struct OCIRuntimeConfig: Encodable {
     struct Memory: Encodable { var limit: Int64; var swap: Int64 }
     struct CPU: Encodable { var quota: Int64; var period: UInt64 }
     struct Pids: Encodable { var limit: Int64 }
-    struct Resources: Encodable { var memory: Memory?; var cpu: CPU?; var pids: Pids }
+    struct DeviceRule: Encodable { var allow: Bool; var access: String }
+    struct Resources: Encodable {
+        var memory: Memory?
+        var cpu: CPU?
+        var pids: Pids
+        /// Deny every device; runc then allows only its defaults (null, zero, random, tty, ...).
+        var devices = [DeviceRule(allow: false, access: "rwm")]
+    }
+    struct SyscallArg: Encodable { var index: Int; var value: UInt64; var valueTwo: UInt64; var op: String }
+    struct SyscallRule: Encodable { var names: [String]; var action: String; var errnoRet: Int; var args: [SyscallArg]? }
+    struct Seccomp: Encodable { var defaultAction: String; var architectures: [String]; var syscalls: [SyscallRule] }
     struct Linux: Encodable {
         var namespaces: [Namespace]
         var cgroupsPath: String
         var resources: Resources
         var maskedPaths: [String]
         var readonlyPaths: [String]
+        var seccomp: Seccomp
     }
 
     var ociVersion = "1.0.2"
@@ -115,7 +127,32 @@ struct OCIRuntimeConfig: Encodable {
                 "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                 "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
             ],
-            readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"])
+            readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            seccomp: Self.seccomp(arch: MachineInfo.arch()))
+    }
+
+    /// Calls a workload has no business making, refused with EPERM (the rest allowed): new
+    /// user or other namespaces (`unshare`, `clone` with CLONE_NEWUSER; `clone3` answers
+    /// ENOSYS so that libc falls back to `clone`, whose flags can be checked), keyrings, BPF,
+    /// perf, userfaultfd, mounts, modules, kexec, reboot, swap, accounting, the kernel log.
+    /// A denylist in the spirit of Docker's default profile, small enough to read.
+    static func seccomp(arch: String) -> Seccomp {
+        let architectures = arch == "arm64" ? ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"] : ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+        let denied = [
+            "unshare", "setns", "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "mount", "umount2", "pivot_root",
+            "swapon", "swapoff", "reboot", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+            "open_by_handle_at", "name_to_handle_at", "acct", "quotactl", "lookup_dcookie", "syslog",
+        ]
+        let cloneNewUser: UInt64 = 0x1000_0000
+        return Seccomp(
+            defaultAction: "SCMP_ACT_ALLOW", architectures: architectures,
+            syscalls: [
+                SyscallRule(names: denied, action: "SCMP_ACT_ERRNO", errnoRet: 1, args: nil),
+                SyscallRule(names: ["clone3"], action: "SCMP_ACT_ERRNO", errnoRet: 38, args: nil),
+                SyscallRule(
+                    names: ["clone"], action: "SCMP_ACT_ERRNO", errnoRet: 1,
+                    args: [SyscallArg(index: arch == "s390x" ? 1 : 0, value: cloneNewUser, valueTwo: cloneNewUser, op: "SCMP_CMP_MASKED_EQ")]),
+            ])
     }
 
     func encoded() throws(RuntimeError) -> [UInt8] {

@@ -54,7 +54,8 @@ public struct PodmanDriver: RuntimeDriver {
     func run(_ arguments: [String], log: String, timeout: Duration = .seconds(120)) -> HostCommand.Result {
         commands.run(
             podman, ["--root", base + "/root", "--runroot", runRoot + "/run", "--tmpdir", runRoot + "/tmp", "--cgroup-manager", "cgroupfs", "--events-backend", "none"] + arguments,
-            outputPath: log, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": base + "/containers.conf"], timeout: timeout)
+            // In podman's own directory: its conmon writes files (`oom`) where it was started.
+            outputPath: log, directory: base, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": base + "/containers.conf"], timeout: timeout)
     }
 
     /// The image id podman gave an image, by the digest the workload names; nil until loaded.
@@ -98,10 +99,10 @@ public struct PodmanDriver: RuntimeDriver {
             if symlink(images.blobPath(blob), layout + "/blobs/sha256/" + blob) != 0 { return "cannot link \(blob) into the layout: \(POSIX.errorText(errno))" }
         }
         let mediaType = (try? JSONDecoder().decode(MediaTyped.self, from: Data(manifest.utf8)))?.mediaType ?? "application/vnd.oci.image.manifest.v1+json"
-        let index = #"{"schemaVersion":2,"manifests":[{"mediaType":"\#(mediaType)","digest":"\#(pulled.manifest)","size":\#(manifest.utf8.count),"annotations":{"org.opencontainers.image.ref.name":"drover"}}]}"#
+        let index = LayoutIndex(manifests: [.init(mediaType: mediaType, digest: pulled.manifest, size: manifest.utf8.count, annotations: ["org.opencontainers.image.ref.name": "drover"])])
         do {
             try OwnerOnlyFile.write(#"{"imageLayoutVersion":"1.0.0"}"#, to: layout + "/oci-layout")
-            try OwnerOnlyFile.write(index, to: layout + "/index.json")
+            try OwnerOnlyFile.write(Array(JSONEncoder().encode(index)), to: layout + "/index.json")
         } catch {
             return "\(error)"
         }
@@ -117,6 +118,11 @@ public struct PodmanDriver: RuntimeDriver {
     }
 
     struct MediaTyped: Decodable { var mediaType: String? }
+    struct LayoutIndex: Encodable {
+        struct Entry: Encodable { var mediaType: String; var digest: String; var size: Int; var annotations: [String: String] }
+        var schemaVersion = 2
+        var manifests: [Entry]
+    }
 
     static func name(_ replica: String) -> String { "drover-" + replica }
 
@@ -127,7 +133,7 @@ public struct PodmanDriver: RuntimeDriver {
         // The user is resolved as for runc: names from the device (podman reads the image's own).
         let user = try ContainerUser.resolve(spec: spec.user, image: nil, workloadUser: workloadUser, rootfs: "/nonexistent")
         var arguments = [
-            "run", "--detach", "--replace", "--pull", "never", "--name", Self.name(spec.id), "--network", "host", "--read-only",
+            "run", "--detach", "--replace", "--pull", "never", "--image-volume", "ignore", "--name", Self.name(spec.id), "--network", "host", "--read-only",
             "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(pidsLimit)",
             "--cgroup-parent", cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath, "--pidfile", directory + "/container.pid",
             "--env", "DROVER_REPLICA=" + spec.id, "--env", "DROVER_WORKLOAD=" + spec.workload,
@@ -151,13 +157,13 @@ public struct PodmanDriver: RuntimeDriver {
         unlink(directory + "/container.pid")
         let started = run(arguments, log: directory + "/podman.log", timeout: .seconds(60))
         guard started.succeeded else {
-            _ = run(["rm", "--force", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
+            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
             throw RuntimeError("podman run failed: \(started.lastLine)")
         }
         // The pid file stays when the container is gone already (killed at once): `state` then
         // finds it ended and asks podman (and the kernel's log) how.
         guard let pid = POSIX.readFile(directory + "/container.pid").flatMap({ Int32($0.filter(\.isNumber)) }), pid > 0 else {
-            _ = run(["rm", "--force", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
+            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
             throw RuntimeError("podman started \(Self.name(spec.id)) but wrote no pid")
         }
         // A pid already gone gets start ticks no process has: it never passes for a live one.
@@ -174,7 +180,7 @@ public struct PodmanDriver: RuntimeDriver {
         if inspected.succeeded, fields.first == "running" || fields.first == "stopping" { return .running }
         let code = inspected.succeeded && fields.count >= 3 ? Int32(fields[1]) : nil
         let oom = inspected.succeeded && fields.count >= 3 && fields[2] == "true" || code == 137 && KernelLog.oomKilled(pid: process.pid)
-        _ = run(["rm", "--force", "--ignore", Self.name(id)], log: log)
+        _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(id)], log: log)
         return .ended(code.map { .exited($0) }, reason: oom ? "OOMKilled" : nil)
     }
 
@@ -185,7 +191,7 @@ public struct PodmanDriver: RuntimeDriver {
         let driver = self
         await OffPool.run {
             _ = driver.run(["stop", "--ignore", "--time", "\(seconds)", Self.name(id)], log: log, timeout: .seconds(Int64(seconds) + 30))
-            _ = driver.run(["rm", "--force", "--ignore", Self.name(id)], log: log)
+            _ = driver.run(["rm", "--force", "--volumes", "--ignore", Self.name(id)], log: log)
         }
     }
 }

@@ -21,7 +21,8 @@ extension ImageStore {
     }
 
     /// Unpacks a pulled image as `digest` (the digest the workload names, which may be an
-    /// index's); returns its directory. Blocking: run it off the cooperative pool.
+    /// index's); returns its directory. One unpack of a digest at a time (a lock file per
+    /// digest), each in a staging directory of its own. Blocking: run it off the cooperative pool.
     func unpack(_ pulled: Pulled, as digest: String, commands: HostCommand) throws(PullError) -> String {
         guard let hex = OCI.hex(ofDigest: digest), let configHex = OCI.hex(ofDigest: pulled.config) else {
             throw .reference("\(digest) is not a sha256 digest")
@@ -29,12 +30,26 @@ extension ImageStore {
         if let done = unpackedPath(digest) { return done }
         let base = root + "/unpacked"
         mkdir(base, 0o700)
-        let staging = base + "/.staging-\(hex)-\(getpid())"
-        POSIX.removeTree(staging)
-        defer { POSIX.removeTree(staging) }
-        guard mkdir(staging, 0o700) == 0, mkdir(staging + "/rootfs", 0o755) == 0 else {
-            throw .storage("cannot make \(staging): \(POSIX.errorText(errno))")
+        let lock = open(base + "/.lock-" + hex, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else {
+            if lock >= 0 { close(lock) }
+            throw .storage("cannot lock the unpack of \(digest): \(POSIX.errorText(errno))")
         }
+        defer {
+            unlink(base + "/.lock-" + hex)
+            close(lock)
+        }
+        // Another unpack may have finished while this one waited for the lock.
+        if let done = unpackedPath(digest) { return done }
+        var template = Array((base + "/.staging-\(hex)-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { buffer -> Bool in
+            guard let start = buffer.baseAddress else { return false }
+            return mkdtemp(start) != nil
+        }
+        guard made else { throw .storage("cannot make a staging directory in \(base): \(POSIX.errorText(errno))") }
+        let staging = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { POSIX.removeTree(staging) }
+        guard mkdir(staging + "/rootfs", 0o755) == 0 else { throw .storage("cannot make \(staging)/rootfs: \(POSIX.errorText(errno))") }
         for (index, layer) in pulled.layers.enumerated() {
             guard let layerHex = OCI.hex(ofDigest: layer) else { throw .registry("layer \(index) has no sha256 digest") }
             let extracted = staging + "/layer"
@@ -44,22 +59,29 @@ extension ImageStore {
                 "/bin/tar", ["--extract", "--file", blobPath(layerHex), "--directory", extracted, "--numeric-owner", "--same-owner", "--preserve-permissions", "--warning=no-timestamp"],
                 outputPath: staging + "/tar.log")
             guard result.succeeded else { throw .storage("layer \(index + 1) of \(pulled.layers.count) (\(layer)) does not unpack: \(result.lastLine)") }
-            Self.apply(layer: extracted, onto: staging + "/rootfs", depth: 0)
+            if let problem = Self.apply(layer: extracted, onto: staging + "/rootfs", depth: 0) {
+                throw .storage("layer \(index + 1) of \(pulled.layers.count) (\(layer)): \(problem)")
+            }
         }
         POSIX.removeTree(staging + "/layer")
         unlink(staging + "/tar.log")
         POSIX.copyFile(blobPath(configHex), to: staging + "/config.json")
-        guard rename(staging, base + "/" + hex) == 0 || unpackedPath(digest) != nil else {
+        guard rename(staging, base + "/" + hex) == 0 else {
             throw .storage("cannot move the unpacked image into place: \(POSIX.errorText(errno))")
         }
         return base + "/" + hex
     }
 
-    /// Moves the entries of `layer` onto `target` (both real directories): `.wh.NAME` removes
-    /// NAME below, `.wh..wh..opq` empties the directory first; a directory over a directory
-    /// is merged, anything else replaces what was there.
-    static func apply(layer: String, onto target: String, depth: Int) {
-        guard depth < 128 else { return }
+    /// As deep as `POSIX.removeTree` reaches: what is unpacked can always be removed.
+    static let maxDepth = 60
+
+    /// Moves the entries of `layer` onto `target` (both real directories, which nothing else
+    /// changes meanwhile: one unpack per digest, in its own staging directory): `.wh.NAME`
+    /// removes NAME below, `.wh..wh..opq` empties the directory first; a directory over a
+    /// directory is merged, a file or link replaces what was there. Device nodes, FIFOs and
+    /// sockets are left out (a container gets its own /dev). Returns what went wrong, if anything.
+    static func apply(layer: String, onto target: String, depth: Int) -> String? {
+        guard depth < maxDepth else { return "directories nest deeper than \(maxDepth)" }
         let names = POSIX.listDirectory(layer)
         if names.contains(".wh..wh..opq") {
             for old in POSIX.listDirectory(target) { POSIX.removeTree(target + "/" + old) }
@@ -75,27 +97,35 @@ extension ImageStore {
             var from = stat()
             var to = stat()
             guard lstat(source, &from) == 0 else { continue }
-            let isDirectory = (from.st_mode & S_IFMT) == S_IFDIR
+            let kind = from.st_mode & S_IFMT
             let exists = lstat(destination, &to) == 0
-            if isDirectory {
+            if kind == S_IFDIR {
                 if exists, (to.st_mode & S_IFMT) != S_IFDIR { POSIX.removeTree(destination) }
-                if !exists || (to.st_mode & S_IFMT) != S_IFDIR { mkdir(destination, 0o700) }
-                apply(layer: source, onto: destination, depth: depth + 1)
+                if !exists || (to.st_mode & S_IFMT) != S_IFDIR {
+                    guard mkdir(destination, 0o700) == 0 else { return "cannot make \(name): \(POSIX.errorText(errno))" }
+                }
+                if let problem = apply(layer: source, onto: destination, depth: depth + 1) { return problem }
                 // The upper layer's owner and mode win; set after the contents, as tar does.
+                // `destination` is a real directory made or checked just above.
                 lchown(destination, from.st_uid, from.st_gid)
                 chmod(destination, from.st_mode & 0o7777)
-            } else {
+            } else if kind == S_IFREG || kind == S_IFLNK {
                 if exists { POSIX.removeTree(destination) }
-                rename(source, destination)
+                guard rename(source, destination) == 0 else { return "cannot place \(name): \(POSIX.errorText(errno))" }
             }
         }
+        return nil
     }
 
     /// Removes unpacked images that no kept image names (and stale staging directories).
     func collectUnpacked(keep: Set<String>) {
         let kept = Set(keep.compactMap(OCI.hex(ofDigest:)))
-        for name in POSIX.listDirectory(root + "/unpacked") where !kept.contains(name) {
-            if name.hasPrefix(".staging-"), name.hasSuffix("-\(getpid())") { continue }
+        for name in POSIX.listDirectory(root + "/unpacked") where !kept.contains(name) && !name.hasPrefix(".lock-") {
+            // A staging directory of a running unpack is young; one a day old was left by a crash.
+            if name.hasPrefix(".staging-") {
+                var st = stat()
+                guard lstat(root + "/unpacked/" + name, &st) == 0, Int(st.st_mtim.tv_sec) < time(nil) - 86_400 else { continue }
+            }
             POSIX.removeTree(root + "/unpacked/" + name)
         }
     }
