@@ -31,15 +31,14 @@ public enum Agent {
         let reaper = ChildReaper(reapsOrphans: true)
         let images = ImageStore(dataDir: config.dataDir, controller: config.controllerURL ?? config.credentials?.controller, credentials: config.credentials)
         var drivers: [any RuntimeDriver] = [ExecDriver(reaper: reaper, workloadUser: config.workloadUser)]
-        let cgroupParent = config.cgroupParent ?? "/drover/\(config.deviceID)"
-        if let runc = RuncDriver.available(dataDir: config.dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: config.workloadUser) {
+        let host = ContainerHost(
+            dataDir: config.dataDir, cgroupParent: config.cgroupParent ?? "/drover/\(config.deviceID)", images: images, reaper: reaper, workloadUser: config.workloadUser)
+        if let runc = RuncDriver.available(host) {
             drivers.append(runc)
         } else {
             logger.notice("no runc runtime: runc, conmon and tar are needed, and root")
         }
-        if let podman = PodmanDriver.available(dataDir: config.dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: config.workloadUser) {
-            drivers.append(podman)
-        }
+        if let podman = PodmanDriver.available(host) { drivers.append(podman) }
         let supervisor = ReplicaSupervisor(
             deviceID: config.deviceID, store: store, drivers: drivers, dataDir: config.dataDir,
             logger: logger, bootID: MachineInfo.bootID(), maxLogBytes: config.maxLogBytes, stopGrace: config.stopGrace)

@@ -18,37 +18,29 @@ import FoundationEssentials
 public struct PodmanDriver: RuntimeDriver {
     public let kind = RuntimeKind.podman
     let podman: String
+    let host: ContainerHost
     let base: String
     /// podman's run and tmp dirs: on /run (gone at a reboot, as podman expects), and short,
     /// since podman refuses a run root of more than 50 characters.
     let runRoot: String
-    let cgroupParent: String
-    let images: ImageStore
-    let commands: HostCommand
-    let workloadUser: String?
-    let volumes: VolumeDirectories
-    let pidsLimit: Int64
+    var images: ImageStore { host.images }
+    var commands: HostCommand { host.commands }
 
-    public init(podman: String, dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?, pidsLimit: Int64 = 1024) {
+    public init(podman: String, host: ContainerHost) {
         self.podman = podman
-        base = dataDir + "/containers/podman"
+        self.host = host
+        base = host.dataDir + "/containers/podman"
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in base.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         runRoot = "/run/drover/podman-" + String(hash, radix: 16)
-        self.cgroupParent = cgroupParent
-        self.images = images
-        commands = HostCommand(reaper: reaper)
-        self.workloadUser = workloadUser
-        volumes = VolumeDirectories(root: dataDir + "/volumes")
-        self.pidsLimit = pidsLimit
         POSIX.makeDirectories(base + "/images", mode: 0o700)
         _ = try? OwnerOnlyFile.write(
             "[containers]\ndefault_ulimits = [\"nofile=4096:4096\", \"nproc=4096:4096\"]\n[engine]\nruntime = \"runc\"\n", to: base + "/containers.conf")
     }
 
-    public static func available(dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?) -> PodmanDriver? {
-        guard geteuid() == 0, let podman = ["/usr/bin/podman", "/usr/local/bin/podman"].first(where: RuncDriver.executable) else { return nil }
-        return PodmanDriver(podman: podman, dataDir: dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: workloadUser)
+    public static func available(_ host: ContainerHost) -> PodmanDriver? {
+        guard geteuid() == 0, let podman = ["/usr/bin/podman", "/usr/local/bin/podman"].first(where: ContainerHost.executable) else { return nil }
+        return PodmanDriver(podman: podman, host: host)
     }
 
     func run(_ arguments: [String], log: String, timeout: Duration = .seconds(120)) -> HostCommand.Result {
@@ -131,11 +123,11 @@ public struct PodmanDriver: RuntimeDriver {
             throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
         }
         // The user is resolved as for runc: names from the device (podman reads the image's own).
-        let user = try ContainerUser.resolve(spec: spec.user, image: nil, workloadUser: workloadUser, rootfs: "/nonexistent")
+        let user = try ContainerUser.resolve(spec: spec.user, image: nil, workloadUser: host.workloadUser, rootfs: "/nonexistent")
         var arguments = [
             "run", "--detach", "--replace", "--pull", "never", "--image-volume", "ignore", "--name", Self.name(spec.id), "--network", "host", "--read-only",
-            "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(pidsLimit)",
-            "--cgroup-parent", cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath, "--pidfile", directory + "/container.pid",
+            "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(host.pidsLimit)",
+            "--cgroup-parent", host.cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath, "--pidfile", directory + "/container.pid",
             "--env", "DROVER_REPLICA=" + spec.id, "--env", "DROVER_WORKLOAD=" + spec.workload,
         ]
         if user.uid != 0 { arguments += ["--cap-drop", "all"] }
@@ -145,7 +137,7 @@ public struct PodmanDriver: RuntimeDriver {
         }
         for (k, v) in spec.env.sorted(by: { $0.key < $1.key }) { arguments += ["--env", "\(k)=\(v)"] }
         for mount in spec.volumes {
-            let source = try volumes.directory(mount, of: spec.workload, for: user)
+            let source = try host.volumes.directory(mount, of: spec.workload, for: user)
             arguments += ["--volume", "\(source):\(mount.path):\(mount.readOnly ? "ro" : "rw")"]
         }
         if let program = spec.command.first {
@@ -193,42 +185,5 @@ public struct PodmanDriver: RuntimeDriver {
             _ = driver.run(["stop", "--ignore", "--time", "\(seconds)", Self.name(id)], log: log, timeout: .seconds(Int64(seconds) + 30))
             _ = driver.run(["rm", "--force", "--volumes", "--ignore", Self.name(id)], log: log)
         }
-    }
-}
-
-/// Named volumes under `<data dir>/volumes/<workload>/<name>`, for both container drivers.
-struct VolumeDirectories: Sendable {
-    let root: String
-
-    /// The directory of a named volume, made on first use and given to the container's user;
-    /// an existing one is left as it is (its owner may have changed it).
-    func directory(_ mount: VolumeMount, of workload: String, for user: Spawn.Identity) throws(RuntimeError) -> String {
-        let path = root + "/" + workload + "/" + mount.name
-        if POSIX.exists(path) { return path }
-        POSIX.makeDirectories(root + "/" + workload, mode: 0o711)
-        guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw RuntimeError("cannot make volume \(path): \(POSIX.errorText(errno))") }
-        guard lchown(path, user.uid, user.gid) == 0 else { throw RuntimeError("cannot give volume \(path) to uid \(user.uid): \(POSIX.errorText(errno))") }
-        return path
-    }
-}
-
-/// What the kernel logged of OOM kills: podman 4.3 on a cgroup v1 host does not record them
-/// (its `OOMKilled` stays false), but the kernel says `Killed process PID (NAME)` in its log.
-enum KernelLog {
-    /// Whether the kernel's log, as far as its ring still holds it, says `pid` was OOM-killed.
-    static func oomKilled(pid: Int32) -> Bool {
-        let fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let needle = "Killed process \(pid) ("
-        var record = [UInt8](repeating: 0, count: 8192)
-        // One record per read; bounded, as the ring is.
-        for _ in 0..<100_000 {
-            let n = record.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EPIPE { continue }  // records overwritten while reading
-            guard n > 0 else { return false }
-            if String(decoding: record[0..<n], as: UTF8.self).contains(needle) { return true }
-        }
-        return false
     }
 }

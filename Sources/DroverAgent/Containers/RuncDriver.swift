@@ -20,37 +20,27 @@ public struct RuncDriver: RuntimeDriver {
     let runc: String
     let conmon: String
     let runcRoot: String
-    let volumes: VolumeDirectories
-    let cgroupParent: String
-    let images: ImageStore
-    let commands: HostCommand
-    let workloadUser: String?
-    let pidsLimit: Int64
+    let host: ContainerHost
+    var images: ImageStore { host.images }
+    var commands: HostCommand { host.commands }
 
-    public init(runc: String, conmon: String, dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?, pidsLimit: Int64 = 1024) {
+    public init(runc: String, conmon: String, host: ContainerHost) {
         self.runc = runc
         self.conmon = conmon
-        runcRoot = dataDir + "/containers/runc"
-        volumes = VolumeDirectories(root: dataDir + "/volumes")
-        self.cgroupParent = cgroupParent
-        self.images = images
-        commands = HostCommand(reaper: reaper)
-        self.workloadUser = workloadUser
-        self.pidsLimit = pidsLimit
+        self.host = host
+        runcRoot = host.dataDir + "/containers/runc"
         POSIX.makeDirectories(runcRoot, mode: 0o700)
     }
 
     /// runc and conmon as this machine has them, or nil; only root can run containers here
     /// (no user namespaces).
-    public static func available(dataDir: String, cgroupParent: String, images: ImageStore, reaper: ChildReaper, workloadUser: String?) -> RuncDriver? {
-        guard geteuid() == 0, access("/bin/tar", X_OK) == 0,
-            let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"].first(where: Self.executable),
-            let conmon = ["/usr/bin/conmon", "/usr/libexec/podman/conmon", "/usr/local/bin/conmon"].first(where: Self.executable)
+    public static func available(_ host: ContainerHost) -> RuncDriver? {
+        guard geteuid() == 0, ContainerHost.executable("/bin/tar"),
+            let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"].first(where: ContainerHost.executable),
+            let conmon = ["/usr/bin/conmon", "/usr/libexec/podman/conmon", "/usr/local/bin/conmon"].first(where: ContainerHost.executable)
         else { return nil }
-        return RuncDriver(runc: runc, conmon: conmon, dataDir: dataDir, cgroupParent: cgroupParent, images: images, reaper: reaper, workloadUser: workloadUser)
+        return RuncDriver(runc: runc, conmon: conmon, host: host)
     }
-
-    static func executable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
     public func isReady(_ spec: ReplicaSpec) -> Bool {
         spec.image.flatMap(ImageReference.init(parsing:))?.digest.flatMap(images.unpackedPath) != nil
@@ -83,11 +73,11 @@ public struct RuncDriver: RuntimeDriver {
         let imageConfig = POSIX.readFile(unpacked + "/config.json", limit: 4 << 20).flatMap { try? JSONDecoder().decode(ImageConfig.self, from: Data($0.utf8)) }
         guard let imageConfig else { throw RuntimeError("the image config of \(digest) is unreadable") }
         let rootfs = unpacked + "/rootfs"
-        let user = try ContainerUser.resolve(spec: spec.user, image: imageConfig.config?.User, workloadUser: workloadUser, rootfs: rootfs)
-        let mounts = try spec.volumes.map { mount throws(RuntimeError) in (source: try volumes.directory(mount, of: spec.workload, for: user), mount: mount) }
+        let user = try ContainerUser.resolve(spec: spec.user, image: imageConfig.config?.User, workloadUser: host.workloadUser, rootfs: rootfs)
+        let mounts = try spec.volumes.map { mount throws(RuntimeError) in (source: try host.volumes.directory(mount, of: spec.workload, for: user), mount: mount) }
         let config = try OCIRuntimeConfig(
             spec: spec, image: imageConfig.config ?? ImageConfig.Config(), user: user, rootfs: rootfs, volumes: mounts,
-            cgroupsPath: cgroupParent + "/" + spec.id, pidsLimit: pidsLimit)
+            cgroupsPath: host.cgroupParent + "/" + spec.id, pidsLimit: host.pidsLimit)
 
         let (bundle, state) = paths(directory)
         // Whatever an earlier run left (a reboot, a crash mid-start) goes first.
