@@ -49,6 +49,10 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     public var image: String?
     /// Named volumes (containers only).
     public var volumes: [VolumeMount]
+    /// Host ports the replicas listen on. Replicas use the device's network (no network
+    /// isolation yet), so the scheduler never puts two replicas that claim one port on one
+    /// device.
+    public var ports: [Int]
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
@@ -56,11 +60,12 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
         strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil, image: String? = nil,
-        volumes: [VolumeMount] = []
+        volumes: [VolumeMount] = [], ports: [Int] = []
     ) {
         self.user = user
         self.image = image
         self.volumes = volumes
+        self.ports = ports
         self.name = name
         self.mode = mode
         self.replicas = replicas
@@ -104,6 +109,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         autoscale = try c.decodeIfPresent(AutoscaleSpec.self, forKey: .autoscale)
         user = try c.decodeIfPresent(String.self, forKey: .user)
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
+        ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? []
         image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
@@ -117,6 +123,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     /// The largest replica count a workload may ask for; a typo such as `replicas: 10000000`
     /// must not make the controller plan ten million replicas.
     public static let maxReplicas = 100_000
+    public static let maxPorts = 64
 
     /// Semantic checks, each naming the field at fault. Paths are relative to `prefix`
     /// (`spec` for a manifest).
@@ -142,6 +149,11 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         }
         if !volumes.isEmpty, runtime == .exec { fail("volumes", "need a container runtime (image:); an exec replica works in its own directory") }
         for problem in VolumeMount.problems(volumes) { fail(problem.field, problem.reason) }
+        if ports.count > Self.maxPorts { fail("ports", "at most \(Self.maxPorts) ports") }
+        for (i, port) in ports.prefix(Self.maxPorts).enumerated() where !(1...65535).contains(port) || ports[..<i].contains(port) {
+            fail("ports[\(i)]", (1...65535).contains(port) ? "port \(port) is listed twice" : "must be a port number 1-65535, found \(port)")
+        }
+        if !ports.isEmpty, maxPerDevice > 1 { fail("maxPerDevice", "must be 1 with ports: two replicas on one device cannot both listen on a host port") }
         if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }
         for (key, value) in selector.matchLabels {

@@ -44,7 +44,7 @@ public enum Manifest {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
             "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user", "image",
-            "volumes",
+            "volumes", "ports",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -87,12 +87,20 @@ public enum Manifest {
         let user = spec["user"] == nil ? nil : reader.string(spec["user"], "spec.user")
         let image = spec["image"] == nil ? nil : reader.string(spec["image"], "spec.image")
         let volumes = readVolumes(spec["volumes"], reader: &reader)
+        var ports: [Int] = []
+        if let raw = spec["ports"] {
+            if let list = raw as? [Any] {
+                ports = list.enumerated().compactMap { i, item in reader.int(item, "spec.ports[\(i)]") }
+            } else {
+                reader.fail("spec.ports", "must be a list of port numbers")
+            }
+        }
         let complete = replicas != nil && runtime != nil && restart != nil && command != nil && mode != nil && strategy != nil
         let workload = WorkloadSpec(
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes, ports: ports)
         return (workload, complete)
     }
 

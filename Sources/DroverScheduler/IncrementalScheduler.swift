@@ -13,7 +13,7 @@ public struct PlanDelta: Sendable {
 /// placements as `Scheduler.plan` on the same input.
 public final class IncrementalScheduler {
     private var state: PlanState
-    /// Per workload without affinity terms: the devices passing its static constraints.
+    /// Per workload without affinity terms or ports: the devices passing its static constraints.
     private var candidateCache: [Int: [Int32]] = [:]
 
     public init(_ input: SchedulingInput) {
@@ -22,8 +22,8 @@ public final class IncrementalScheduler {
         // Spread indexes are built now rather than by the first update that needs one.
         for spec in s.workloads { if let spread = spec.spread { s.ensureDomains(spread.labelKey) } }
         for (w, spec) in s.workloads.enumerated() {
-            // Candidates of workloads without affinity depend on nothing but the devices: keep them.
-            if spec.affinity.isEmpty, spec.antiAffinity.isEmpty {
+            // Candidates of workloads without affinity or ports depend on nothing but the devices: keep them.
+            if !AffinityFilter.dependsOnOthers(spec) {
                 let known = s.candidates(for: w, affinity: AffinityFilter(spec: spec, state: s))
                 candidateCache[w] = known
                 s.place(workload: w, candidates: known)
@@ -100,7 +100,7 @@ public final class IncrementalScheduler {
             pending.remove(w)
             let spec = state.workloads[w]
             var known: [Int32]?
-            if spec.affinity.isEmpty, spec.antiAffinity.isEmpty {
+            if !AffinityFilter.dependsOnOthers(spec) {
                 if candidateCache[w] == nil {
                     candidateCache[w] = state.candidates(for: w, affinity: AffinityFilter(spec: spec, state: state))
                 }

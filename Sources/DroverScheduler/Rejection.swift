@@ -16,6 +16,7 @@ public enum RejectionReason: Hashable, Sendable {
     case maxPerDevice(Int)
     case insufficient(resource: String, needed: Int64, free: Int64)
     case spreadSkew(key: String, maxSkew: Int)
+    case portTaken(port: Int, by: String)
 
     /// The text devices are grouped by in explanations.
     var kind: String {
@@ -34,6 +35,7 @@ public enum RejectionReason: Hashable, Sendable {
         case .maxPerDevice(let n): n == 1 ? "already runs a replica of this workload" : "already runs \(n) replicas of this workload"
         case .insufficient(let resource, let needed, _): "insufficient \(resource) (needs \(Self.format(resource, needed))"
         case .spreadSkew(let key, let skew): "spread over \(key) would exceed maxSkew \(skew)"
+        case .portTaken(let port, let workload): "port \(port) taken by \(workload)"
         }
     }
 

@@ -11,6 +11,8 @@ struct AffinityFilter {
 
     var required: [Term] = []
     var forbidden: [Term] = []
+    /// Devices where another workload's replica listens on one of this workload's ports.
+    var portsTaken: [Int32: (port: Int, workload: String)] = [:]
 
     init(spec: WorkloadSpec, state: PlanState) {
         func resolve(_ t: AffinityTerm) -> Term {
@@ -21,6 +23,17 @@ struct AffinityFilter {
         }
         required = spec.affinity.map(resolve)
         forbidden = spec.antiAffinity.map(resolve)
+        guard !spec.ports.isEmpty else { return }
+        let ports = Set(spec.ports)
+        for (w, other) in state.workloads.enumerated() where other.name != spec.name {
+            guard let port = other.ports.first(where: ports.contains) else { continue }
+            for (device, count) in state.hosts[w] where count > 0 && portsTaken[device] == nil { portsTaken[device] = (port, other.name) }
+        }
+    }
+
+    /// Whether placing this workload depends on where others are (no cached candidates).
+    static func dependsOnOthers(_ spec: WorkloadSpec) -> Bool {
+        !spec.affinity.isEmpty || !spec.antiAffinity.isEmpty || !spec.ports.isEmpty
     }
 
     private static func matches(_ t: Term, _ d: DeviceSnapshot, _ i: Int32) -> Bool {
@@ -31,6 +44,7 @@ struct AffinityFilter {
     func rejection(_ d: DeviceSnapshot, _ i: Int32) -> RejectionReason? {
         for t in required where !Self.matches(t, d, i) { return .affinityUnmet(t.workload) }
         for t in forbidden where Self.matches(t, d, i) { return .antiAffinity(t.workload) }
+        if let taken = portsTaken[i] { return .portTaken(port: taken.port, by: taken.workload) }
         return nil
     }
 }

@@ -133,6 +133,7 @@ enum Describe {
             ["FIELD", "VALUE"], ["workload", w.name], ["revision", "\(w.revision)"], ["replicas", "\(w.runningReplicas)/\(w.desiredReplicas) running"],
             ["image", w.spec.image ?? "-"], ["command", w.spec.command.isEmpty ? (w.spec.image == nil ? "" : "(the image's)") : w.spec.command.joined(separator: " ")],
             ["runtime", w.spec.runtime.rawValue],
+            ["ports", w.spec.ports.map(String.init).joined(separator: ",")],
             ["volumes", w.spec.volumes.map { "\($0.name):\($0.path)\($0.readOnly ? ":ro" : "")" }.joined(separator: " ")], ["restart policy", w.spec.restartPolicy.rawValue],
             ["resources", "cpu \(Quantity.formatCPU(w.spec.resources.cpuMillis)), memory \(Quantity.formatMemory(w.spec.resources.memoryBytes))"],
             ["selector", (w.spec.selector.matchLabels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + w.spec.selector.matchExpressions.map(\.description)).joined(separator: ",")],

@@ -80,6 +80,14 @@ struct ManifestTests {
         ("  image: a:v1\n  volumes: [{name: data, path: /d, size: 1Gi}]\n", "spec.volumes[0].size"),
         ("  image: a:v1\n  volumes: [{name: a, path: /d}, {name: a, path: /e}]\n", "spec.volumes[1].name"),
         ("  image: a:v1\n  volumes: [{name: a, path: /d}, {name: b, path: /d}]\n", "spec.volumes[1].path"),
+        ("  image: a:v1\n  volumes: [{name: a, path: /d}, {name: b, path: /d/e}]\n", "spec.volumes[1].path"),
+        ("  image: a:v1\n  volumes: [{name: a, path: \"/d:rw\"}]\n", "spec.volumes[0].path"),
+        ("  ports: 80\n" + command, "spec.ports"),
+        ("  ports: [0]\n" + command, "spec.ports[0]"),
+        ("  ports: [80, 65536]\n" + command, "spec.ports[1]"),
+        ("  ports: [80, 80]\n" + command, "spec.ports[1]"),
+        ("  ports: [http]\n" + command, "spec.ports[0]"),
+        ("  ports: [80]\n  maxPerDevice: 2\n" + command, "spec.maxPerDevice"),
     ])
     func specFault(spec: String, path: String) {
         let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(spec: spec)) }

@@ -117,6 +117,28 @@ struct SchedulerTests {
         #expect(siteOf(where_["cache"]) != siteOf(where_["db"]))
     }
 
+    @Test("two workloads that listen on one host port never share a device; a third finds none left, and the incremental scheduler agrees")
+    func hostPorts() {
+        let devices = (0..<2).map { TestFleet.device("d\($0)") }
+        // Placed first (priority), then the others around them.
+        let web = TestFleet.workload("web") { $0.ports = [80, 443]; $0.priority = 10 }
+        let proxy = TestFleet.workload("proxy") { $0.ports = [8080, 443]; $0.priority = 10 }
+        let other = TestFleet.workload("other") { $0.ports = [9000] }
+        let late = TestFleet.workload("late") { $0.ports = [80, 8080] }
+        let plan = TestFleet.plan(devices, [web, proxy, other, late])
+        let where_ = Dictionary(plan.assignments.map { ($0.workload, $0.device) }, uniquingKeysWith: { a, _ in a })
+        #expect(where_["web"] != nil && where_["proxy"] != nil && where_["web"] != where_["proxy"])
+        #expect(where_["other"] != nil, "a port no one else claims places anywhere")
+        #expect(where_["late"] == nil)
+        #expect(plan.unplaced.first { $0.workload == "late" }?.reasons.contains { $0.contains("port 80 taken by web") || $0.contains("port 8080 taken by proxy") } == true, "\(plan.unplaced)")
+
+        let incremental = IncrementalScheduler(SchedulingInput(devices: devices, workloads: [web, proxy, other, late], current: [], now: 1_000_000))
+        #expect(Set(incremental.plan.assignments.map { "\($0.workload)@\($0.device)" }) == Set(plan.assignments.map { "\($0.workload)@\($0.device)" }))
+        // A third device joins: the late workload takes it.
+        let delta = incremental.update(device: TestFleet.device("d2"), now: 1_000_000)
+        #expect(delta.added.map { "\($0.workload)@\($0.device)" } == ["late@d2"])
+    }
+
     @Test("a higher-priority replica preempts lower-priority ones when nothing else fits")
     func preemption() {
         let devices = [TestFleet.device("a", cpu: 1000), TestFleet.device("b", cpu: 1000)]
