@@ -21,6 +21,8 @@ public actor ReplicaSupervisor {
         var startedAt: ContinuousClock.Instant?
         var nextStart: ContinuousClock.Instant?
         var failures = 0
+        /// A container start is under way in the background (`+Start`).
+        var starting = false
     }
 
     let deviceID: String
@@ -85,7 +87,10 @@ public actor ReplicaSupervisor {
     func reconcile() async {
         prepareMissing()
         // A replica being replaced runs on until its replacement's image is here.
-        let obsolete = records.filter { id, record in desired[id]?.revisionKey != record.spec.revisionKey && !waitsForReplacement(id) }
+        // One being started is stopped once its start is done (`finishStart` reconciles again).
+        let obsolete = records.filter { id, record in
+            desired[id]?.revisionKey != record.spec.revisionKey && !waitsForReplacement(id) && live[id]?.starting != true
+        }
         // Taken out of the books before the first suspension point (see the type's comment).
         var stops: [(id: String, process: RuntimeProcess, driver: any RuntimeDriver)] = []
         var stopped: [ReplicaStatus] = []
@@ -164,56 +169,6 @@ public actor ReplicaSupervisor {
     /// 1 s, 2 s, 4 s … capped at 30 s; reset once a replica ran for 10 s.
     static func restartDelay(failures: Int) -> Duration {
         .seconds(min(30, 1 << min(max(failures - 1, 0), 5)))
-    }
-
-    func startDue() -> [ReplicaStatus] {
-        var changed: [ReplicaStatus] = []
-        let now = ContinuousClock.now
-        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where stopping[id] == nil {
-            guard var state = live[id], state.process == nil, let due = state.nextStart, due <= now else { continue }
-            // Not before its image is here; `prepareMissing` is getting it.
-            if !ready(record.spec) {
-                let waiting = prepareRetries[Self.prepareKey(record.spec)]?.message ?? "pulling image \(record.spec.image ?? "")"
-                if record.phase != .pending || record.message != waiting {
-                    record.phase = .pending
-                    record.message = waiting
-                    records[id] = record
-                    save(record)
-                    changed.append(status(of: record, phase: .pending))
-                }
-                continue
-            }
-            let wasRestart = record.phase == .restarting
-            state.nextStart = nil
-            let directory = replicasDir + "/" + id
-            POSIX.makeDirectories(directory)
-            do throws(RuntimeError) {
-                guard let driver = drivers[record.spec.runtime] else {
-                    throw RuntimeError("runtime \(record.spec.runtime.rawValue) is not available on this device")
-                }
-                var process = try driver.start(record.spec, directory: directory, logPath: directory + "/output.log")
-                process.replica = id
-                process.directory = directory
-                state.process = process
-                state.startedAt = now
-                record.phase = .running
-                record.pid = process.pid
-                record.startTicks = process.startTicks
-                record.bootID = bootID
-                record.message = nil
-                if wasRestart { record.restarts = min(record.restarts, Int.max - 1) + 1 }
-                logger.info("started replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
-            } catch {
-                record.phase = .failed
-                record.message = error.message
-                logger.warning("cannot start replica", metadata: ["replica": "\(id)", "error": "\(error)"])
-            }
-            records[id] = record
-            live[id] = state
-            save(record)
-            changed.append(status(of: record, phase: record.phase))
-        }
-        return changed
     }
 
     func forget(_ id: String) {

@@ -36,6 +36,8 @@ public enum ProcessState: Sendable, Hashable {
 /// The agent's supervisor speaks only this protocol.
 public protocol RuntimeDriver: Sendable {
     var kind: RuntimeKind { get }
+    /// Whether a start takes long enough (runc, podman) to run on a thread of its own.
+    var startsInBackground: Bool { get }
     /// Whether everything the replica needs on this device (its image) is here.
     func isReady(_ spec: ReplicaSpec) -> Bool
     /// Gets it here (pulls and unpacks the image); the replica can start once this returns.
@@ -48,6 +50,7 @@ public protocol RuntimeDriver: Sendable {
 }
 
 extension RuntimeDriver {
+    public var startsInBackground: Bool { false }
     public func isReady(_ spec: ReplicaSpec) -> Bool { true }
     public func prepare(_ spec: ReplicaSpec) async throws(RuntimeError) {}
 }

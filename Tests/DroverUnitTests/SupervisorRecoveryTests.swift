@@ -170,3 +170,49 @@ struct SupervisorRecoveryTests {
         Self.killAndReap(await first.trackedPIDs())
     }
 }
+
+/// A container-like driver: exec processes, started slowly in the background.
+struct SlowDriver: RuntimeDriver {
+    let kind = RuntimeKind.runc
+    let exec: ExecDriver
+    var startsInBackground: Bool { true }
+    func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+        usleep(300_000)
+        return try exec.start(spec, directory: directory, logPath: logPath)
+    }
+    func state(of process: RuntimeProcess) -> ProcessState { exec.state(of: process) }
+    func stop(_ process: RuntimeProcess, grace: Duration) async { await exec.stop(process, grace: grace) }
+}
+
+extension SupervisorRecoveryTests {
+    @Test("a change that comes while a container starts in the background: the started one is stopped, the new one runs, never both")
+    func changeDuringBackgroundStart() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let supervisor = ReplicaSupervisor(
+            deviceID: "gw-1", store: try AgentStore(path: dir + "/agent.db"), drivers: [SlowDriver(exec: ExecDriver(reaper: ChildReaper(reapsOrphans: false)))],
+            dataDir: dir, logger: Self.logger, bootID: "b", stopGrace: .seconds(1))
+        try await supervisor.recover()
+        func spec(_ version: String) -> ReplicaSpec {
+            var s = WorkloadSpec(name: "w", runtime: .runc, command: ["/bin/sh", "-c", "exec sleep 1000"], env: ["V": version]).replica(ordinal: 0)
+            s.image = "x@sha256:" + String(repeating: "a", count: 64)
+            return s
+        }
+        #expect(await supervisor.apply(Desired(device: "gw-1", generation: 1, replicas: [spec("1")])))
+        #expect(await supervisor.trackedPIDs().isEmpty, "the start runs in the background")
+        #expect(await supervisor.apply(Desired(device: "gw-1", generation: 2, replicas: [spec("2")])))
+        var seen = Set<Int32>()
+        for _ in 0..<40 {
+            try await Task.sleep(for: .milliseconds(50))
+            let tracked = await supervisor.trackedPIDs()
+            #expect(tracked.count <= 1)
+            seen.formUnion(tracked)
+        }
+        let now = await supervisor.trackedPIDs()
+        #expect(now.count == 1 && seen.count == 2, "first v1, then v2: \(seen)")
+        let pid = try #require(now.first)
+        let environ = (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? ""
+        #expect(environ.split(separator: "\0").contains("V=2"))
+        #expect(seen.subtracting(now).allSatisfy { !Self.alive($0) }, "the first one is gone")
+        Self.killAndReap(seen)
+    }
+}

@@ -17,6 +17,7 @@ import FoundationEssentials
 /// needs on these machines); containers are named `drover-<replica id>`.
 public struct PodmanDriver: RuntimeDriver {
     public let kind = RuntimeKind.podman
+    public var startsInBackground: Bool { true }
     let podman: String
     let host: ContainerHost
     let base: String

@@ -17,6 +17,7 @@ import FoundationEssentials
 /// `<data dir>/containers/runc`; the cgroup is `<cgroupParent>/<replica id>`.
 public struct RuncDriver: RuntimeDriver {
     public let kind = RuntimeKind.runc
+    public var startsInBackground: Bool { true }
     let runc: String
     let conmon: String
     let runcRoot: String
