@@ -74,7 +74,8 @@ extension ReplicaSupervisor {
         if desired[id]?.revisionKey != spec.revisionKey { await reconcile() }
     }
 
-    /// Books a start's outcome: the process and `running`, or `failed` with why.
+    /// Books a start's outcome: the process and `running`, or `failed` with why (and, unless
+    /// the policy is `never`, when it is tried again).
     func book(_ id: String, _ started: ReplicaRecord, _ result: Result<RuntimeProcess, RuntimeError>, wasRestart: Bool) -> ReplicaStatus {
         var record = started
         var state = live[id] ?? Live()
@@ -92,6 +93,14 @@ extension ReplicaSupervisor {
         case .failure(let error):
             record.phase = .failed
             record.message = error.message
+            // Tried again with the restart policy's backoff: a start can fail for a while
+            // (a full disk, a runtime being upgraded) and then succeed.
+            if record.spec.restartPolicy != .never {
+                state.failures = min(state.failures, 1000) + 1
+                let delay = Self.restartDelay(failures: state.failures)
+                state.nextStart = .now + delay
+                record.message = "\(error.message); retry in \(delay)"
+            }
             logger.warning("cannot start replica", metadata: ["replica": "\(id)", "error": "\(error)"])
         }
         records[id] = record
