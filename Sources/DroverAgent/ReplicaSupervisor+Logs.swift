@@ -18,7 +18,7 @@ extension ReplicaSupervisor {
         // A cut at the start of the window leaves half a line: drop it.
         if start > 0, let newline = text.firstIndex(of: "\n") { text = String(text[text.index(after: newline)...]) }
         var result = Self.lines(text, container: record.spec.runtime.isContainer).suffix(lines).joined(separator: "\n")
-        while result.utf8.count > CommandReply.maxOutput { result.removeFirst() }
+        result = Self.newest(result, bytes: CommandReply.maxOutput)
         return (result.isEmpty ? "" : result + "\n", size)
     }
 
@@ -30,9 +30,10 @@ extension ReplicaSupervisor {
         let path = replicasDir + "/" + id + "/output.log"
         var from = offset
         if let size = POSIX.fileSize(path), size < offset { from = 0 }
-        let (bytes, start, _) = Self.readLog(path, from: from)
+        // A third of the reply's room: bytes that are not UTF-8 come out three times larger.
+        let (bytes, start, _) = Self.readLog(path, from: from, limit: CommandReply.maxOutput / 3)
         // Only whole lines: the rest comes next time (unless one line fills the whole window).
-        guard let last = bytes.lastIndex(of: UInt8(ascii: "\n")) ?? (bytes.count == CommandReply.maxOutput ? bytes.count - 1 : nil) else { return ("", start) }
+        guard let last = bytes.lastIndex(of: UInt8(ascii: "\n")) ?? (bytes.count == CommandReply.maxOutput / 3 ? bytes.count - 1 : nil) else { return ("", start) }
         let text = String(decoding: bytes[...last], as: UTF8.self)
         let result = Self.lines(text, container: record.spec.runtime.isContainer).joined(separator: "\n")
         return (result.isEmpty ? "" : result + "\n", start + Int64(last) + 1)
@@ -40,14 +41,14 @@ extension ReplicaSupervisor {
 
     /// Up to `CommandReply.maxOutput` bytes of a log: from `offset`, or the newest. Returns the
     /// bytes, where they start, and the file's size.
-    static func readLog(_ path: String, from offset: Int64?) -> (bytes: [UInt8], start: Int64, size: Int64) {
+    static func readLog(_ path: String, from offset: Int64?, limit: Int = CommandReply.maxOutput) -> (bytes: [UInt8], start: Int64, size: Int64) {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return ([], 0, 0) }
         defer { close(fd) }
         let size = Int64(lseek(fd, 0, SEEK_END))
-        let start = min(size, offset ?? max(0, size - Int64(CommandReply.maxOutput)))
+        let start = min(size, offset ?? max(0, size - Int64(limit)))
         lseek(fd, off_t(start), SEEK_SET)
-        var bytes = [UInt8](repeating: 0, count: Int(min(size - start, Int64(CommandReply.maxOutput))))
+        var bytes = [UInt8](repeating: 0, count: Int(min(size - start, Int64(limit))))
         var read = 0
         while read < bytes.count {
             let n = bytes[read...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -55,6 +56,14 @@ extension ReplicaSupervisor {
             read += n
         }
         return (Array(bytes.prefix(read)), start, size)
+    }
+
+    /// The last `bytes` bytes of `text` at most, cut at a character boundary.
+    static func newest(_ text: String, bytes: Int) -> String {
+        guard text.utf8.count > bytes else { return text }
+        var tail = text.utf8.suffix(bytes)
+        while let first = tail.first, first & 0xC0 == 0x80 { tail = tail.dropFirst() }
+        return String(decoding: tail, as: UTF8.self)
     }
 
     /// A log's lines; a container's in conmon's format are turned into their text.
