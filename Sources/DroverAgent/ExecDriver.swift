@@ -22,15 +22,33 @@ public struct ExecDriver: RuntimeDriver {
     /// The replica works in `<directory>/work`, which is its own (and its HOME); its log
     /// stays in `directory`, which is the agent's: a replica cannot put a link where the
     /// agent, as root, writes, copies or truncates.
+    func environment(_ spec: ReplicaSpec, work: String) -> [String: String] {
+        var environment = ["PATH": Self.basePath, "HOME": work, "DROVER_REPLICA": spec.id, "DROVER_WORKLOAD": spec.workload]
+        for (k, v) in spec.env { environment[k] = v }
+        return environment
+    }
+
+    /// An agent that is not root runs replicas as itself; a root one as the workload user,
+    /// and as root only when the manifest says so.
+    func identity(_ spec: ReplicaSpec) throws(RuntimeError) -> Spawn.Identity? {
+        try RunAs.identity(spec.user ?? (geteuid() == 0 ? workloadUser : nil))
+    }
+
+    public func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
+        guard let directory = process.directory, let program = command.first else { return ProbeCheck.Outcome(ok: false, detail: "no command") }
+        let identity: Spawn.Identity?
+        do { identity = try self.identity(spec) } catch { return ProbeCheck.Outcome(ok: false, detail: error.message) }
+        let result = HostCommand(reaper: reaper).run(
+            program, Array(command.dropFirst()), outputPath: directory + "/probe.log", directory: directory + "/work",
+            environment: environment(spec, work: directory + "/work"), timeout: timeout, identity: identity, searchPath: true)
+        return ProbeCheck.outcome(command, result)
+    }
+
     public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         guard let program = spec.command.first, !program.isEmpty else { throw RuntimeError("command is empty") }
         let work = directory + "/work"
-        var environment = ["PATH": Self.basePath, "HOME": work, "DROVER_REPLICA": spec.id, "DROVER_WORKLOAD": spec.workload]
-        for (k, v) in spec.env { environment[k] = v }
-
-        // An agent that is not root runs replicas as itself; a root one as the workload user,
-        // and as root only when the manifest says so.
-        let identity = try RunAs.identity(spec.user ?? (geteuid() == 0 ? workloadUser : nil))
+        let environment = environment(spec, work: work)
+        let identity = try identity(spec)
         if mkdir(work, 0o750) != 0, errno != EEXIST {
             throw RuntimeError("cannot make \(work): \(String(cString: strerror(errno)))")
         }

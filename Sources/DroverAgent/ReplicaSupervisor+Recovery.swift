@@ -53,6 +53,8 @@ extension ReplicaSupervisor {
             if let process = adoptable(record) {
                 state.process = process
                 state.startedAt = .now
+                // It ran before: its startup is over; readiness stays as it was until checked.
+                state.probes.startupPassed = true
                 logger.info("adopted running replica", metadata: ["replica": "\(id)", "pid": "\(process.pid)"])
             } else if let reason = resume(&record, into: &state) {
                 save(record)

@@ -83,6 +83,9 @@ extension ReplicaSupervisor {
         case .success(let process):
             state.process = process
             state.startedAt = .now
+            state.probes = ProbeState()
+            // With a readiness probe, not ready until it passes.
+            record.ready = record.spec.probes.readiness == nil ? nil : false
             record.phase = .running
             record.pid = process.pid
             record.startTicks = process.startTicks

@@ -23,6 +23,8 @@ public actor ReplicaSupervisor {
         var failures = 0
         /// A container start is under way in the background (`+Start`).
         var starting = false
+        /// Health probes of the current process (`+Probes`).
+        var probes = ProbeState()
     }
 
     let deviceID: String
@@ -164,6 +166,7 @@ public actor ReplicaSupervisor {
         }
         changed += startDue()
         queue(changed)
+        runProbes()
     }
 
     /// 1 s, 2 s, 4 s … capped at 30 s; reset once a replica ran for 10 s.
@@ -201,7 +204,7 @@ public actor ReplicaSupervisor {
         ReplicaStatus(
             id: record.spec.id, workload: record.spec.workload, phase: phase, generation: generation, pid: record.pid,
             exitCode: record.exitCode, restarts: record.restarts, message: record.message?.truncatedUTF8(maxBytes: WireLimits.maxMessageText),
-            time: epochMillis())
+            time: epochMillis(), ready: phase == .running ? record.ready : nil)
     }
 
     func queue(_ statuses: [ReplicaStatus]) {

@@ -45,6 +45,9 @@ public protocol RuntimeDriver: Sendable {
     /// Starts the replica with its output going to `logPath`, working in `directory`.
     func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess
     func state(of process: RuntimeProcess) -> ProcessState
+    /// Runs a probe's command in the replica's context (its user, environment, and for a
+    /// container its namespaces); passes on exit code 0. Blocking, at most `timeout`.
+    func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome
     /// Stops the replica and everything it started, waiting up to `grace` before killing.
     func stop(_ process: RuntimeProcess, grace: Duration) async
 }

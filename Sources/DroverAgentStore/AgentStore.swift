@@ -23,6 +23,8 @@ public struct ReplicaRecord: Hashable, Sendable, Codable {
     /// Being stopped: kept on disk until its process is gone, so that an agent that dies in
     /// the middle of a stop finishes it at its next start instead of losing track of it.
     public var stopping: Bool?
+    /// Whether its readiness probe passes (nil: it has none, or it has not run yet).
+    public var ready: Bool?
 
     public init(
         spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0,

@@ -135,6 +135,10 @@ extension FleetState {
             row.exitCode = status.exitCode
             row.restarts = status.restarts
             row.message = status.message
+            if row.ready != status.ready, let ready = status.ready, status.phase == .running {
+                event(ready ? "ReplicaReady" : "ReplicaNotReady", row.workload, "replica \(row.id) on \(m.device) is \(ready ? "ready" : "not ready")", into: &batch)
+            }
+            row.ready = status.phase == .running ? status.ready : nil
             row.updatedAt = clock
             replicas[row.id] = row
             batch.replicas.append(row)

@@ -113,6 +113,8 @@ public struct ReplicaRow: Codable, Sendable, Hashable {
     public var restarts: Int
     public var message: String?
     public var updatedAt: Int64
+    /// Whether its readiness probe passes, as last reported; nil when it has none.
+    public var ready: Bool?
 
     public init(id: String, workload: String, ordinal: Int, device: String, phase: ReplicaPhase = .pending, pid: Int32? = nil,
                 exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, updatedAt: Int64) {

@@ -13,12 +13,15 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     /// For a container runtime: the image, pinned to a digest.
     public var image: String?
     public var volumes: [VolumeMount]
+    public var probes: Probes
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
-        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil, image: String? = nil, volumes: [VolumeMount] = []
+        restartPolicy: RestartPolicy, resources: Resources, user: String? = nil, image: String? = nil, volumes: [VolumeMount] = [],
+        probes: Probes = Probes()
     ) {
         self.volumes = volumes
+        self.probes = probes
         self.user = user
         self.image = image
         self.id = id
@@ -30,7 +33,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         self.resources = resources
     }
 
-    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes }
+    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes, probes }
 
     /// `volumes` came after the first release: absent, it is empty.
     public init(from decoder: any Decoder) throws {
@@ -45,6 +48,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         user = try c.decodeIfPresent(String.self, forKey: .user)
         image = try c.decodeIfPresent(String.self, forKey: .image)
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
+        probes = try c.decodeIfPresent(Probes.self, forKey: .probes) ?? Probes()
     }
 
     /// Stable under dictionary order: when it changes, the agent must restart the replica.
@@ -56,6 +60,9 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         if let user { parts.append("u:" + user) }
         if let image { parts.append("i:" + image) }
         parts += volumes.map { "v:\($0.name):\($0.path):\($0.readOnly ? "ro" : "rw")" }
+        for (name, probe) in [("s", probes.startup), ("l", probes.liveness), ("r", probes.readiness)] {
+            if let probe { parts.append("p\(name):\(probe)") }
+        }
         return parts.joined(separator: "\u{1F}")
     }
 }
@@ -68,6 +75,6 @@ extension WorkloadSpec {
     }
 
     public func replica(id: String) -> ReplicaSpec {
-        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user, image: image, volumes: volumes)
+        ReplicaSpec(id: id, workload: name, runtime: runtime, command: command, env: env, restartPolicy: restartPolicy, resources: resources, user: user, image: image, volumes: volumes, probes: probes)
     }
 }

@@ -53,6 +53,8 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     /// isolation yet), so the scheduler never puts two replicas that claim one port on one
     /// device.
     public var ports: [Int]
+    /// Health checks the agent runs (startup, liveness, readiness).
+    public var probes: Probes
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
@@ -60,12 +62,13 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         restartPolicy: RestartPolicy = .always, connectivity: ConnectivityNeeds = ConnectivityNeeds(), spread: SpreadConstraint? = nil,
         affinity: [AffinityTerm] = [], antiAffinity: [AffinityTerm] = [], priority: Int = 0, maxPerDevice: Int = 1,
         strategy: PlacementStrategy = .spreadLoad, autoscale: AutoscaleSpec? = nil, user: String? = nil, image: String? = nil,
-        volumes: [VolumeMount] = [], ports: [Int] = []
+        volumes: [VolumeMount] = [], ports: [Int] = [], probes: Probes = Probes()
     ) {
         self.user = user
         self.image = image
         self.volumes = volumes
         self.ports = ports
+        self.probes = probes
         self.name = name
         self.mode = mode
         self.replicas = replicas
@@ -110,6 +113,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         user = try c.decodeIfPresent(String.self, forKey: .user)
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
         ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? []
+        probes = try c.decodeIfPresent(Probes.self, forKey: .probes) ?? Probes()
         image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
@@ -153,6 +157,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         for (i, port) in ports.prefix(Self.maxPorts).enumerated() where !(1...65535).contains(port) || ports[..<i].contains(port) {
             fail("ports[\(i)]", (1...65535).contains(port) ? "port \(port) is listed twice" : "must be a port number 1-65535, found \(port)")
         }
+        for problem in probes.problems(at: "") { fail(problem.path, problem.reason) }
         if !ports.isEmpty, maxPerDevice > 1 { fail("maxPerDevice", "must be 1 with ports: two replicas on one device cannot both listen on a host port") }
         if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }

@@ -44,7 +44,7 @@ public enum Manifest {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
             "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user", "image",
-            "volumes", "ports",
+            "volumes", "ports", "startupProbe", "livenessProbe", "readinessProbe",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -87,6 +87,10 @@ public enum Manifest {
         let user = spec["user"] == nil ? nil : reader.string(spec["user"], "spec.user")
         let image = spec["image"] == nil ? nil : reader.string(spec["image"], "spec.image")
         let volumes = readVolumes(spec["volumes"], reader: &reader)
+        let probes = Probes(
+            startup: readProbe(spec["startupProbe"], "spec.startupProbe", reader: &reader),
+            liveness: readProbe(spec["livenessProbe"], "spec.livenessProbe", reader: &reader),
+            readiness: readProbe(spec["readinessProbe"], "spec.readinessProbe", reader: &reader))
         var ports: [Int] = []
         if let raw = spec["ports"] {
             if let list = raw as? [Any] {
@@ -100,8 +104,36 @@ public enum Manifest {
             name: name, mode: mode ?? .replicas, replicas: replicas ?? 0, selector: selector, arch: arch, resources: resources,
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
-            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes, ports: ports)
+            maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes, ports: ports, probes: probes)
         return (workload, complete)
+    }
+
+    /// `{exec: {command: [...]}} | {http: {path, port}} | {tcp: {port}}` with the timings.
+    private static func readProbe(_ value: Any?, _ path: String, reader: inout FieldReader) -> Probe? {
+        guard let p = reader.object(value, path, optional: true) else { return nil }
+        reader.allowOnly(p, ["exec", "http", "tcp", "initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"], at: path)
+        let kinds = ["exec", "http", "tcp"].filter { p[$0] != nil }
+        guard kinds.count == 1, let kind = kinds.first else {
+            reader.fail(path, "must have exactly one of exec, http or tcp")
+            return nil
+        }
+        let action: Probe.Action
+        let body = reader.object(p[kind], "\(path).\(kind)") ?? [:]
+        switch kind {
+        case "exec":
+            reader.allowOnly(body, ["command"], at: path + ".exec")
+            action = .exec(command: reader.stringList(body["command"], path + ".exec.command") ?? [])
+        case "http":
+            reader.allowOnly(body, ["path", "port"], at: path + ".http")
+            action = .http(path: body["path"] == nil ? "/" : reader.string(body["path"], path + ".http.path") ?? "/", port: reader.int(body["port"], path + ".http.port") ?? 0)
+        default:
+            reader.allowOnly(body, ["port"], at: path + ".tcp")
+            action = .tcp(port: reader.int(body["port"], path + ".tcp.port") ?? 0)
+        }
+        func number(_ key: String, _ fallback: Int) -> Int { p[key] == nil ? fallback : reader.int(p[key], "\(path).\(key)") ?? fallback }
+        return Probe(
+            action: action, initialDelaySeconds: number("initialDelaySeconds", 0), periodSeconds: number("periodSeconds", 10),
+            timeoutSeconds: number("timeoutSeconds", 1), failureThreshold: number("failureThreshold", 3), successThreshold: number("successThreshold", 1))
     }
 
     private static func readVolumes(_ value: Any?, reader: inout FieldReader) -> [VolumeMount] {

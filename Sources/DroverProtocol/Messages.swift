@@ -125,11 +125,14 @@ public struct ReplicaStatus: Hashable, Codable, Sendable {
     public var message: String?
     /// Milliseconds since the Unix epoch on the device's clock.
     public var time: Int64
+    /// For a replica with a readiness probe: whether it passes; nil without one.
+    public var ready: Bool?
 
     public init(
         id: String, workload: String, phase: ReplicaPhase, generation: Generation, pid: Int32? = nil,
-        exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, time: Int64
+        exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, time: Int64, ready: Bool? = nil
     ) {
+        self.ready = ready
         self.id = id
         self.workload = workload
         self.phase = phase
@@ -215,6 +218,7 @@ public struct Desired: DeviceMessage, Hashable {
             // cgroup limits computed from them: both are checked here, not trusted.
             check.require(Names.isValidWorkloadName(r.workload), "replicas[\(i)].workload", "must be a workload name")
             check.resources("replicas[\(i)].resources", r.resources)
+            for problem in r.probes.problems(at: "replicas[\(i)].") { check.require(false, problem.path, problem.reason) }
         }
         return check.errors
     }

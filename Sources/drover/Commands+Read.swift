@@ -143,6 +143,7 @@ enum Describe {
         if let spread = w.spec.spread { rows.append(["spread", "over \(spread.labelKey), maxSkew \(spread.maxSkew)"]) }
         for r in w.replicas {
             var text = "\(r.id) on \(r.device): \(r.phase.rawValue)"
+            if let ready = r.ready { text += ready ? ", ready" : ", not ready" }
             if let pid = r.pid { text += ", pid \(pid)" }
             if r.restarts > 0 { text += ", \(r.restarts) restarts" }
             if let code = r.exitCode { text += ", last exit \(code)" }

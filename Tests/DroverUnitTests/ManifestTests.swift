@@ -25,6 +25,21 @@ struct ManifestTests {
         #expect(spec.replica(ordinal: 0).revisionKey != other.replica(ordinal: 0).revisionKey)
     }
 
+    @Test("probes parse with their defaults, and a probe change is a new revision")
+    func probes() throws {
+        let spec = try Manifest.parseWorkload(Self.manifest(spec: Self.command + """
+              startupProbe: {exec: {command: [test, -f, /tmp/up]}, failureThreshold: 30}
+              livenessProbe: {tcp: {port: 8080}, periodSeconds: 5}
+              readinessProbe: {http: {path: /ready, port: 8080}, successThreshold: 2}
+            """))
+        #expect(spec.probes.startup == Probe(action: .exec(command: ["test", "-f", "/tmp/up"]), failureThreshold: 30))
+        #expect(spec.probes.liveness == Probe(action: .tcp(port: 8080), periodSeconds: 5))
+        #expect(spec.probes.readiness == Probe(action: .http(path: "/ready", port: 8080), successThreshold: 2))
+        var other = spec
+        other.probes.liveness?.periodSeconds = 6
+        #expect(spec.replica(ordinal: 0).revisionKey != other.replica(ordinal: 0).revisionKey)
+    }
+
     @Test("JSON manifests are accepted too")
     func json() throws {
         let spec = try Manifest.parseWorkload(#"{"apiVersion":"drover/v1","kind":"Workload","metadata":{"name":"j"},"spec":{"command":["true"],"resources":{"cpu":0.25,"memory":"1Gi"}}}"#)
@@ -88,6 +103,15 @@ struct ManifestTests {
         ("  ports: [80, 80]\n" + command, "spec.ports[1]"),
         ("  ports: [http]\n" + command, "spec.ports[0]"),
         ("  ports: [80]\n  maxPerDevice: 2\n" + command, "spec.maxPerDevice"),
+        ("  livenessProbe: {periodSeconds: 5}\n" + command, "spec.livenessProbe"),
+        ("  livenessProbe: {tcp: {port: 80}, http: {port: 80}}\n" + command, "spec.livenessProbe"),
+        ("  livenessProbe: {http: {port: 0}}\n" + command, "spec.livenessProbe.http.port"),
+        ("  livenessProbe: {tcp: {port: 80}, periodSeconds: 0}\n" + command, "spec.livenessProbe.periodSeconds"),
+        ("  livenessProbe: {tcp: {port: 80}, successThreshold: 2}\n" + command, "spec.livenessProbe.successThreshold"),
+        ("  readinessProbe: {exec: {command: []}}\n" + command, "spec.readinessProbe.exec.command"),
+        ("  readinessProbe: {http: {path: health, port: 80}}\n" + command, "spec.readinessProbe.http.path"),
+        ("  readinessProbe: {grpc: {port: 80}}\n" + command, "spec.readinessProbe.grpc"),
+        ("  startupProbe: {tcp: {port: 80}, timeoutSeconds: 99999}\n" + command, "spec.startupProbe.timeoutSeconds"),
     ])
     func specFault(spec: String, path: String) {
         let failure = #expect(throws: ValidationFailure.self) { try Manifest.parseWorkload(Self.manifest(spec: spec)) }

@@ -181,6 +181,9 @@ struct SlowDriver: RuntimeDriver {
         return try exec.start(spec, directory: directory, logPath: logPath)
     }
     func state(of process: RuntimeProcess) -> ProcessState { exec.state(of: process) }
+    func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
+        exec.probe(command, in: process, spec: spec, timeout: timeout)
+    }
     func stop(_ process: RuntimeProcess, grace: Duration) async { await exec.stop(process, grace: grace) }
 }
 

@@ -22,12 +22,18 @@ struct HostCommand {
     let reaper: ChildReaper
 
     /// `outputPath` collects stdout and stderr (truncated first); a run past `timeout` is killed.
+    /// `identity`: whom it runs as (nil: as the agent); `searchPath`: a bare name is looked up.
     func run(_ executable: String, _ arguments: [String], outputPath: String, directory: String? = nil,
-             environment: [String: String] = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], timeout: Duration = .seconds(120)) -> Result {
+             environment: [String: String] = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], timeout: Duration = .seconds(120),
+             identity: Spawn.Identity? = nil, searchPath: Bool = false) -> Result {
         POSIX.truncateFile(outputPath)
         var spawn = Spawn(executable: executable, arguments: arguments, environment: environment)
         spawn.outputPath = outputPath
         spawn.directory = directory
+        spawn.identity = identity
+        spawn.searchPath = searchPath
+        // Its own process group: a timeout kills whatever it started too.
+        spawn.newProcessGroup = identity != nil
         let pid: pid_t
         do {
             pid = try spawn.run()
@@ -50,6 +56,7 @@ struct HostCommand {
                 break
             }
             if !killed, ContinuousClock.now > deadline {
+                if identity != nil { kill(-pid, SIGKILL) }
                 kill(pid, SIGKILL)
                 killed = true
             }

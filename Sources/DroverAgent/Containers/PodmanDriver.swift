@@ -177,6 +177,10 @@ public struct PodmanDriver: RuntimeDriver {
         return .ended(code.map { .exited($0) }, reason: oom ? "OOMKilled" : nil)
     }
 
+    public func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
+        ProbeCheck.outcome(command, run(["exec", Self.name(spec.id)] + command, log: (process.directory ?? base) + "/probe.log", timeout: timeout))
+    }
+
     public func stop(_ process: RuntimeProcess, grace: Duration) async {
         guard let id = process.replica else { return }
         let log = (process.directory ?? base) + "/podman.log"

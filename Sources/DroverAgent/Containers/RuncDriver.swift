@@ -155,6 +155,12 @@ public struct RuncDriver: RuntimeDriver {
         return .ended(code.map { .exited($0) }, reason: oom ? "OOMKilled" : nil)
     }
 
+    /// `runc exec`: in the container's namespaces, as its user, with its environment.
+    public func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
+        let log = (process.directory ?? runcRoot) + "/probe.log"
+        return ProbeCheck.outcome(command, commands.run(runc, ["--root", runcRoot, "exec", spec.id] + command, outputPath: log, timeout: timeout))
+    }
+
     public func stop(_ process: RuntimeProcess, grace: Duration) async {
         guard let id = process.replica else { return }
         let state = process.directory.map { paths($0).state } ?? "/dev/null"
