@@ -125,6 +125,15 @@ public struct StatusResponse: Codable, Sendable {
     }
 }
 
+/// `POST /v1/workloads/{name}/undo`: the revision to go back to; absent, the one before.
+public struct UndoRequest: Codable, Sendable {
+    public var revision: Int?
+
+    public init(revision: Int? = nil) {
+        self.revision = revision
+    }
+}
+
 public struct ScaleRequest: Codable, Sendable {
     public var replicas: Int
 

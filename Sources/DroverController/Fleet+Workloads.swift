@@ -11,7 +11,7 @@ public enum FleetError: Error, Sendable {
 }
 
 extension FleetState {
-    mutating func apply(_ spec: WorkloadSpec, now: Int64) throws(FleetError) -> (ApplyOutcome, Effects) {
+    mutating func apply(_ spec: WorkloadSpec, now: Int64, cause: String = "apply") throws(FleetError) -> (ApplyOutcome, Effects) {
         clock = now
         let problems = spec.validate()
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
@@ -25,22 +25,45 @@ extension FleetState {
         }
         if var existing = workloads[spec.name] {
             guard existing.spec != spec else { return (.unchanged, Effects()) }
+            // A new template is a new revision; scale or placement changes are not.
+            let newRevision = existing.spec.templateKey != spec.templateKey
             existing.spec = spec
-            existing.revision += 1
             existing.updatedAt = now
+            if newRevision { existing.addRevision(spec, cause: cause, now: now) } else if !existing.history.isEmpty {
+                existing.history[existing.history.count - 1].spec = spec
+            }
             record = existing
             outcome = .configured
         } else {
-            record = WorkloadRecord(spec: spec, revision: 1, createdAt: now, updatedAt: now)
+            record = WorkloadRecord(spec: spec, revision: 1, createdAt: now, updatedAt: now, history: [RevisionRecord(revision: 1, spec: spec, createdAt: now, cause: cause)])
             outcome = .created
         }
         var batch = StoreBatch()
         workloads[spec.name] = record
         batch.workloads.append(record)
-        event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)", into: &batch)
+        event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)\(cause == "apply" ? "" : ", \(cause)")", into: &batch)
         let messages = replan(into: &batch)
         try refuseOversized(messages, field: "spec")
         return (outcome, Effects(batch, publish: messages))
+    }
+
+    /// Rolls the template back to revision `target` (default: the one before the current),
+    /// as a new revision; the scale and placement stay as they are now.
+    mutating func undo(workload name: String, to target: Int?, now: Int64) throws(FleetError) -> (WorkloadRecord, Effects) {
+        guard let record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        let earlier = record.history.filter { $0.revision != record.revision }
+        guard let wanted = target.map({ t in earlier.first { $0.revision == t } }) ?? earlier.last else {
+            let kept = earlier.map { String($0.revision) }.joined(separator: ", ")
+            throw .invalid(ValidationFailure([FieldError(
+                path: "revision", reason: target.map { "workload \(name) has no revision \($0) to go back to (kept: \(kept.isEmpty ? "none" : kept))" } ?? "workload \(name) has no earlier revision")]))
+        }
+        // The template of then, the scale and placement of now.
+        var spec = record.spec
+        let old = wanted.spec
+        (spec.runtime, spec.command, spec.env, spec.restartPolicy, spec.resources) = (old.runtime, old.command, old.env, old.restartPolicy, old.resources)
+        (spec.user, spec.image, spec.volumes, spec.probes, spec.ports) = (old.user, old.image, old.volumes, old.probes, old.ports)
+        let (_, effects) = try apply(spec, now: now, cause: "undo to revision \(wanted.revision)")
+        return (workloads[name] ?? record, effects)
     }
 
     mutating func delete(workload name: String, now: Int64) throws(FleetError) -> Effects {

@@ -122,6 +122,17 @@ public actor Fleet {
         try transition { (s: inout FleetState) throws(FleetError) in try s.scale(workload: name, replicas: count, reason: reason, now: Self.nowMillis()) }
     }
 
+    /// Rolls a workload's template back to an earlier revision (default: the one before).
+    public func undo(workload name: String, to revision: Int?) throws(FleetError) -> WorkloadRecord {
+        try transition { (s: inout FleetState) throws(FleetError) in try s.undo(workload: name, to: revision, now: Self.nowMillis()) }
+    }
+
+    /// A workload's kept revisions, oldest first.
+    public func revisions(_ name: String) throws(FleetError) -> [RevisionRecord] {
+        guard let record = state.workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        return record.history
+    }
+
     /// One autoscaling pass over every autoscaled workload.
     public func autoscale(now: Int64) {
         for name in state.autoscaled() {

@@ -10,7 +10,7 @@ extension API {
         ("workloads", [.get, .post]), ("workloads/:name", [.get, .delete]), ("workloads/:name/scale", [.post]),
         ("plan", [.post]), ("events", [.get]), ("health", [.get]), ("tokens", [.get, .post]), ("tokens/:id", [.delete]),
         ("enroll", [.post]), ("enroll/ca", [.get]), ("devices/:id/enroll", [.post]), ("devices/:id/revoke", [.post]),
-        ("images", [.get, .delete]), ("workloads/:name/logs", [.get]),
+        ("images", [.get, .delete]), ("workloads/:name/logs", [.get]), ("workloads/:name/revisions", [.get]), ("workloads/:name/undo", [.post]),
     ]
 
     /// The methods of the API path `path` (`/v1/devices/gw-1`) matches, or nil for no path.

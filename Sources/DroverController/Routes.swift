@@ -27,6 +27,7 @@ public enum API {
         tokenRoutes(admin, access: access)
         enrollmentRoutes(open: open, admin: admin, access: access, fleet: fleet)
         logRoutes(v1, fleet: fleet, ask: ask)
+        revisionRoutes(viewer: v1, change: change, fleet: fleet, access: access)
         let registry = try registryDir.map { try RegistryStore(dataDir: $0) }
         if let registry {
             registryRoutes(router, access: access, store: registry)

@@ -86,18 +86,72 @@ public struct DeviceRecord: Codable, Sendable, Hashable {
     }
 }
 
-/// A workload and its revision, which grows with every change of its spec.
+/// A workload and its revision, which grows with every change of its template (what its
+/// replicas run: image, command, env, resources, probes, ...), not with a change of scale or
+/// placement; with the last revisions, newest last.
 public struct WorkloadRecord: Codable, Sendable, Hashable {
     public var spec: WorkloadSpec
     public var revision: Int
     public var createdAt: Int64
     public var updatedAt: Int64
+    public var history: [RevisionRecord]
 
-    public init(spec: WorkloadSpec, revision: Int, createdAt: Int64, updatedAt: Int64) {
+    public init(spec: WorkloadSpec, revision: Int, createdAt: Int64, updatedAt: Int64, history: [RevisionRecord] = []) {
         self.spec = spec
         self.revision = revision
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.history = history
+    }
+
+    enum CodingKeys: String, CodingKey { case spec, revision, createdAt, updatedAt, history }
+
+    /// `history` came later: a record without it has none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        spec = try c.decode(WorkloadSpec.self, forKey: .spec)
+        revision = try c.decode(Int.self, forKey: .revision)
+        createdAt = try c.decode(Int64.self, forKey: .createdAt)
+        updatedAt = try c.decode(Int64.self, forKey: .updatedAt)
+        history = try c.decodeIfPresent([RevisionRecord].self, forKey: .history) ?? []
+    }
+
+    /// How many revisions are kept.
+    public static let historyKept = 10
+
+    /// Makes `spec` the next revision; the current one is marked superseded.
+    public mutating func addRevision(_ spec: WorkloadSpec, cause: String, now: Int64) {
+        revision = min(revision, Int.max - 1) + 1
+        if !history.isEmpty, history[history.count - 1].outcome == nil { history[history.count - 1].outcome = "superseded by \(revision)" }
+        history.append(RevisionRecord(revision: revision, spec: spec, createdAt: now, cause: cause))
+        if history.count > Self.historyKept { history.removeFirst(history.count - Self.historyKept) }
+    }
+}
+
+/// One revision of a workload: its spec when it was made, why, and how it ended.
+public struct RevisionRecord: Codable, Sendable, Hashable {
+    public var revision: Int
+    public var spec: WorkloadSpec
+    public var createdAt: Int64
+    /// `apply`, `undo to revision N`, ...
+    public var cause: String
+    /// nil while it is the current one; then `superseded by N`, or what a rollout made of it.
+    public var outcome: String?
+
+    public init(revision: Int, spec: WorkloadSpec, createdAt: Int64, cause: String, outcome: String? = nil) {
+        self.revision = revision
+        self.spec = spec
+        self.createdAt = createdAt
+        self.cause = cause
+        self.outcome = outcome
+    }
+}
+
+extension WorkloadSpec {
+    /// What its replicas run (a change of it is a new revision): everything a replica's spec
+    /// holds, and the host ports.
+    public var templateKey: String {
+        replica(id: "-").revisionKey + "\u{1F}ports:" + ports.map(String.init).joined(separator: ",")
     }
 }
 

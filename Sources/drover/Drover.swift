@@ -9,7 +9,7 @@ struct Drover: AsyncParsableCommand {
         subcommands: [
             StatusCommand.self, DevicesCommand.self, WorkloadsCommand.self, DescribeCommand.self, ApplyCommand.self,
             DeleteCommand.self, ScaleCommand.self, CordonCommand.self, UncordonCommand.self, DrainCommand.self, EventsCommand.self,
-            TokensCommand.self, ConfigCommand.self, ImageCommand.self, LogsCommand.self,
+            TokensCommand.self, ConfigCommand.self, ImageCommand.self, LogsCommand.self, RolloutCommand.self,
         ])
 }
 
