@@ -111,6 +111,17 @@ public actor ReplicaSupervisor {
             records[id] = nil
             live[id] = nil
         }
+        // The same template under a new revision number: nothing restarts; the record learns
+        // the number, and the controller hears it.
+        var renumbered: [ReplicaStatus] = []
+        for (id, spec) in desired.sorted(by: { $0.key < $1.key }) {
+            guard var record = records[id], record.spec.revisionKey == spec.revisionKey, record.spec != spec else { continue }
+            record.spec = spec
+            records[id] = record
+            save(record)
+            renumbered.append(status(of: record, phase: record.phase))
+        }
+        queue(renumbered)
         for (id, spec) in desired.sorted(by: { $0.key < $1.key }) where records[id] == nil {
             records[id] = ReplicaRecord(spec: spec, phase: .pending, bootID: bootID)
             live[id] = Live(nextStart: .now)
@@ -204,7 +215,7 @@ public actor ReplicaSupervisor {
         ReplicaStatus(
             id: record.spec.id, workload: record.spec.workload, phase: phase, generation: generation, pid: record.pid,
             exitCode: record.exitCode, restarts: record.restarts, message: record.message?.truncatedUTF8(maxBytes: WireLimits.maxMessageText),
-            time: epochMillis(), ready: phase == .running ? record.ready : nil)
+            time: epochMillis(), ready: phase == .running ? record.ready : nil, revision: record.spec.revision)
     }
 
     func queue(_ statuses: [ReplicaStatus]) {

@@ -139,6 +139,7 @@ extension FleetState {
                 event(ready ? "ReplicaReady" : "ReplicaNotReady", row.workload, "replica \(row.id) on \(m.device) is \(ready ? "ready" : "not ready")", into: &batch)
             }
             row.ready = status.phase == .running ? status.ready : nil
+            if let revision = status.revision { row.revision = revision }
             row.updatedAt = clock
             replicas[row.id] = row
             batch.replicas.append(row)

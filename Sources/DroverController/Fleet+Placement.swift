@@ -91,7 +91,7 @@ extension FleetState {
     private mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
         for id in ids.sorted() {
-            let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.spec.replica(id: r) } }
+            let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.replicaSpec(id: r) } }
                 .sorted { $0.id < $1.id }
             let previous = desired[id]
             if let previous, previous.replicas == specs { continue }

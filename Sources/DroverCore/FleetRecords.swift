@@ -119,6 +119,14 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
     /// How many revisions are kept.
     public static let historyKept = 10
 
+    /// What replica `id` is to run: the current revision's template (a rollout will choose
+    /// per replica), marked with its revision number.
+    public func replicaSpec(id: String) -> ReplicaSpec {
+        var replica = spec.replica(id: id)
+        replica.revision = revision
+        return replica
+    }
+
     /// Makes `spec` the next revision; the current one is marked superseded.
     public mutating func addRevision(_ spec: WorkloadSpec, cause: String, now: Int64) {
         revision = min(revision, Int.max - 1) + 1
@@ -169,6 +177,8 @@ public struct ReplicaRow: Codable, Sendable, Hashable {
     public var updatedAt: Int64
     /// Whether its readiness probe passes, as last reported; nil when it has none.
     public var ready: Bool?
+    /// The workload revision it runs, as last reported.
+    public var revision: Int?
 
     public init(id: String, workload: String, ordinal: Int, device: String, phase: ReplicaPhase = .pending, pid: Int32? = nil,
                 exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, updatedAt: Int64) {

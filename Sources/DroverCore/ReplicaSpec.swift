@@ -14,6 +14,10 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     public var image: String?
     public var volumes: [VolumeMount]
     public var probes: Probes
+    /// The workload revision this spec is of (reported back by the device, so the controller
+    /// knows which revision each replica runs). Not part of `revisionKey`: a new number for
+    /// the same template restarts nothing.
+    public var revision: Int?
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
@@ -33,7 +37,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         self.resources = resources
     }
 
-    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes, probes }
+    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes, probes, revision }
 
     /// `volumes` came after the first release: absent, it is empty.
     public init(from decoder: any Decoder) throws {
@@ -49,6 +53,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         image = try c.decodeIfPresent(String.self, forKey: .image)
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
         probes = try c.decodeIfPresent(Probes.self, forKey: .probes) ?? Probes()
+        revision = try c.decodeIfPresent(Int.self, forKey: .revision)
     }
 
     /// Stable under dictionary order: when it changes, the agent must restart the replica.

@@ -127,12 +127,15 @@ public struct ReplicaStatus: Hashable, Codable, Sendable {
     public var time: Int64
     /// For a replica with a readiness probe: whether it passes; nil without one.
     public var ready: Bool?
+    /// The workload revision the replica runs (its spec's).
+    public var revision: Int?
 
     public init(
         id: String, workload: String, phase: ReplicaPhase, generation: Generation, pid: Int32? = nil,
-        exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, time: Int64, ready: Bool? = nil
+        exitCode: Int32? = nil, restarts: Int = 0, message: String? = nil, time: Int64, ready: Bool? = nil, revision: Int? = nil
     ) {
         self.ready = ready
+        self.revision = revision
         self.id = id
         self.workload = workload
         self.phase = phase
@@ -218,6 +221,7 @@ public struct Desired: DeviceMessage, Hashable {
             // cgroup limits computed from them: both are checked here, not trusted.
             check.require(Names.isValidWorkloadName(r.workload), "replicas[\(i)].workload", "must be a workload name")
             check.resources("replicas[\(i)].resources", r.resources)
+            if let revision = r.revision { check.range("replicas[\(i)].revision", Int64(revision), 1...WireLimits.maxCounter) }
             for problem in r.probes.problems(at: "replicas[\(i)].") { check.require(false, problem.path, problem.reason) }
         }
         return check.errors

@@ -144,6 +144,7 @@ enum Describe {
         for r in w.replicas {
             var text = "\(r.id) on \(r.device): \(r.phase.rawValue)"
             if let ready = r.ready { text += ready ? ", ready" : ", not ready" }
+            if let revision = r.revision, revision != w.revision { text += ", revision \(revision)" }
             if let pid = r.pid { text += ", pid \(pid)" }
             if r.restarts > 0 { text += ", \(r.restarts) restarts" }
             if let code = r.exitCode { text += ", last exit \(code)" }

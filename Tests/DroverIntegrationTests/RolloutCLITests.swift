@@ -25,6 +25,9 @@ struct RolloutCLITests {
             return (try? bed.drover(["logs", "steady", "--tail", "1"]))?.output == "one\n"
         }
         #expect(back, "the device runs revision 1's command again")
+        let reports = await Harness.eventually(.seconds(10)) { (try? await bed.replicas("steady").first?["revision"] as? Int) == 3 }
+        let rows = (try? await bed.replicas("steady")) ?? []
+        #expect(reports, "the device reports the revision it runs: \(rows)")
         let after = try bed.drover(["rollout", "history", "steady"]).output
         #expect(after.contains("undo to revision 1"), "\(after)")
         let missing = try bed.drover(["rollout", "undo", "steady", "--to-revision", "9"])
