@@ -125,6 +125,26 @@ public struct StatusResponse: Codable, Sendable {
     }
 }
 
+/// `GET /v1/workloads/{name}/rollout`: the last rollout (nil before the first) and the
+/// replicas by the revision they run.
+public struct RolloutView: Codable, Sendable {
+    public var workload: String
+    public var revision: Int
+    public var spec: RolloutSpec?
+    public var state: RolloutState?
+    public var replicasByRevision: [String: Int]
+    public var bakeSecondsLeft: Int64?
+
+    public init(workload: String, revision: Int, spec: RolloutSpec?, state: RolloutState?, replicasByRevision: [String: Int], bakeSecondsLeft: Int64?) {
+        self.workload = workload
+        self.revision = revision
+        self.spec = spec
+        self.state = state
+        self.replicasByRevision = replicasByRevision
+        self.bakeSecondsLeft = bakeSecondsLeft
+    }
+}
+
 /// `POST /v1/workloads/{name}/undo`: the revision to go back to; absent, the one before.
 public struct UndoRequest: Codable, Sendable {
     public var revision: Int?

@@ -144,7 +144,8 @@ extension FleetState {
             replicas[row.id] = row
             batch.replicas.append(row)
         }
-        return Effects(batch)
+        let messages = advanceRollouts(into: &batch)
+        return Effects(batch, publish: messages)
     }
 
     /// Marks devices whose beats stopped as unreachable. Nobody is judged while the
@@ -181,9 +182,11 @@ extension FleetState {
             changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
         }
         let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
-        guard !changed.isEmpty || reconcile else { return Effects(batch) }
+        // Rollouts move on with time too (bakes, deadlines): stepped every pass.
+        guard !changed.isEmpty || reconcile else { return Effects(batch, publish: advanceRollouts(into: &batch)) }
         // (A reconciliation is due: this runs a full plan.)
-        let messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
+        var messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
+        messages += advanceRollouts(into: &batch)
         return Effects(batch, publish: messages)
     }
 

@@ -88,7 +88,7 @@ extension FleetState {
     }
 
     /// New desired state for those of `ids` whose replica set differs from what they were sent.
-    private mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
+    mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
         for id in ids.sorted() {
             let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.replicaSpec(id: r) } }

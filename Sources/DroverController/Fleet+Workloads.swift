@@ -27,9 +27,17 @@ extension FleetState {
             guard existing.spec != spec else { return (.unchanged, Effects()) }
             // A new template is a new revision; scale or placement changes are not.
             let newRevision = existing.spec.templateKey != spec.templateKey
+            let previous = existing.revision
             existing.spec = spec
             existing.updatedAt = now
-            if newRevision { existing.addRevision(spec, cause: cause, now: now) } else if !existing.history.isEmpty {
+            if newRevision {
+                existing.addRevision(spec, cause: cause, now: now)
+                // With a rollout and replicas out there, the new revision goes live in waves;
+                // without, everywhere at once.
+                let placed = replicas.values.contains { $0.workload == spec.name }
+                existing.rollout = spec.rollout != nil && placed && existing.history.contains { $0.revision == previous }
+                    ? RolloutState(from: previous, to: existing.revision, now: now) : nil
+            } else if !existing.history.isEmpty {
                 existing.history[existing.history.count - 1].spec = spec
             }
             record = existing
@@ -42,7 +50,8 @@ extension FleetState {
         workloads[spec.name] = record
         batch.workloads.append(record)
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)\(cause == "apply" ? "" : ", \(cause)")", into: &batch)
-        let messages = replan(into: &batch)
+        var messages = replan(into: &batch)
+        messages += advanceRollouts(into: &batch)
         try refuseOversized(messages, field: "spec")
         return (outcome, Effects(batch, publish: messages))
     }

@@ -127,6 +127,26 @@ public actor Fleet {
         try transition { (s: inout FleetState) throws(FleetError) in try s.undo(workload: name, to: revision, now: Self.nowMillis()) }
     }
 
+    /// Pauses, resumes or aborts (rolls back) a workload's rollout.
+    public func control(rollout name: String, _ action: RolloutAction) throws(FleetError) -> WorkloadRecord {
+        try transition { (s: inout FleetState) throws(FleetError) in try s.control(rollout: name, action, now: Self.nowMillis()) }
+    }
+
+    /// A workload's last rollout and how it is asked for.
+    public func rollout(_ name: String) throws(FleetError) -> RolloutView {
+        guard let record = state.workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        let rows = state.replicas.values.filter { $0.workload == name }
+        var counts: [String: Int] = [:]
+        for row in rows {
+            let key = row.revision.map { "revision \($0)" } ?? "unknown"
+            counts[key, default: 0] += 1
+        }
+        let bakeLeft: Int64? = record.rollout.flatMap { r in
+            r.phase == .baking ? max(0, Int64(record.spec.rollout?.bakeSeconds ?? 0) * 1000 - (Self.nowMillis() - r.since)) / 1000 : nil
+        }
+        return RolloutView(workload: name, revision: record.revision, spec: record.spec.rollout, state: record.rollout, replicasByRevision: counts, bakeSecondsLeft: bakeLeft)
+    }
+
     /// A workload's kept revisions, oldest first.
     public func revisions(_ name: String) throws(FleetError) -> [RevisionRecord] {
         guard let record = state.workloads[name] else { throw .notFound(kind: "workload", name: name) }

@@ -11,6 +11,8 @@ extension API {
         ("plan", [.post]), ("events", [.get]), ("health", [.get]), ("tokens", [.get, .post]), ("tokens/:id", [.delete]),
         ("enroll", [.post]), ("enroll/ca", [.get]), ("devices/:id/enroll", [.post]), ("devices/:id/revoke", [.post]),
         ("images", [.get, .delete]), ("workloads/:name/logs", [.get]), ("workloads/:name/revisions", [.get]), ("workloads/:name/undo", [.post]),
+        ("workloads/:name/rollout", [.get]), ("workloads/:name/rollout/pause", [.post]), ("workloads/:name/rollout/resume", [.post]),
+        ("workloads/:name/rollout/abort", [.post]),
     ]
 
     /// The methods of the API path `path` (`/v1/devices/gw-1`) matches, or nil for no path.

@@ -12,6 +12,19 @@ extension API {
             let name = try context.parameters.require("name")
             do { return APIJSON.response(try await fleet.revisions(name)) } catch { throw APIError(error) }
         }
+        v1.get("workloads/:name/rollout") { _, context in
+            let name = try context.parameters.require("name")
+            do { return APIJSON.response(try await fleet.rollout(name)) } catch { throw APIError(error) }
+        }
+        for action in [RolloutAction.pause, .resume, .abort] {
+            change.post("workloads/:name/rollout/\(action.rawValue)") { _, context in
+                let name = try context.parameters.require("name")
+                do {
+                    _ = try await fleet.control(rollout: name, action)
+                    return APIJSON.response(try await fleet.rollout(name))
+                } catch { throw APIError(error) }
+            }
+        }
         change.post("workloads/:name/undo") { request, context in
             let name = try context.parameters.require("name")
             let text = try await bodyText(request)

@@ -95,6 +95,8 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
     public var createdAt: Int64
     public var updatedAt: Int64
     public var history: [RevisionRecord]
+    /// The last rollout, going on or ended.
+    public var rollout: RolloutState?
 
     public init(spec: WorkloadSpec, revision: Int, createdAt: Int64, updatedAt: Int64, history: [RevisionRecord] = []) {
         self.spec = spec
@@ -104,7 +106,7 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
         self.history = history
     }
 
-    enum CodingKeys: String, CodingKey { case spec, revision, createdAt, updatedAt, history }
+    enum CodingKeys: String, CodingKey { case spec, revision, createdAt, updatedAt, history, rollout }
 
     /// `history` came later: a record without it has none.
     public init(from decoder: any Decoder) throws {
@@ -114,16 +116,22 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
         createdAt = try c.decode(Int64.self, forKey: .createdAt)
         updatedAt = try c.decode(Int64.self, forKey: .updatedAt)
         history = try c.decodeIfPresent([RevisionRecord].self, forKey: .history) ?? []
+        rollout = try c.decodeIfPresent(RolloutState.self, forKey: .rollout)
     }
 
     /// How many revisions are kept.
     public static let historyKept = 10
 
-    /// What replica `id` is to run: the current revision's template (a rollout will choose
-    /// per replica), marked with its revision number.
+    /// What replica `id` is to run, marked with its revision: during a rollout the revision
+    /// the rollout gives it (the old one until its wave), otherwise the current one.
     public func replicaSpec(id: String) -> ReplicaSpec {
-        var replica = spec.replica(id: id)
-        replica.revision = revision
+        var chosen = revision
+        if let rollout, rollout.phase == .progressing || rollout.phase == .baking || rollout.phase == .paused {
+            chosen = rollout.assigned[id] ?? rollout.from
+        }
+        let template = chosen == revision ? spec : history.first { $0.revision == chosen }?.spec ?? spec
+        var replica = template.replica(id: id)
+        replica.revision = chosen
         return replica
     }
 

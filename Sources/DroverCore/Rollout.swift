@@ -78,6 +78,8 @@ public struct RolloutState: Hashable, Codable, Sendable {
     public var message: String
     /// The phase a pause interrupted.
     public var pausedFrom: Phase?
+    /// Replica ids in the order they were told the new revision.
+    public var order: [String] = []
 
     public init(from: Int, to: Int, now: Int64) {
         self.from = from

@@ -103,12 +103,10 @@ public enum RolloutEngine {
             // converge when back. Online ones within maxUnavailable.
             var room = spec.maxUnavailable - inWave.filter { $0.online && s.assigned[$0.id] == s.to && !updated($0) }.count
             for r in inWave where s.assigned[r.id] != s.to {
-                if !r.online {
-                    s.assigned[r.id] = s.to
-                } else if room > 0 {
-                    s.assigned[r.id] = s.to
-                    room -= 1
-                }
+                guard !r.online || room > 0 else { continue }
+                if r.online { room -= 1 }
+                s.assigned[r.id] = s.to
+                if !s.order.contains(r.id) { s.order.append(r.id) }
             }
             let waiting = inWave.filter { $0.online && !updated($0) && !failed.contains($0.id) }
             if waiting.isEmpty || deadlinePassed {

@@ -55,6 +55,8 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
     public var ports: [Int]
     /// Health checks the agent runs (startup, liveness, readiness).
     public var probes: Probes
+    /// How a new revision goes live; nil: on every replica at once.
+    public var rollout: RolloutSpec?
 
     public init(
         name: String, mode: WorkloadMode = .replicas, replicas: Int = 1, selector: LabelSelector = LabelSelector(), arch: [String] = [],
@@ -114,6 +116,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
         ports = try c.decodeIfPresent([Int].self, forKey: .ports) ?? []
         probes = try c.decodeIfPresent(Probes.self, forKey: .probes) ?? Probes()
+        rollout = try c.decodeIfPresent(RolloutSpec.self, forKey: .rollout)
         image = try c.decodeIfPresent(String.self, forKey: .image)
     }
 
@@ -158,6 +161,7 @@ public struct WorkloadSpec: Hashable, Codable, Sendable {
             fail("ports[\(i)]", (1...65535).contains(port) ? "port \(port) is listed twice" : "must be a port number 1-65535, found \(port)")
         }
         for problem in probes.problems(at: "") { fail(problem.path, problem.reason) }
+        for problem in rollout?.problems(at: "rollout") ?? [] { fail(problem.path, problem.reason) }
         if !ports.isEmpty, maxPerDevice > 1 { fail("maxPerDevice", "must be 1 with ports: two replicas on one device cannot both listen on a host port") }
         if let user, !Names.isValidRunAs(user) { fail("user", "must be root, a user name (lowercase, up to 32 characters) or UID[:GID], found '\(user.prefix(40))'") }
         if let program = command.first, program.isEmpty { fail("command[0]", "must not be empty") }

@@ -44,7 +44,7 @@ public enum Manifest {
         reader.allowOnly(spec, [
             "mode", "replicas", "selector", "arch", "resources", "runtime", "command", "env", "restartPolicy", "connectivity",
             "spread", "affinity", "antiAffinity", "priority", "maxPerDevice", "strategy", "autoscale", "user", "image",
-            "volumes", "ports", "startupProbe", "livenessProbe", "readinessProbe",
+            "volumes", "ports", "startupProbe", "livenessProbe", "readinessProbe", "rollout",
         ], at: "spec")
         let mode = reader.enumValue(spec["mode"], "spec.mode", default: WorkloadMode.replicas)
         let replicas = spec["replicas"] == nil ? 1 : reader.int(spec["replicas"], "spec.replicas")
@@ -105,7 +105,52 @@ public enum Manifest {
             runtime: runtime ?? .exec, command: command ?? ["-"], env: env, restartPolicy: restart ?? .always,
             connectivity: connectivity, spread: spread, affinity: affinity, antiAffinity: antiAffinity, priority: priority,
             maxPerDevice: maxPerDevice, strategy: strategy ?? .spreadLoad, autoscale: autoscale, user: user, image: image, volumes: volumes, ports: ports, probes: probes)
-        return (workload, complete)
+        var result = workload
+        result.rollout = readRollout(spec["rollout"], reader: &reader)
+        return (result, complete)
+    }
+
+    /// `{waves: [{count: 1}, {selector: {...}}, {percent: 100}], maxUnavailable, minReadySeconds,
+    /// bakeTime, progressDeadline, failureThreshold, autoRollback}`.
+    private static func readRollout(_ value: Any?, reader: inout FieldReader) -> RolloutSpec? {
+        let path = "spec.rollout"
+        guard let r = reader.object(value, path, optional: true) else { return nil }
+        reader.allowOnly(r, ["waves", "maxUnavailable", "minReadySeconds", "bakeTime", "progressDeadline", "failureThreshold", "autoRollback"], at: path)
+        var spec = RolloutSpec()
+        if let raw = r["waves"] {
+            if let items = raw as? [Any] {
+                spec.waves = items.enumerated().compactMap { i, item in
+                    let at = "\(path).waves[\(i)]"
+                    guard let w = reader.object(item, at) else { return nil }
+                    reader.allowOnly(w, ["count", "percent", "selector"], at: at)
+                    if w["count"] != nil { return reader.int(w["count"], at + ".count").map { .count($0) } }
+                    if w["percent"] != nil { return reader.int(w["percent"], at + ".percent").map { .percent($0) } }
+                    if let sel = reader.object(w["selector"], at + ".selector", optional: true) {
+                        return .selector(LabelSelector(matchLabels: reader.stringMap(sel["matchLabels"], at + ".selector.matchLabels")))
+                    }
+                    reader.fail(at, "must be {count: N}, {percent: P} or {selector: {matchLabels: {...}}}")
+                    return nil
+                }
+            } else {
+                reader.fail(path + ".waves", "must be a list")
+            }
+        }
+        func number(_ key: String, _ fallback: Int) -> Int { r[key] == nil ? fallback : reader.int(r[key], "\(path).\(key)") ?? fallback }
+        func seconds(_ key: String, _ fallback: Int) -> Int {
+            guard let raw = r[key] else { return fallback }
+            if let value = Duration.parseSeconds(scalarText(raw)) { return value }
+            reader.fail("\(path).\(key)", "must be a duration such as 30s or 5m, found '\(scalarText(raw))'")
+            return fallback
+        }
+        spec.maxUnavailable = number("maxUnavailable", 1)
+        spec.minReadySeconds = number("minReadySeconds", 0)
+        spec.failureThreshold = number("failureThreshold", 0)
+        spec.bakeSeconds = seconds("bakeTime", 0)
+        spec.progressDeadlineSeconds = seconds("progressDeadline", 600)
+        if let raw = r["autoRollback"] {
+            if let flag = raw as? Bool { spec.autoRollback = flag } else { reader.fail(path + ".autoRollback", "must be true or false") }
+        }
+        return spec
     }
 
     /// `{exec: {command: [...]}} | {http: {path, port}} | {tcp: {port}}` with the timings.

@@ -1,0 +1,94 @@
+import DroverCore
+import DroverProtocol
+import DroverStore
+
+/// Rollouts: the pure `RolloutEngine` stepped on every report, presence check and apply, its
+/// state kept with the workload (so a controller restart resumes it), its assignments sent
+/// to devices as the revision each replica is to run.
+extension FleetState {
+    /// Steps every active rollout; returns the desired state to send for what changed.
+    mutating func advanceRollouts(into batch: inout StoreBatch) -> [Desired] {
+        var touched = Set<String>()
+        let active = workloads.compactMap { $0.value.rollout?.isActive == true ? $0.key : nil }
+        for name in active.sorted() {
+            guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
+            let rows = replicas.values.filter { $0.workload == name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
+            let view = rows.map { row in
+                let device = devices[row.device]
+                return RolloutReplica(
+                    id: row.id, labels: device?.facts.labels ?? [:], online: device?.presence == .online,
+                    runs: row.phase == .running ? row.revision : nil, ready: row.ready ?? (row.phase == .running),
+                    failing: row.phase == .restarting || row.phase == .failed || (row.phase == .exited && row.exitCode != 0))
+            }
+            let step = RolloutEngine.step(state, spec: record.spec.rollout ?? RolloutSpec(), replicas: view, now: clock)
+            guard step.state != state else { continue }
+            if step.state.phase == .rollingBack, state.phase != .rollingBack { revert(&record, to: step.state) }
+            if step.state.phase == .failed, state.phase != .rollingBack, let i = record.history.firstIndex(where: { $0.revision == state.to }) {
+                record.history[i].outcome = "failed: \(step.state.message)"
+            }
+            record.rollout = step.state
+            workloads[name] = record
+            batch.workloads.append(record)
+            for e in step.events { event("Rollout", name, "\(name): \(e)", into: &batch) }
+            touched.formUnion(rows.map(\.device))
+        }
+        return touched.isEmpty ? [] : desiredMessages(for: touched, into: &batch)
+    }
+
+    /// A rollout that rolls back makes the old revision current again (its template, today's
+    /// scale and placement); the new one is marked rolled back in the history.
+    mutating func revert(_ record: inout WorkloadRecord, to state: RolloutState) {
+        guard let old = record.history.first(where: { $0.revision == state.from })?.spec else { return }
+        var spec = record.spec
+        (spec.runtime, spec.command, spec.env, spec.restartPolicy, spec.resources) = (old.runtime, old.command, old.env, old.restartPolicy, old.resources)
+        (spec.user, spec.image, spec.volumes, spec.probes, spec.ports) = (old.user, old.image, old.volumes, old.probes, old.ports)
+        record.spec = spec
+        record.revision = state.from
+        for i in record.history.indices {
+            if record.history[i].revision == state.to { record.history[i].outcome = "rolled back: \(state.message)" }
+            if record.history[i].revision == state.from { record.history[i].outcome = nil }
+        }
+    }
+
+    /// `pause`, `resume` or `abort` (which rolls back) of a workload's rollout.
+    mutating func control(rollout name: String, _ action: RolloutAction, now: Int64) throws(FleetError) -> (WorkloadRecord, Effects) {
+        clock = now
+        guard var record = workloads[name] else { throw .notFound(kind: "workload", name: name) }
+        guard var state = record.rollout, state.isActive || state.phase == .paused else {
+            throw .invalid(ValidationFailure([FieldError(path: "rollout", reason: "workload \(name) has no rollout going on")]))
+        }
+        var batch = StoreBatch()
+        switch action {
+        case .pause:
+            guard state.phase != .paused else { return (record, Effects()) }
+            state.pausedFrom = state.phase
+            state.phase = .paused
+            state.message = "paused in wave \(state.wave + 1)"
+        case .resume:
+            guard state.phase == .paused else { return (record, Effects()) }
+            state.phase = state.pausedFrom ?? .progressing
+            state.pausedFrom = nil
+            // Its deadline counts afresh: a pause is not slowness.
+            state.since = now
+            state.message = "resumed in wave \(state.wave + 1)"
+        case .abort:
+            for (id, revision) in state.assigned where revision == state.to { state.assigned[id] = state.from }
+            state.phase = .rollingBack
+            state.pausedFrom = nil
+            state.since = now
+            state.message = "aborted: rolling back to revision \(state.from)"
+            revert(&record, to: state)
+        }
+        record.rollout = state
+        workloads[name] = record
+        batch.workloads.append(record)
+        event("Rollout", name, "\(name): rollout to revision \(state.to) \(action.rawValue)d", into: &batch)
+        let devices = Set(replicas.values.filter { $0.workload == name }.map(\.device))
+        let messages = desiredMessages(for: devices, into: &batch)
+        return (record, Effects(batch, publish: messages + advanceRollouts(into: &batch)))
+    }
+}
+
+public enum RolloutAction: String, Sendable {
+    case pause, resume, abort
+}
