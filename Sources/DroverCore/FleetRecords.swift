@@ -137,8 +137,9 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
 
     /// Makes `spec` the next revision; the current one is marked superseded.
     public mutating func addRevision(_ spec: WorkloadSpec, cause: String, now: Int64) {
-        revision = min(revision, Int.max - 1) + 1
-        if !history.isEmpty, history[history.count - 1].outcome == nil { history[history.count - 1].outcome = "superseded by \(revision)" }
+        // Numbers only grow, also after a rollback made an older revision current again.
+        revision = min(max(revision, history.map(\.revision).max() ?? 0), Int.max - 1) + 1
+        for i in history.indices where history[i].outcome == nil { history[i].outcome = "superseded by \(revision)" }
         history.append(RevisionRecord(revision: revision, spec: spec, createdAt: now, cause: cause))
         if history.count > Self.historyKept { history.removeFirst(history.count - Self.historyKept) }
     }

@@ -92,3 +92,78 @@ struct RolloutTests {
         #expect(history.contains("rolled back"), "\(history)")
     }
 }
+
+extension RolloutTests {
+    static func manifest(_ version: String, bake: String, deadline: String = "20s") -> String {
+        manifest(version).replacingOccurrences(of: "bakeTime: 2s", with: "bakeTime: \(bake)")
+            .replacingOccurrences(of: "progressDeadline: 20s", with: "progressDeadline: \(deadline)")
+            .replacingOccurrences(of: "replicas: 4", with: "replicas: 3")
+            .replacingOccurrences(of: "{selector: {matchLabels: {site: a}}}, ", with: "")
+    }
+
+    static func rollout(_ bed: FleetTestbed) async -> (phase: String, revision: Int, message: String) {
+        let view = (try? await bed.api.get("/v1/workloads/svc/rollout")) ?? [:]
+        let state = view["state"] as? [String: Any] ?? [:]
+        return (state["phase"] as? String ?? "", view["revision"] as? Int ?? 0, state["message"] as? String ?? "")
+    }
+
+    static func allRun(_ bed: FleetTestbed, _ revision: Int) async -> Bool {
+        let rows = (try? await bed.replicas("svc")) ?? []
+        return rows.count == 3 && rows.allSatisfy { $0["revision"] as? Int == revision && $0["phase"] as? String == "running" }
+    }
+
+    @Test("a controller restarted mid-bake resumes the rollout; pause, resume and abort through the CLI; a device offline during its wave does not block, and runs the final revision once back")
+    func resilience() async throws {
+        try await FleetTestbed.run("rollout-faults", unreachableAfter: 3, Self.resilienceBody)
+    }
+
+    static func resilienceBody(_ bed: FleetTestbed) async throws {
+        for i in 1...3 { try bed.startAgent("gw-\(i)", labels: "site=a", capacity: "cpu=1,memory=256Mi") }
+        try await bed.waitForDevices(online: 3)
+        try await bed.apply(manifest("v1", bake: "6s"))
+        #expect(await Harness.eventually(.seconds(30)) { await allRun(bed, 1) })
+
+        // The controller goes down while the canary bakes, and comes back: the rollout goes on.
+        try await bed.apply(manifest("v2", bake: "6s"))
+        #expect(await Harness.eventually(.seconds(30)) { await rollout(bed).phase == "baking" })
+        await bed.stopController()
+        try await bed.startController()
+        let finished = await Harness.eventually(.seconds(60)) { await rollout(bed).phase == "succeeded" }
+        let afterRestart = await rollout(bed)
+        #expect(finished, "\(afterRestart)")
+        #expect(await Harness.eventually(.seconds(20)) { await allRun(bed, 2) })
+
+        // Paused in its first wave, it waits; resumed, it finishes.
+        try await bed.apply(manifest("v3", bake: "1s"))
+        let paused = try bed.drover(["rollout", "pause", "svc"])
+        #expect(paused.status == 0 && paused.output.contains("paused"), "\(paused.output)")
+        try await Task.sleep(for: .seconds(4))
+        let waiting = await rollout(bed)
+        #expect(waiting.phase == "paused", "\(waiting)")
+        let resumed = try bed.drover(["rollout", "resume", "svc"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(await Harness.eventually(.seconds(60)) { await rollout(bed).phase == "succeeded" })
+
+        // Aborted: revision 3 comes back everywhere.
+        try await bed.apply(manifest("v4", bake: "30s"))
+        #expect(await Harness.eventually(.seconds(30)) { await rollout(bed).phase == "baking" })
+        let aborted = try bed.drover(["rollout", "abort", "svc"])
+        #expect(aborted.status == 0 && aborted.output.contains("rolling back"), "\(aborted.output)")
+        #expect(await Harness.eventually(.seconds(30)) { await allRun(bed, 3) })
+        #expect(await rollout(bed).revision == 3)
+
+        // A device goes away; the rollout does not wait for it, and it catches up when back.
+        await bed.agents["gw-3"]?.stop(signal: SIGKILL)
+        #expect(await Harness.eventually(.seconds(20)) {
+            ((try? await bed.api.get("/v1/devices/gw-3"))?["record"] as? [String: Any])?["presence"] as? String == "unreachable"
+        })
+        try await bed.apply(manifest("v5", bake: "1s", deadline: "10s"))
+        let done = await Harness.eventually(.seconds(60)) { await rollout(bed).phase == "succeeded" }
+        let state = await rollout(bed)
+        #expect(done, "\(state)")
+        try bed.startAgent("gw-3", labels: "site=a", capacity: "cpu=1,memory=256Mi")
+        let caughtUp = await Harness.eventually(.seconds(30)) { await allRun(bed, 5) }
+        let rows = (try? await bed.replicas("svc")) ?? []
+        #expect(caughtUp, "\(rows)")
+    }
+}
