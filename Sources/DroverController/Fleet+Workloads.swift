@@ -27,7 +27,9 @@ extension FleetState {
             guard existing.spec != spec else { return (.unchanged, Effects()) }
             // A new template is a new revision; scale or placement changes are not.
             let newRevision = existing.spec.templateKey != spec.templateKey
-            let previous = existing.revision
+            // A new revision during (or after a failed) rollout starts from the last good one:
+            // replicas told the unfinished revision go back, then the new one comes in waves.
+            let previous = existing.lastGoodRevision
             existing.spec = spec
             existing.updatedAt = now
             if newRevision {

@@ -119,14 +119,23 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
         rollout = try c.decodeIfPresent(RolloutState.self, forKey: .rollout)
     }
 
+    /// The revision a new rollout starts from: the last one that was live everywhere (a
+    /// rollout that did not finish never made its revision that).
+    public var lastGoodRevision: Int {
+        guard let rollout, rollout.phase != .succeeded else { return revision }
+        return rollout.from
+    }
+
     /// How many revisions are kept.
     public static let historyKept = 10
 
-    /// What replica `id` is to run, marked with its revision: during a rollout the revision
-    /// the rollout gives it (the old one until its wave), otherwise the current one.
+    /// What replica `id` is to run, marked with its revision: during a rollout (and after one
+    /// that failed) the revision the rollout gave it (the old one until its wave), otherwise
+    /// the current one.
     public func replicaSpec(id: String) -> ReplicaSpec {
         var chosen = revision
-        if let rollout, rollout.phase == .progressing || rollout.phase == .baking || rollout.phase == .paused {
+        // A rollout going on, paused, or stopped without a rollback: each replica where it is.
+        if let rollout, rollout.phase != .succeeded, rollout.phase != .aborted {
             chosen = rollout.assigned[id] ?? rollout.from
         }
         let template = chosen == revision ? spec : history.first { $0.revision == chosen }?.spec ?? spec

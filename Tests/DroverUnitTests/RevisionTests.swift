@@ -45,3 +45,25 @@ struct RevisionTests {
         #expect(kept.count == WorkloadRecord.historyKept && kept.last?.revision == 17)
     }
 }
+
+extension RevisionTests {
+    @Test("during a rollout each replica runs the revision it was given; after one that failed without a rollback they stay; a new one starts from the last good revision")
+    func replicaSpecs() {
+        let one = FleetFixture.workload("w", replicas: 3)
+        var two = one
+        two.env = ["V": "2"]
+        var record = WorkloadRecord(spec: one, revision: 1, createdAt: 0, updatedAt: 0, history: [RevisionRecord(revision: 1, spec: one, createdAt: 0, cause: "apply")])
+        record.spec = two
+        record.addRevision(two, cause: "apply", now: 1)
+        var state = RolloutState(from: 1, to: 2, now: 1)
+        state.assigned = ["w-0": 2]
+        record.rollout = state
+        #expect(record.replicaSpec(id: "w-0").revision == 2 && record.replicaSpec(id: "w-0").env == ["V": "2"])
+        #expect(record.replicaSpec(id: "w-1").revision == 1 && record.replicaSpec(id: "w-1").env.isEmpty)
+        record.rollout?.phase = .failed
+        #expect(record.replicaSpec(id: "w-1").revision == 1, "a failed rollout leaves replicas where they are")
+        #expect(record.lastGoodRevision == 1)
+        record.rollout?.phase = .succeeded
+        #expect(record.replicaSpec(id: "w-1").revision == 2 && record.lastGoodRevision == 2)
+    }
+}
