@@ -115,6 +115,11 @@ public enum RolloutEngine {
                 s.since = now
                 s.message = "baking wave \(s.wave + 1) of \(all.count) for \(spec.bakeSeconds) s" + (pending > 0 ? "; \(pending) replicas pending on offline devices" : "")
                 events.append("rollout to revision \(s.to): wave \(s.wave + 1) of \(all.count) updated" + (pending > 0 ? ", \(pending) pending" : ""))
+                // No bake: on at once, not at the next report or pass.
+                if spec.bakeSeconds == 0 {
+                    let next = step(s, spec: spec, replicas: replicas, now: now)
+                    return Step(state: next.state, events: events + next.events)
+                }
             } else {
                 s.message = "wave \(s.wave + 1) of \(all.count): \(inWave.count - waiting.count) of \(inWave.count) updated, waiting for \(waiting.prefix(3).map(\.id).joined(separator: ", "))"
             }
@@ -133,10 +138,13 @@ public enum RolloutEngine {
                 s.since = now
                 s.message = "starting wave \(s.wave + 1) of \(all.count)"
                 events.append("rollout to revision \(s.to): wave \(s.wave + 1) of \(all.count) begins")
-                return step(s, spec: spec, replicas: replicas, now: now)
+                let next = step(s, spec: spec, replicas: replicas, now: now)
+                return Step(state: next.state, events: events + next.events)
             }
             s.phase = .succeeded
-            s.message = "revision \(s.to) is live on every replica"
+            let pending = replicas.filter { !$0.online && $0.runs != s.to }.count
+            s.message = pending == 0 ? "revision \(s.to) is live on every replica"
+                : "revision \(s.to) is live; \(pending) replicas pending on offline devices (they converge when back)"
             events.append("rollout to revision \(s.to) succeeded")
         case .paused, .succeeded, .failed, .aborted:
             break
