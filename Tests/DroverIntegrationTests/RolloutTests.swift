@@ -12,7 +12,7 @@ struct RolloutTests {
             kind: Workload
             metadata: {name: svc}
             spec:
-              replicas: 4
+              replicas: 5
               restartPolicy: always
               resources: {cpu: 10m, memory: 1Mi}
               command: ["/bin/sh", "-c", \(String(reflecting: script))]
@@ -25,21 +25,21 @@ struct RolloutTests {
             """
     }
 
-    @Test("a new revision goes live canary, site a, then the rest, at most one replica down at a time; a crashing one stops in the canary and rolls back by itself")
+    @Test("over five agents, a new revision goes live canary, site a, then the rest, at most one replica down at a time; a crashing one stops in the canary and rolls back by itself")
     func waves() async throws {
         // Devices must not flap under a loaded machine: an offline one is (rightly) not waited for.
         try await FleetTestbed.run("rollout", unreachableAfter: 15, Self.body)
     }
 
     static func body(_ bed: FleetTestbed) async throws {
-        for (i, site) in ["a", "b", "a", "b"].enumerated() {
+        for (i, site) in ["a", "b", "a", "b", "b"].enumerated() {
             try bed.startAgent("gw-\(i + 1)", labels: "site=\(site)", capacity: "cpu=1,memory=256Mi")
         }
-        try await bed.waitForDevices(online: 4)
+        try await bed.waitForDevices(online: 5)
         try await bed.apply(manifest("v1"))
         #expect(await Harness.eventually(.seconds(30)) {
             let rows = (try? await bed.replicas("svc")) ?? []
-            return rows.count == 4 && rows.allSatisfy { $0["phase"] as? String == "running" && $0["ready"] as? Bool == true }
+            return rows.count == 5 && rows.allSatisfy { $0["phase"] as? String == "running" && $0["ready"] as? Bool == true }
         })
 
         // Revision 2: watched until it is done.
@@ -62,9 +62,9 @@ struct RolloutTests {
         let siteOf = Dictionary(rows.compactMap { r in (r["id"] as? String).map { ($0, ["gw-1": "a", "gw-3": "a"][r["device"] as? String ?? ""] ?? "b") } }, uniquingKeysWith: { a, _ in a })
         let sites = order.map { siteOf[$0] ?? "?" }
         let afterCanary = Array(sites.dropFirst())
-        #expect(order.count == 4 && afterCanary == afterCanary.sorted() && afterCanary.contains("b"), "the canary (one replica), then site a, then site b: \(order) \(sites)")
+        #expect(order.count == 5 && afterCanary == afterCanary.sorted() && afterCanary.contains("b"), "the canary (one replica), then site a, then site b: \(order) \(sites)")
         let status = try bed.drover(["rollout", "status", "svc"])
-        #expect(status.output.contains("revision 1 → 2, succeeded") && status.output.contains("4 on revision 2"), "\(status.output)")
+        #expect(status.output.contains("revision 1 → 2, succeeded") && status.output.contains("5 on revision 2"), "\(status.output)")
 
         // Revision 3 crashes: the canary stops it, and revision 2 comes back by itself.
         try await bed.apply(manifest("v3", crash: true))
@@ -84,7 +84,7 @@ struct RolloutTests {
         #expect(toldThree.count <= 1, "only the canary ever ran revision 3: \(toldThree)")
         #expect(await Harness.eventually(.seconds(30)) {
             let rows = (try? await bed.replicas("svc")) ?? []
-            return rows.count == 4 && rows.allSatisfy { $0["revision"] as? Int == 2 && $0["phase"] as? String == "running" }
+            return rows.count == 5 && rows.allSatisfy { $0["revision"] as? Int == 2 && $0["phase"] as? String == "running" }
         })
         let events = try await bed.events().filter { $0.subject == "svc" }.map(\.message).joined(separator: "\n")
         #expect(events.contains("rolling back to 2"), "\(events)")
@@ -97,7 +97,7 @@ extension RolloutTests {
     static func manifest(_ version: String, bake: String, deadline: String = "20s") -> String {
         manifest(version).replacingOccurrences(of: "bakeTime: 2s", with: "bakeTime: \(bake)")
             .replacingOccurrences(of: "progressDeadline: 20s", with: "progressDeadline: \(deadline)")
-            .replacingOccurrences(of: "replicas: 4", with: "replicas: 3")
+            .replacingOccurrences(of: "replicas: 5", with: "replicas: 3")
             .replacingOccurrences(of: "{selector: {matchLabels: {site: a}}}, ", with: "")
     }
 
