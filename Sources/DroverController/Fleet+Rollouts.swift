@@ -39,10 +39,7 @@ extension FleetState {
     /// scale and placement); the new one is marked rolled back in the history.
     mutating func revert(_ record: inout WorkloadRecord, to state: RolloutState) {
         guard let old = record.history.first(where: { $0.revision == state.from })?.spec else { return }
-        var spec = record.spec
-        (spec.runtime, spec.command, spec.env, spec.restartPolicy, spec.resources) = (old.runtime, old.command, old.env, old.restartPolicy, old.resources)
-        (spec.user, spec.image, spec.volumes, spec.probes, spec.ports) = (old.user, old.image, old.volumes, old.probes, old.ports)
-        record.spec = spec
+        record.spec = record.spec.withTemplate(of: old)
         record.revision = state.from
         for i in record.history.indices {
             if record.history[i].revision == state.to { record.history[i].outcome = "rolled back: \(state.message)" }

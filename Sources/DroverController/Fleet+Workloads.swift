@@ -69,10 +69,7 @@ extension FleetState {
                 path: "revision", reason: target.map { "workload \(name) has no revision \($0) to go back to (kept: \(kept.isEmpty ? "none" : kept))" } ?? "workload \(name) has no earlier revision")]))
         }
         // The template of then, the scale and placement of now.
-        var spec = record.spec
-        let old = wanted.spec
-        (spec.runtime, spec.command, spec.env, spec.restartPolicy, spec.resources) = (old.runtime, old.command, old.env, old.restartPolicy, old.resources)
-        (spec.user, spec.image, spec.volumes, spec.probes, spec.ports) = (old.user, old.image, old.volumes, old.probes, old.ports)
+        let spec = record.spec.withTemplate(of: wanted.spec)
         let (_, effects) = try apply(spec, now: now, cause: "undo to revision \(wanted.revision)")
         return (workloads[name] ?? record, effects)
     }

@@ -176,6 +176,14 @@ public struct RevisionRecord: Codable, Sendable, Hashable {
 extension WorkloadSpec {
     /// What its replicas run (a change of it is a new revision): everything a replica's spec
     /// holds, and the host ports.
+    /// This spec with `other`'s template (what replicas run) and its own scale and placement.
+    public func withTemplate(of other: WorkloadSpec) -> WorkloadSpec {
+        var spec = self
+        (spec.runtime, spec.command, spec.env, spec.restartPolicy, spec.resources) = (other.runtime, other.command, other.env, other.restartPolicy, other.resources)
+        (spec.user, spec.image, spec.volumes, spec.probes, spec.ports) = (other.user, other.image, other.volumes, other.probes, other.ports)
+        return spec
+    }
+
     public var templateKey: String {
         replica(id: "-").revisionKey + "\u{1F}ports:" + ports.map(String.init).joined(separator: ",")
     }
