@@ -44,7 +44,7 @@ public struct ExecDriver: RuntimeDriver {
         return ProbeCheck.outcome(command, result)
     }
 
-    public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+    public func start(_ spec: ReplicaSpec, name: String, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         guard let program = spec.command.first, !program.isEmpty else { throw RuntimeError("command is empty") }
         let work = directory + "/work"
         let environment = environment(spec, work: work)

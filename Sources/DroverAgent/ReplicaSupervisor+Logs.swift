@@ -5,7 +5,7 @@ import Glibc
 extension ReplicaSupervisor {
     /// The manifest digests of the images this device's replicas are meant to run.
     public func desiredImages() -> Set<String> {
-        Set((records.values.map(\.spec) + desired.values).compactMap { $0.image.flatMap(ImageReference.init(parsing:))?.digest })
+        Set((records.values.map(\.spec) + retiring.values.map(\.record.spec) + desired.values).compactMap { $0.image.flatMap(ImageReference.init(parsing:))?.digest })
     }
 
     /// The last `lines` lines of a replica's log, at most `CommandReply.maxOutput` bytes (the
@@ -13,7 +13,7 @@ extension ReplicaSupervisor {
     /// this device's.
     public func logTail(_ id: String, lines: Int) -> (text: String, offset: Int64)? {
         guard let record = records[id] else { return nil }
-        let (bytes, start, size) = Self.readLog(replicasDir + "/" + id + "/output.log", from: nil)
+        let (bytes, start, size) = Self.readLog(replicasDir + "/" + record.instance + "/output.log", from: nil)
         var text = String(decoding: bytes, as: UTF8.self)
         // A cut at the start of the window leaves half a line: drop it.
         if start > 0, let newline = text.firstIndex(of: "\n") { text = String(text[text.index(after: newline)...]) }
@@ -27,7 +27,7 @@ extension ReplicaSupervisor {
     /// meanwhile (now shorter than `offset`) is read from its start.
     public func logSince(_ id: String, offset: Int64) -> (text: String, offset: Int64)? {
         guard let record = records[id] else { return nil }
-        let path = replicasDir + "/" + id + "/output.log"
+        let path = replicasDir + "/" + record.instance + "/output.log"
         var from = offset
         if let size = POSIX.fileSize(path), size < offset { from = 0 }
         // A third of the reply's room: bytes that are not UTF-8 come out three times larger.

@@ -98,7 +98,7 @@ extension ReplicaSupervisor {
         guard var record = records[id], record.spec.revisionKey == spec.revisionKey, var now = live[id] else {
             if records[id] == nil {
                 forget(id)
-                if desired[id] == nil { POSIX.removeTree(replicasDir + "/" + id) }
+                if desired[id] == nil { removeFiles(id) }
             }
             queue(startDue())
             return

@@ -44,10 +44,12 @@ extension ReplicaSupervisor {
                 // A container that ended meanwhile still has runc state and a cgroup to remove.
                 await driver.stop(process(of: record, pid: record.pid ?? 0), grace: .zero)
             }
-            forget(record.spec.id)
-            changed.append(status(of: record, phase: .stopped))
+            forget(record.storeKey)
+            // (The old instance of a surge is not the replica: its stop changes nothing to report.)
+            if record.retiring != true { changed.append(status(of: record, phase: .stopped)) }
         }
-        for var record in stored where record.stopping != true {
+        for record in stored where record.retiring == true && record.stopping != true { await recoverRetiring(record) }
+        for var record in stored where record.stopping != true && record.retiring != true {
             let id = record.spec.id
             var state = Live()
             if let process = adoptable(record) {
@@ -83,7 +85,7 @@ extension ReplicaSupervisor {
     }
 
     func process(of record: ReplicaRecord, pid: Int32) -> RuntimeProcess {
-        RuntimeProcess(pid: pid, startTicks: record.startTicks, replica: record.spec.id, directory: replicasDir + "/" + record.spec.id)
+        RuntimeProcess(pid: pid, startTicks: record.startTicks, replica: record.instance, directory: replicasDir + "/" + record.instance)
     }
 
     /// A replica that is not running after a start: it ended while the agent was away (a

@@ -27,7 +27,8 @@ extension ReplicaSupervisor {
             }
             let wasRestart = record.phase == .restarting
             state.nextStart = nil
-            let directory = replicasDir + "/" + id
+            let directory = replicasDir + "/" + record.instance
+            let name = record.instance
             POSIX.makeDirectories(directory)
             guard let driver = drivers[record.spec.runtime] else {
                 live[id] = state
@@ -36,24 +37,24 @@ extension ReplicaSupervisor {
             }
             guard driver.startsInBackground else {
                 live[id] = state
-                changed.append(book(id, record, Self.start(driver, record.spec, directory), wasRestart: wasRestart))
+                changed.append(book(id, record, Self.start(driver, record.spec, name, directory), wasRestart: wasRestart))
                 continue
             }
             state.starting = true
             live[id] = state
             let spec = record.spec
             Task {
-                let result = await OffPool.run { Self.start(driver, spec, directory) }
+                let result = await OffPool.run { Self.start(driver, spec, name, directory) }
                 await self.finishStart(id, spec: spec, result: result, wasRestart: wasRestart)
             }
         }
         return changed
     }
 
-    static func start(_ driver: any RuntimeDriver, _ spec: ReplicaSpec, _ directory: String) -> Result<RuntimeProcess, RuntimeError> {
+    static func start(_ driver: any RuntimeDriver, _ spec: ReplicaSpec, _ name: String, _ directory: String) -> Result<RuntimeProcess, RuntimeError> {
         do throws(RuntimeError) {
-            var process = try driver.start(spec, directory: directory, logPath: directory + "/output.log")
-            process.replica = spec.id
+            var process = try driver.start(spec, name: name, directory: directory, logPath: directory + "/output.log")
+            process.replica = name
             process.directory = directory
             return .success(process)
         } catch {

@@ -40,8 +40,11 @@ public actor ReplicaSupervisor {
     var desired: [String: ReplicaSpec] = [:]
     var records: [String: ReplicaRecord] = [:]
     var live: [String: Live] = [:]
-    /// Replicas whose process is being stopped, by id: tracked until it is gone.
+    /// Instances whose process is being stopped, by store key (the replica id, or
+    /// `ID+retiring`): tracked until it is gone.
     var stopping: [String: RuntimeProcess] = [:]
+    /// Old instances of a surge, by replica id, running until the new one is ready (`+Surge`).
+    var retiring: [String: Retiring] = [:]
     /// Images being pulled, and when to try again those that failed (`+Prepare`).
     var preparing: Set<String> = []
     var prepareRetries: [String: PrepareRetry] = [:]
@@ -88,18 +91,25 @@ public actor ReplicaSupervisor {
     /// start what is missing.
     func reconcile() async {
         prepareMissing()
-        // A replica being replaced runs on until its replacement's image is here.
-        // One being started is stopped once its start is done (`finishStart` reconciles again).
+        // Taken out of the books before the first suspension point (see the type's comment).
+        var stops: [InstanceStop] = []
+        var stopped: [ReplicaStatus] = reconcileRetiring(&stops)
+        // A replica being replaced runs on until its replacement's image is here (or, told to
+        // surge, beside it until it is ready). One being started is stopped once its start is
+        // done (`finishStart` reconciles again).
         let obsolete = records.filter { id, record in
             desired[id]?.revisionKey != record.spec.revisionKey && !waitsForReplacement(id) && live[id]?.starting != true
         }
-        // Taken out of the books before the first suspension point (see the type's comment).
-        var stops: [(id: String, process: RuntimeProcess, driver: any RuntimeDriver)] = []
-        var stopped: [ReplicaStatus] = []
+        var slots: [String: Int] = [:]
         for (id, record) in obsolete.sorted(by: { $0.key < $1.key }) {
+            slots[id] = record.slot ?? 0
+            if retire(id) {
+                slots[id] = 1 - (record.slot ?? 0)
+                continue
+            }
             if let process = live[id]?.process, let driver = drivers[record.spec.runtime] {
                 stopping[id] = process
-                stops.append((id, process, driver))
+                stops.append(InstanceStop(key: id, process: process, driver: driver))
                 var marked = record
                 marked.stopping = true
                 save(marked)
@@ -123,12 +133,21 @@ public actor ReplicaSupervisor {
         }
         queue(renumbered)
         for (id, spec) in desired.sorted(by: { $0.key < $1.key }) where records[id] == nil {
-            records[id] = ReplicaRecord(spec: spec, phase: .pending, bootID: bootID)
+            var record = ReplicaRecord(spec: spec, phase: .pending, bootID: bootID)
+            // Beside a retiring instance, in the other slot; otherwise where it ran before.
+            record.slot = retiring[id].map { 1 - ($0.record.slot ?? 0) } ?? slots[id] ?? 0
+            if record.slot == 0 { record.slot = nil }
+            records[id] = record
             live[id] = Live(nextStart: .now)
+            if retiring[id] != nil {
+                // What the slot holds is from the instance before last: the new one starts clean.
+                POSIX.removeTree(replicasDir + "/" + record.instance)
+                save(record)
+            }
         }
         queue(startDue())
         guard !stops.isEmpty else {
-            for id in obsolete.keys where desired[id] == nil { POSIX.removeTree(replicasDir + "/" + id) }
+            for id in obsolete.keys where desired[id] == nil { removeFiles(id) }
             return
         }
         // Stopped side by side: each may take its whole grace period.
@@ -137,13 +156,18 @@ public actor ReplicaSupervisor {
             for stop in stops { group.addTask { await stop.driver.stop(stop.process, grace: grace) } }
         }
         for stop in stops {
-            stopping[stop.id] = nil
-            forget(stop.id)
-            logger.info("stopped replica", metadata: ["replica": "\(stop.id)", "pid": "\(stop.process.pid)"])
+            stopping[stop.key] = nil
+            forget(stop.key)
+            logger.info("stopped replica", metadata: ["replica": "\(stop.key)", "pid": "\(stop.process.pid)"])
         }
         // A replica gone for good leaves nothing behind; one being replaced keeps its logs.
-        for id in obsolete.keys where desired[id] == nil && records[id] == nil { POSIX.removeTree(replicasDir + "/" + id) }
+        for id in Set(obsolete.keys).union(stops.map(\.replica)) where desired[id] == nil && records[id] == nil { removeFiles(id) }
         queue(stopped + startDue())
+    }
+
+    /// Both instance directories of a replica gone for good.
+    func removeFiles(_ id: String) {
+        for slot in 0...1 { POSIX.removeTree(replicasDir + "/" + ReplicaRecord.instance(id, slot: slot)) }
     }
 
     /// One supervision pass: notice exits, apply restart policies, start what is due, cap logs.
@@ -178,6 +202,7 @@ public actor ReplicaSupervisor {
         changed += startDue()
         queue(changed)
         runProbes()
+        finishSurges()
     }
 
     /// 1 s, 2 s, 4 s … capped at 30 s; reset once a replica ran for 10 s.
@@ -205,7 +230,7 @@ public actor ReplicaSupervisor {
     /// small chunks (never whole into memory), then truncated; the replica appends, so it
     /// goes on writing at the new end.
     private func capLog(_ id: String) {
-        let path = replicasDir + "/" + id + "/output.log"
+        let path = replicasDir + "/" + (records[id]?.instance ?? id) + "/output.log"
         guard let size = POSIX.fileSize(path), size > maxLogBytes else { return }
         POSIX.copyFile(path, to: path + ".1")
         POSIX.truncateFile(path)
@@ -230,12 +255,16 @@ public actor ReplicaSupervisor {
 
     /// Queues a full report of every replica, for the controller to set its view right.
     public func queueSnapshot() {
-        let statuses = records.values.sorted { $0.spec.id < $1.spec.id }.map { status(of: $0, phase: $0.phase) }
         do {
-            _ = try store.enqueue(WireCodec.encodeText(QueuedReport(full: true, replicas: statuses)))
+            _ = try store.enqueue(WireCodec.encodeText(QueuedReport(full: true, replicas: replicaStatuses())))
         } catch {
             logger.error("cannot queue snapshot", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Every replica's status now, by id.
+    public func replicaStatuses() -> [ReplicaStatus] {
+        records.values.sorted { $0.spec.id < $1.spec.id }.map { status(of: $0, phase: $0.phase) }
     }
 
     /// What a beat says of the replicas: the applied generation, the last queued report and
@@ -262,7 +291,7 @@ public actor ReplicaSupervisor {
     /// Every replica process the supervisor tracks, running or being stopped (for tests and
     /// for the agent's own accounting).
     public func trackedPIDs() -> Set<Int32> {
-        Set(live.values.compactMap { $0.process?.pid }).union(stopping.values.map(\.pid))
+        Set(live.values.compactMap { $0.process?.pid }).union(stopping.values.map(\.pid)).union(retiring.values.map(\.process.pid))
     }
 }
 

@@ -4,7 +4,7 @@ import DroverCore
 public struct RuntimeProcess: Sendable, Hashable {
     public var pid: Int32
     public var startTicks: Int64?
-    /// For a container: its id (the replica's) and the replica's directory.
+    /// For a container: its name (the instance's, see `start`) and the instance's directory.
     public var replica: String?
     public var directory: String?
 
@@ -43,7 +43,9 @@ public protocol RuntimeDriver: Sendable {
     /// Gets it here (pulls and unpacks the image); the replica can start once this returns.
     func prepare(_ spec: ReplicaSpec) async throws(RuntimeError)
     /// Starts the replica with its output going to `logPath`, working in `directory`.
-    func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess
+    /// `name` is the instance's, unique on the device: the replica id, or `ID+1` for the
+    /// second instance that runs beside the first during a surge (`+` is never in an id).
+    func start(_ spec: ReplicaSpec, name: String, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess
     func state(of process: RuntimeProcess) -> ProcessState
     /// Runs a probe's command in the replica's context (its user, environment, and for a
     /// container its namespaces); passes on exit code 0. Blocking, at most `timeout`.

@@ -25,6 +25,22 @@ public struct ReplicaRecord: Hashable, Sendable, Codable {
     public var stopping: Bool?
     /// Whether its readiness probe passes (nil: it has none, or it has not run yet).
     public var ready: Bool?
+    /// Which of the replica's two instance slots it runs in (nil: 0). A surge starts the new
+    /// revision in the other slot, beside the old instance: each slot has its own directory
+    /// and container name (`instance`).
+    public var slot: Int?
+    /// The old instance of a surge, running on until the new one is ready.
+    public var retiring: Bool?
+
+    /// `ID` or `ID+1`: its directory under `replicas/` and its container's name.
+    public var instance: String { Self.instance(spec.id, slot: slot ?? 0) }
+
+    public static func instance(_ id: String, slot: Int) -> String { slot == 0 ? id : "\(id)+\(slot)" }
+
+    /// Its key in `agent.db`: the replica id, or `ID+retiring` for a retiring instance.
+    public var storeKey: String { retiring == true ? Self.retiringKey(spec.id) : spec.id }
+
+    public static func retiringKey(_ id: String) -> String { id + "+retiring" }
 
     public init(
         spec: ReplicaSpec, phase: ReplicaPhase, pid: Int32? = nil, startTicks: Int64? = nil, exitCode: Int32? = nil, restarts: Int = 0,
@@ -117,7 +133,7 @@ public final class AgentStore: Sendable {
         try withDB { db throws(SQLiteError) in
             try db.execute(
                 "INSERT INTO replicas (id, record) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                [.text(record.spec.id), .text(json)])
+                [.text(record.storeKey), .text(json)])
         }
     }
 

@@ -183,7 +183,11 @@ extension FleetState {
         }
         let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
         // Rollouts move on with time too (bakes, deadlines): stepped every pass.
-        guard !changed.isEmpty || reconcile else { return Effects(batch, publish: advanceRollouts(into: &batch)) }
+        guard !changed.isEmpty || reconcile else {
+            // (The messages first: they add to the batch.)
+            let messages = advanceRollouts(into: &batch)
+            return Effects(batch, publish: messages)
+        }
         // (A reconciliation is due: this runs a full plan.)
         var messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
         messages += advanceRollouts(into: &batch)

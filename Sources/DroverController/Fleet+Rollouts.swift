@@ -13,14 +13,20 @@ extension FleetState {
         for name in active.sorted() {
             guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
             let rows = replicas.values.filter { $0.workload == name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
+            let spec = record.spec.rollout ?? RolloutSpec()
+            // A second instance on the host network would claim the same ports: no surge then.
+            let target = record.history.first { $0.revision == state.to }?.spec ?? record.spec
+            let surgeable = spec.maxSurge > 0 && target.ports.isEmpty && (record.history.first { $0.revision == state.from }?.spec.ports.isEmpty ?? true)
             let view = rows.map { row in
                 let device = devices[row.device]
                 return RolloutReplica(
                     id: row.id, labels: device?.facts.labels ?? [:], online: device?.presence == .online,
                     runs: row.phase == .running ? row.revision : nil, ready: row.ready ?? (row.phase == .running),
-                    failing: row.phase == .restarting || row.phase == .failed || (row.phase == .exited && row.exitCode != 0))
+                    failing: row.phase == .restarting || row.phase == .failed || (row.phase == .exited && row.exitCode != 0),
+                    device: row.device, surgeCost: surgeable && row.phase == .running ? target.resources : nil)
             }
-            let step = RolloutEngine.step(state, spec: record.spec.rollout ?? RolloutSpec(), replicas: view, now: clock)
+            let room = surgeable ? surgeRoom(on: Set(rows.map(\.device))) : [:]
+            let step = RolloutEngine.step(state, spec: spec, replicas: view, now: clock, deviceRoom: room)
             guard step.state != state else { continue }
             if step.state.phase == .rollingBack, state.phase != .rollingBack { revert(&record, to: step.state) }
             if step.state.phase == .failed, state.phase != .rollingBack, let i = record.history.firstIndex(where: { $0.revision == state.to }) {
@@ -33,6 +39,27 @@ extension FleetState {
             touched.formUnion(rows.map(\.device))
         }
         return touched.isEmpty ? [] : desiredMessages(for: touched, into: &batch)
+    }
+
+    /// What each device has left for a second instance of a replica: its capacity less what
+    /// its replicas ask for, less the surges under way there (a replica told to surge whose
+    /// new instance is not yet running ready, so that its old one still runs).
+    func surgeRoom(on ids: Set<String>) -> [String: Resources] {
+        var room: [String: Resources] = [:]
+        for id in ids {
+            guard let device = devices[id] else { continue }
+            var left = device.facts.capacity
+            for r in replicasOn[id] ?? [] {
+                guard let row = replicas[r], let workload = workloads[row.workload] else { continue }
+                left = left - workload.spec.resources
+                if let rollout = workload.rollout, rollout.isActive, rollout.surged.contains(r), rollout.assigned[r] == rollout.to,
+                    !(row.phase == .running && row.revision == rollout.to && row.ready != false) {
+                    left = left - workload.spec.resources
+                }
+            }
+            room[id] = left
+        }
+        return room
     }
 
     /// A rollout that rolls back makes the old revision current again (its template, today's
@@ -67,6 +94,7 @@ extension FleetState {
             state.pausedFrom = nil
             // Its deadline counts afresh: a pause is not slowness.
             state.since = now
+            state.assignedAt = state.assignedAt.mapValues { max($0, now) }
             state.message = "resumed in wave \(state.wave + 1)"
         case .abort:
             for (id, revision) in state.assigned where revision == state.to { state.assigned[id] = state.from }
@@ -82,7 +110,8 @@ extension FleetState {
         event("Rollout", name, "\(name): rollout to revision \(state.to) \(action.rawValue)d", into: &batch)
         let devices = Set(replicas.values.filter { $0.workload == name }.map(\.device))
         let messages = desiredMessages(for: devices, into: &batch)
-        return (record, Effects(batch, publish: messages + advanceRollouts(into: &batch)))
+        let stepped = advanceRollouts(into: &batch)
+        return (record, Effects(batch, publish: messages + stepped))
     }
 }
 

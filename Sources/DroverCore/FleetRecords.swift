@@ -141,6 +141,8 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
         let template = chosen == revision ? spec : history.first { $0.revision == chosen }?.spec ?? spec
         var replica = template.replica(id: id)
         replica.revision = chosen
+        // Told to start beside its old instance while its rollout goes on.
+        if let rollout, rollout.isActive || rollout.phase == .paused, chosen == rollout.to, rollout.surged.contains(id) { replica.surge = true }
         return replica
     }
 

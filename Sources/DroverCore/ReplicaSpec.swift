@@ -18,6 +18,9 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
     /// knows which revision each replica runs). Not part of `revisionKey`: a new number for
     /// the same template restarts nothing.
     public var revision: Int?
+    /// Start this revision beside the replica's running instance and stop that one once this
+    /// one is ready (a rollout's `maxSurge`); absent: replace it. Not part of `revisionKey`.
+    public var surge: Bool?
 
     public init(
         id: String, workload: String, runtime: RuntimeKind, command: [String], env: [String: String],
@@ -37,7 +40,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         self.resources = resources
     }
 
-    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes, probes, revision }
+    enum CodingKeys: String, CodingKey { case id, workload, runtime, command, env, restartPolicy, resources, user, image, volumes, probes, revision, surge }
 
     /// `volumes` came after the first release: absent, it is empty.
     public init(from decoder: any Decoder) throws {
@@ -54,6 +57,7 @@ public struct ReplicaSpec: Hashable, Codable, Sendable {
         volumes = try c.decodeIfPresent([VolumeMount].self, forKey: .volumes) ?? []
         probes = try c.decodeIfPresent(Probes.self, forKey: .probes) ?? Probes()
         revision = try c.decodeIfPresent(Int.self, forKey: .revision)
+        surge = try c.decodeIfPresent(Bool.self, forKey: .surge)
     }
 
     /// Stable under dictionary order: when it changes, the agent must restart the replica.

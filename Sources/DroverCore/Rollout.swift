@@ -1,6 +1,8 @@
 /// How a new revision of a workload goes live: in waves, each a share of the replicas (a
 /// percentage or a count, cumulative) or those on devices with some labels; within a wave at
-/// most `maxUnavailable` replicas are between revisions at once; a replica counts as updated
+/// most `maxUnavailable` replicas are between revisions at once, plus at most `maxSurge` that
+/// start their new revision beside the old one (where the device has room for both, the old
+/// one stopping once the new one is ready); a replica counts as updated
 /// once it has run the new revision, ready, for `minReadySeconds`; after a wave the rollout
 /// bakes for `bakeSeconds` watching it; more than `failureThreshold` failed replicas stop it
 /// (and with `autoRollback` bring the previous revision back). Every state has a deadline.
@@ -13,6 +15,8 @@ public struct RolloutSpec: Hashable, Codable, Sendable {
 
     public var waves: [Wave]
     public var maxUnavailable: Int
+    /// How many replicas at once may run the new revision beside the old one.
+    public var maxSurge: Int
     public var minReadySeconds: Int
     public var bakeSeconds: Int
     /// How long a wave may take before the replicas it still waits for count as failed (or,
@@ -22,11 +26,12 @@ public struct RolloutSpec: Hashable, Codable, Sendable {
     public var autoRollback: Bool
 
     public init(
-        waves: [Wave] = [.percent(100)], maxUnavailable: Int = 1, minReadySeconds: Int = 0, bakeSeconds: Int = 0, progressDeadlineSeconds: Int = 600,
+        waves: [Wave] = [.percent(100)], maxUnavailable: Int = 1, maxSurge: Int = 0, minReadySeconds: Int = 0, bakeSeconds: Int = 0, progressDeadlineSeconds: Int = 600,
         failureThreshold: Int = 0, autoRollback: Bool = true
     ) {
         self.waves = waves
         self.maxUnavailable = maxUnavailable
+        self.maxSurge = maxSurge
         self.minReadySeconds = minReadySeconds
         self.bakeSeconds = bakeSeconds
         self.progressDeadlineSeconds = progressDeadlineSeconds
@@ -48,12 +53,31 @@ public struct RolloutSpec: Hashable, Codable, Sendable {
                 if s.matchLabels.isEmpty && s.matchExpressions.isEmpty { out.append(FieldError(path: "\(path).waves[\(i)].selector", reason: "must select something")) }
             }
         }
-        check("maxUnavailable", maxUnavailable, 1...WorkloadSpec.maxReplicas)
+        check("maxUnavailable", maxUnavailable, 0...WorkloadSpec.maxReplicas)
+        check("maxSurge", maxSurge, 0...WorkloadSpec.maxReplicas)
+        if maxUnavailable == 0 && maxSurge == 0 { out.append(FieldError(path: "\(path).maxUnavailable", reason: "maxUnavailable and maxSurge cannot both be 0")) }
         check("minReadySeconds", minReadySeconds, 0...86_400)
         check("bakeSeconds", bakeSeconds, 0...7 * 86_400)
         check("progressDeadlineSeconds", progressDeadlineSeconds, 10...7 * 86_400)
         check("failureThreshold", failureThreshold, 0...WorkloadSpec.maxReplicas)
         return out
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case waves, maxUnavailable, maxSurge, minReadySeconds, bakeSeconds, progressDeadlineSeconds, failureThreshold, autoRollback
+    }
+
+    /// `maxSurge` came later: absent, it is 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        waves = try c.decode([Wave].self, forKey: .waves)
+        maxUnavailable = try c.decode(Int.self, forKey: .maxUnavailable)
+        maxSurge = try c.decodeIfPresent(Int.self, forKey: .maxSurge) ?? 0
+        minReadySeconds = try c.decode(Int.self, forKey: .minReadySeconds)
+        bakeSeconds = try c.decode(Int.self, forKey: .bakeSeconds)
+        progressDeadlineSeconds = try c.decode(Int.self, forKey: .progressDeadlineSeconds)
+        failureThreshold = try c.decode(Int.self, forKey: .failureThreshold)
+        autoRollback = try c.decode(Bool.self, forKey: .autoRollback)
     }
 }
 
@@ -80,6 +104,31 @@ public struct RolloutState: Hashable, Codable, Sendable {
     public var pausedFrom: Phase?
     /// Replica ids in the order they were told the new revision.
     public var order: [String] = []
+    /// When each replica was told the new revision: one not updated `progressDeadline` later
+    /// (on an online device) has failed.
+    public var assignedAt: [String: Int64] = [:]
+    /// Replicas told to start the new revision beside the old one.
+    public var surged: Set<String> = []
+
+    enum CodingKeys: String, CodingKey {
+        case from, to, wave, phase, since, assigned, readySince, message, pausedFrom, order, assignedAt, surged
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        from = try c.decode(Int.self, forKey: .from)
+        to = try c.decode(Int.self, forKey: .to)
+        wave = try c.decode(Int.self, forKey: .wave)
+        phase = try c.decode(Phase.self, forKey: .phase)
+        since = try c.decode(Int64.self, forKey: .since)
+        assigned = try c.decode([String: Int].self, forKey: .assigned)
+        readySince = try c.decode([String: Int64].self, forKey: .readySince)
+        message = try c.decode(String.self, forKey: .message)
+        pausedFrom = try c.decodeIfPresent(Phase.self, forKey: .pausedFrom)
+        order = try c.decodeIfPresent([String].self, forKey: .order) ?? []
+        assignedAt = try c.decodeIfPresent([String: Int64].self, forKey: .assignedAt) ?? [:]
+        surged = try c.decodeIfPresent(Set<String>.self, forKey: .surged) ?? []
+    }
 
     public init(from: Int, to: Int, now: Int64) {
         self.from = from
@@ -105,8 +154,17 @@ public struct RolloutReplica: Hashable, Sendable {
     public var ready: Bool
     /// Crash-looping, exited with an error, or failing its probes.
     public var failing: Bool
+    /// Its device, and what a second instance of it would take there; nil: it cannot surge
+    /// (it is not running, or its workload claims host ports).
+    public var device: String
+    public var surgeCost: Resources?
 
-    public init(id: String, labels: [String: String] = [:], online: Bool = true, runs: Int?, ready: Bool, failing: Bool = false) {
+    public init(
+        id: String, labels: [String: String] = [:], online: Bool = true, runs: Int?, ready: Bool, failing: Bool = false, device: String = "",
+        surgeCost: Resources? = nil
+    ) {
+        self.device = device
+        self.surgeCost = surgeCost
         self.id = id
         self.labels = labels
         self.online = online

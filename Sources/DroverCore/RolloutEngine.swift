@@ -3,11 +3,13 @@
 /// controller calls it on every report and presence change and stores what it returns.
 ///
 /// States and their way out, so that none waits forever:
-/// - `progressing` (a wave): replicas get the new revision under `maxUnavailable`; the wave is
-///   done when every replica of it on an online device is updated; at `progressDeadline` the
-///   ones it still waits for count as failed (online) or pending (offline, they converge when
-///   back). More failed than `failureThreshold`: `rollingBack` (or `failed` without
-///   `autoRollback`).
+/// - `progressing` (a wave): replicas get the new revision under `maxUnavailable`, or beside
+///   their old instance under `maxSurge` where the device has room; the wave is done when
+///   every replica of it on an online device is updated or failed. A replica not updated
+///   `progressDeadline` after it was told counts as failed (online) or pending (offline, it
+///   converges when back); replicas that cannot be told at all (no room to surge and
+///   `maxUnavailable` 0) count as failed after `progressDeadline` without progress. More
+///   failed than `failureThreshold`: `rollingBack` (or `failed` without `autoRollback`).
 /// - `baking`: after `bakeSeconds` the next wave, or `succeeded` after the last; failures while
 ///   baking stop it as above.
 /// - `rollingBack`: every replica told the new revision is told the old one at once (no waves:
@@ -50,7 +52,8 @@ public enum RolloutEngine {
         return out
     }
 
-    public static func step(_ state: RolloutState, spec: RolloutSpec, replicas: [RolloutReplica], now: Int64) -> Step {
+    /// `deviceRoom`: what each device has left beyond its replicas, for surges.
+    public static func step(_ state: RolloutState, spec: RolloutSpec, replicas: [RolloutReplica], now: Int64, deviceRoom: [String: Resources] = [:]) -> Step {
         var s = state
         var events: [String] = []
         guard s.isActive else { return Step(state: s, events: []) }
@@ -63,7 +66,8 @@ public enum RolloutEngine {
         }
         let minReady = Int64(spec.minReadySeconds) * 1000
         func updated(_ r: RolloutReplica) -> Bool { s.readySince[r.id].map { now - $0 >= minReady } ?? false }
-        let deadlinePassed = now - s.since >= Int64(spec.progressDeadlineSeconds) * 1000
+        let deadline = Int64(spec.progressDeadlineSeconds) * 1000
+        let deadlinePassed = now - s.since >= deadline
 
         func stop(_ why: String) {
             guard spec.autoRollback else {
@@ -91,37 +95,65 @@ public enum RolloutEngine {
             let all = waves(spec, replicas)
             let members = Set(all[min(s.wave, all.count - 1)])
             let inWave = replicas.filter { members.contains($0.id) }
-            var failed = inWave.filter { s.assigned[$0.id] == s.to && $0.failing }.map(\.id)
-            if deadlinePassed {
-                failed += inWave.filter { $0.online && s.assigned[$0.id] == s.to && !$0.failing && !updated($0) }.map(\.id)
-            }
+            func told(_ r: RolloutReplica) -> Bool { s.assigned[r.id] == s.to }
+            // Failed: crashing, or on an online device and not updated `progressDeadline`
+            // after it was told (each replica has its own deadline: a big wave is not a slow one).
+            func overdue(_ r: RolloutReplica) -> Bool { r.online && !updated(r) && now - (s.assignedAt[r.id] ?? s.since) >= deadline }
+            var failed = inWave.filter { told($0) && ($0.failing || overdue($0)) }.map(\.id)
             if failed.count > spec.failureThreshold {
                 stop("\(failed.count) replicas failed (\(failed.sorted().prefix(5).joined(separator: ", "))), more than the \(spec.failureThreshold) allowed")
                 break
             }
             // Replicas on offline devices are told at once: they are unavailable already, and
-            // converge when back. Online ones within maxUnavailable.
-            var room = spec.maxUnavailable - inWave.filter { $0.online && s.assigned[$0.id] == s.to && !updated($0) }.count
-            for r in inWave where s.assigned[r.id] != s.to {
-                guard !r.online || room > 0 else { continue }
-                if r.online { room -= 1 }
+            // converge when back. Online ones within maxUnavailable, or beside their old
+            // instance within maxSurge where their device has room for both.
+            let inFlight = inWave.filter { $0.online && told($0) && !updated($0) && !failed.contains($0.id) }
+            var room = spec.maxUnavailable - inFlight.filter { !s.surged.contains($0.id) }.count
+            var surgeRoom = spec.maxSurge - inFlight.filter { s.surged.contains($0.id) }.count
+            var free = deviceRoom
+            for r in inWave where !told(r) {
+                var surge = false
+                if r.online, surgeRoom > 0, let cost = r.surgeCost, let left = free[r.device], left.fits(cost) {
+                    free[r.device] = left - cost
+                    surgeRoom -= 1
+                    surge = true
+                } else if r.online {
+                    guard room > 0 else { continue }
+                    room -= 1
+                }
                 s.assigned[r.id] = s.to
+                s.assignedAt[r.id] = now
+                if surge { s.surged.insert(r.id) } else { s.surged.remove(r.id) }
                 if !s.order.contains(r.id) { s.order.append(r.id) }
+                s.since = now
+            }
+            // Nothing in flight and replicas still to tell: no room to surge, and
+            // maxUnavailable 0. They count as failed once the deadline passes with no progress.
+            let untold = inWave.filter { $0.online && !told($0) }
+            if !untold.isEmpty, inWave.allSatisfy({ !$0.online || !told($0) || updated($0) || failed.contains($0.id) }), now - s.since >= deadline {
+                failed += untold.map(\.id)
+                if failed.count > spec.failureThreshold {
+                    stop("\(untold.count) replicas could not be updated: no room on their devices for a second instance, and maxUnavailable is 0")
+                    break
+                }
             }
             let waiting = inWave.filter { $0.online && !updated($0) && !failed.contains($0.id) }
-            if waiting.isEmpty || deadlinePassed {
+            if waiting.isEmpty {
                 let pending = inWave.filter { !$0.online && !updated($0) }.count
                 s.phase = .baking
                 s.since = now
                 s.message = "baking wave \(s.wave + 1) of \(all.count) for \(spec.bakeSeconds) s" + (pending > 0 ? "; \(pending) replicas pending on offline devices" : "")
+                    + (failed.isEmpty ? "" : "; \(failed.count) failed, within the \(spec.failureThreshold) allowed")
                 events.append("rollout to revision \(s.to): wave \(s.wave + 1) of \(all.count) updated" + (pending > 0 ? ", \(pending) pending" : ""))
                 // No bake: on at once, not at the next report or pass.
                 if spec.bakeSeconds == 0 {
-                    let next = step(s, spec: spec, replicas: replicas, now: now)
+                    let next = step(s, spec: spec, replicas: replicas, now: now, deviceRoom: deviceRoom)
                     return Step(state: next.state, events: events + next.events)
                 }
             } else {
+                let surging = waiting.filter { s.surged.contains($0.id) && told($0) }.count
                 s.message = "wave \(s.wave + 1) of \(all.count): \(inWave.count - waiting.count) of \(inWave.count) updated, waiting for \(waiting.prefix(3).map(\.id).joined(separator: ", "))"
+                    + (surging > 0 ? "; \(surging) starting beside their old instance" : "")
             }
         case .baking:
             let all = waves(spec, replicas)
@@ -138,13 +170,17 @@ public enum RolloutEngine {
                 s.since = now
                 s.message = "starting wave \(s.wave + 1) of \(all.count)"
                 events.append("rollout to revision \(s.to): wave \(s.wave + 1) of \(all.count) begins")
-                let next = step(s, spec: spec, replicas: replicas, now: now)
+                let next = step(s, spec: spec, replicas: replicas, now: now, deviceRoom: deviceRoom)
                 return Step(state: next.state, events: events + next.events)
             }
             s.phase = .succeeded
             let pending = replicas.filter { !$0.online && $0.runs != s.to }.count
-            s.message = pending == 0 ? "revision \(s.to) is live on every replica"
-                : "revision \(s.to) is live; \(pending) replicas pending on offline devices (they converge when back)"
+            let behind = replicas.filter { $0.online && s.assigned[$0.id] != s.to }.count
+            s.message = pending == 0 && behind == 0 ? "revision \(s.to) is live on every replica"
+                : "revision \(s.to) is live; " + [
+                    pending > 0 ? "\(pending) replicas pending on offline devices (they converge when back)" : nil,
+                    behind > 0 ? "\(behind) replicas left on their revision (no room to surge)" : nil,
+                ].compactMap { $0 }.joined(separator: "; ")
             events.append("rollout to revision \(s.to) succeeded")
         case .paused, .succeeded, .failed, .aborted:
             break

@@ -110,12 +110,12 @@ public enum Manifest {
         return (result, complete)
     }
 
-    /// `{waves: [{count: 1}, {selector: {...}}, {percent: 100}], maxUnavailable, minReadySeconds,
+    /// `{waves: [{count: 1}, {selector: {...}}, {percent: 100}], maxUnavailable, maxSurge, minReadySeconds,
     /// bakeTime, progressDeadline, failureThreshold, autoRollback}`.
     private static func readRollout(_ value: Any?, reader: inout FieldReader) -> RolloutSpec? {
         let path = "spec.rollout"
         guard let r = reader.object(value, path, optional: true) else { return nil }
-        reader.allowOnly(r, ["waves", "maxUnavailable", "minReadySeconds", "bakeTime", "progressDeadline", "failureThreshold", "autoRollback"], at: path)
+        reader.allowOnly(r, ["waves", "maxUnavailable", "maxSurge", "minReadySeconds", "bakeTime", "progressDeadline", "failureThreshold", "autoRollback"], at: path)
         var spec = RolloutSpec()
         if let raw = r["waves"] {
             if let items = raw as? [Any] {
@@ -142,6 +142,9 @@ public enum Manifest {
             reader.fail("\(path).\(key)", "must be a duration such as 30s or 5m, found '\(scalarText(raw))'")
             return fallback
         }
+        spec.maxSurge = number("maxSurge", 0)
+        // Surge where a device has room, one replaced at a time elsewhere; `maxUnavailable: 0`
+        // asks for no gap at all (replicas that cannot surge then fail at the deadline).
         spec.maxUnavailable = number("maxUnavailable", 1)
         spec.minReadySeconds = number("minReadySeconds", 0)
         spec.failureThreshold = number("failureThreshold", 0)

@@ -267,5 +267,25 @@ extension ContainerTests {
         let volume = bed.agentDir("gw-1") + "/volumes/keeper/data"
         var st = stat()
         #expect(stat(volume, &st) == 0 && st.st_uid == getpwnam("drover")?.pointee.pw_uid, "the volume belongs to the container's user")
+
+        // A surge: the third run starts as a second container (`keeper-0+1`) beside the second,
+        // sharing its volume, and the second stops once the third runs.
+        let second = try #require(try await bed.running("keeper").first?.pid)
+        try await bed.apply(surging(volumeManifest(run: 3)))
+        let surged = await Harness.eventually(.seconds(30)) {
+            guard let now = try? await bed.running("keeper"), now.count == 1, let pid = now.first?.pid else { return false }
+            return pid != second && !Harness.isAlive(second)
+        }
+        #expect(surged)
+        #expect(!cgroups(parent, "keeper-0+1").isEmpty, "the new container runs in slot 1")
+        #expect(await Harness.eventually(.seconds(10)) { cgroups(parent, "keeper-0").isEmpty }, "the old one is gone, cgroup and all")
+        try await Task.sleep(for: .milliseconds(500))
+        let after = try bed.drover(["logs", "keeper", "--tail", "3"]).output
+        #expect(after.hasSuffix("run 1\nrun 2\nrun 3\n"), "\(after)")
+    }
+
+    /// With a rollout that starts each new container beside the old one.
+    static func surging(_ manifest: String) -> String {
+        manifest + "\n  rollout: {maxSurge: 1, maxUnavailable: 0}\n"
     }
 }

@@ -61,6 +61,15 @@ struct PodmanTests {
         try await Task.sleep(for: .seconds(3))
         #expect(try await bed.running("ticker").map(\.pid) == [pid], "adopted, not restarted")
 
+        // A surge: the new revision runs as `drover1-ticker-0` beside the old one, which then stops.
+        try await bed.apply(ContainerTests.surging(ContainerTests.manifest("ticker", runtime: "podman") + "  env: {REVISION: \"2\"}"))
+        let surged = await Harness.eventually(.seconds(60)) {
+            guard let now = try? await bed.running("ticker"), now.count == 1, let new = now.first?.pid else { return false }
+            return new != pid && !Harness.isAlive(pid)
+        }
+        let names = try podman(bed, ["ps", "--format", "{{.Names}}"]).output
+        #expect(surged && names.contains("drover1-ticker-0") && !names.contains("drover-ticker-0"), "\(names)")
+
         try await bed.apply(ContainerTests.manifest("hog", command: "exec tail /dev/zero", memory: "32Mi", restart: "never", runtime: "podman"))
         let killed = await Harness.eventually(.seconds(60)) {
             guard let r = try? await bed.replicas("hog").first else { return false }

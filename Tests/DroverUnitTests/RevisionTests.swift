@@ -1,5 +1,6 @@
 import DroverController
 import DroverCore
+import DroverProtocol
 import DroverStore
 import Testing
 
@@ -65,5 +66,43 @@ extension RevisionTests {
         #expect(record.lastGoodRevision == 1)
         record.rollout?.phase = .succeeded
         #expect(record.replicaSpec(id: "w-1").revision == 2 && record.lastGoodRevision == 2)
+    }
+}
+
+@Suite("Rollouts with surge in the controller")
+struct RolloutSurgeFleetTests {
+    /// Two devices, one replica each running revision 1; device `b` has no room for a second.
+    static func fleet(ports: [Int] = []) async throws -> (Fleet, RecordingPublisher, WorkloadSpec) {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        await fleet.hello(FleetFixture.hello("b", memory: 40 << 20))
+        var spec = FleetFixture.workload("w", replicas: 2)
+        spec.maxPerDevice = 1
+        spec.ports = ports
+        spec.rollout = RolloutSpec(maxUnavailable: 1, maxSurge: 2)
+        _ = try await fleet.apply(spec)
+        for row in try await fleet.workload("w").replicas {
+            await fleet.report(Report(device: row.device, seq: 1, replicas: [ReplicaStatus(id: row.id, workload: "w", phase: .running, generation: 1, pid: 9, time: 0, revision: 1)]))
+        }
+        spec.env = ["V": "2"]
+        _ = try await fleet.apply(spec)
+        return (fleet, publisher, spec)
+    }
+
+    @Test("a replica surges where its device has room for a second instance; elsewhere it is replaced under maxUnavailable")
+    func room() async throws {
+        let (_, publisher, _) = try await Self.fleet()
+        let a = try #require(publisher.last(for: "a")?.replicas.first)
+        let b = try #require(publisher.last(for: "b")?.replicas.first)
+        #expect(a.revision == 2 && a.surge == true, "a has room")
+        #expect(b.revision == 2 && b.surge == nil, "b has none: replaced")
+    }
+
+    @Test("a workload that claims host ports never surges: two instances would want one port")
+    func ports() async throws {
+        let (_, publisher, _) = try await Self.fleet(ports: [8080])
+        let told = ["a", "b"].compactMap { publisher.last(for: $0)?.replicas.first }
+        #expect(told.allSatisfy { $0.surge == nil }, "\(told)")
+        #expect(told.filter { $0.revision == 2 }.count == 1, "one at a time under maxUnavailable")
     }
 }

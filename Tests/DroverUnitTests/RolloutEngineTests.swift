@@ -29,11 +29,14 @@ struct RolloutEngineTests {
     }
 
     /// Steps until the rollout settles, a second apart; returns every state seen.
-    static func run(_ fleet: inout Fleet, _ spec: RolloutSpec, from: Int = 1, to: Int = 2, steps: Int = 200, each: (RolloutState, Fleet) -> Void = { _, _ in }) -> [RolloutState] {
+    static func run(
+        _ fleet: inout Fleet, _ spec: RolloutSpec, from: Int = 1, to: Int = 2, steps: Int = 200, room: [String: Resources] = [:],
+        each: (RolloutState, Fleet) -> Void = { _, _ in }
+    ) -> [RolloutState] {
         var state = RolloutState(from: from, to: to, now: 0)
         var seen: [RolloutState] = []
         for t in 0..<steps {
-            state = RolloutEngine.step(state, spec: spec, replicas: fleet.replicas, now: Int64(t) * 1000).state
+            state = RolloutEngine.step(state, spec: spec, replicas: fleet.replicas, now: Int64(t) * 1000, deviceRoom: room).state
             seen.append(state)
             each(state, fleet)
             guard state.isActive else { break }
@@ -135,5 +138,69 @@ struct RolloutEngineTests {
             t += 1000
         }
         #expect(state.phase == .failed && t < 30_000, "\(state.message) at \(t)")
+    }
+
+    @Test("maxSurge: replicas start beside their old instance where the device has room, within maxSurge; elsewhere one at a time under maxUnavailable")
+    func surge() {
+        var fleet = Fleet(6)
+        let cost = Resources(cpuMillis: 100)
+        for i in fleet.replicas.indices {
+            fleet.replicas[i].device = "d\(i)"
+            fleet.replicas[i].surgeCost = cost
+        }
+        // Room for a second instance on d0-d3 only.
+        let room = Dictionary(uniqueKeysWithValues: (0..<6).map { ("d\($0)", Resources(cpuMillis: $0 < 4 ? 150 : 50)) })
+        let spec = RolloutSpec(maxUnavailable: 1, maxSurge: 2)
+        var mostSurging = 0
+        var mostDown = 0
+        let states = Self.run(&fleet, spec, room: room) { state, fleet in
+            let between = fleet.replicas.filter { state.assigned[$0.id] == 2 && !($0.runs == 2 && $0.ready) }
+            mostSurging = max(mostSurging, between.filter { state.surged.contains($0.id) }.count)
+            mostDown = max(mostDown, between.filter { !state.surged.contains($0.id) }.count)
+        }
+        #expect(states.last?.phase == .succeeded, "\(states.last?.message ?? "")")
+        // Both budgets are used at once: surges where there is room, the rest under maxUnavailable.
+        let surged = states.last?.surged ?? []
+        #expect(surged.count >= 2 && surged.isSubset(of: ["w-0", "w-1", "w-2", "w-3"]), "only replicas on devices with room surged: \(surged)")
+        #expect(mostSurging == 2 && mostDown == 1, "\(mostSurging) surging, \(mostDown) down")
+        #expect(fleet.replicas.allSatisfy { $0.runs == 2 })
+    }
+
+    @Test("maxSurge: one device's room is shared by its replicas, and a replica that is not running does not surge")
+    func surgeRoomShared() {
+        var fleet = Fleet(3)
+        for i in fleet.replicas.indices {
+            fleet.replicas[i].device = "d0"
+            fleet.replicas[i].surgeCost = i == 2 ? nil : Resources(memoryBytes: 64 << 20)
+        }
+        let spec = RolloutSpec(maxUnavailable: 3, maxSurge: 3)
+        let first = RolloutEngine.step(RolloutState(from: 1, to: 2, now: 0), spec: spec, replicas: fleet.replicas, now: 0, deviceRoom: ["d0": Resources(memoryBytes: 100 << 20)])
+        #expect(first.state.surged == ["w-0"], "room for one second instance only")
+        #expect(first.state.assigned.count == 3, "the others are replaced under maxUnavailable")
+    }
+
+    @Test("maxUnavailable 0 and no room to surge: nothing is taken down; the rollout fails at its deadline, saying why")
+    func surgeNoRoom() {
+        var fleet = Fleet(2)
+        for i in fleet.replicas.indices {
+            fleet.replicas[i].device = "d\(i)"
+            fleet.replicas[i].surgeCost = Resources(cpuMillis: 100)
+        }
+        let spec = RolloutSpec(maxUnavailable: 0, maxSurge: 1, progressDeadlineSeconds: 10)
+        let states = Self.run(&fleet, spec, room: ["d0": Resources(cpuMillis: 10), "d1": Resources(cpuMillis: 10)])
+        #expect(states.allSatisfy { $0.assigned.values.allSatisfy { $0 != 2 } }, "never told")
+        #expect(states.last?.phase == .failed && states.count >= 10, "\(states.last?.message ?? "")")
+        #expect(states.contains { $0.message.contains("no room on their devices") })
+        #expect(RolloutSpec(maxUnavailable: 0, maxSurge: 0).problems(at: "spec.rollout").map(\.path) == ["spec.rollout.maxUnavailable"])
+    }
+
+    @Test("each replica has its own deadline: a wave larger than one deadline's worth of replacements still updates every replica")
+    func bigWave() {
+        var fleet = Fleet(30)
+        // One at a time, each step; a deadline of 10 s would end a wave-wide clock at a third.
+        let spec = RolloutSpec(maxUnavailable: 1, progressDeadlineSeconds: 10)
+        let states = Self.run(&fleet, spec)
+        #expect(states.last?.phase == .succeeded && states.last?.message == "revision 2 is live on every replica", "\(states.last?.message ?? "")")
+        #expect(fleet.replicas.allSatisfy { $0.runs == 2 })
     }
 }

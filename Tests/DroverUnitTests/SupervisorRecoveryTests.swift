@@ -176,9 +176,9 @@ struct SlowDriver: RuntimeDriver {
     let kind = RuntimeKind.runc
     let exec: ExecDriver
     var startsInBackground: Bool { true }
-    func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+    func start(_ spec: ReplicaSpec, name: String, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         usleep(300_000)
-        return try exec.start(spec, directory: directory, logPath: logPath)
+        return try exec.start(spec, name: name, directory: directory, logPath: logPath)
     }
     func state(of process: RuntimeProcess) -> ProcessState { exec.state(of: process) }
     func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {

@@ -117,16 +117,20 @@ public struct PodmanDriver: RuntimeDriver {
         var manifests: [Entry]
     }
 
-    static func name(_ replica: String) -> String { "drover-" + replica }
+    /// `drover-ID`, and `drover1-ID` for the instance `ID+1` (podman names take no `+`).
+    static func name(_ instance: String) -> String {
+        guard let plus = instance.lastIndex(of: "+") else { return "drover-" + instance }
+        return "drover" + instance[instance.index(after: plus)...] + "-" + instance[..<plus]
+    }
 
-    public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+    public func start(_ spec: ReplicaSpec, name: String, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         guard let digest = spec.image.flatMap(ImageReference.init(parsing:))?.digest, let imageID = loadedImage(digest) else {
             throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
         }
         // The user is resolved as for runc: names from the device (podman reads the image's own).
         let user = try ContainerUser.resolve(spec: spec.user, image: nil, workloadUser: host.workloadUser, rootfs: "/nonexistent")
         var arguments = [
-            "run", "--detach", "--replace", "--pull", "never", "--image-volume", "ignore", "--name", Self.name(spec.id), "--network", "host", "--read-only",
+            "run", "--detach", "--replace", "--pull", "never", "--image-volume", "ignore", "--name", Self.name(name), "--network", "host", "--read-only",
             "--user", "\(user.uid):\(user.gid)", "--security-opt", "no-new-privileges", "--pids-limit", "\(host.pidsLimit)",
             "--cgroup-parent", host.cgroupParent, "--log-driver", "k8s-file", "--log-opt", "path=" + logPath, "--pidfile", directory + "/container.pid",
             "--env", "DROVER_REPLICA=" + spec.id, "--env", "DROVER_WORKLOAD=" + spec.workload,
@@ -150,17 +154,17 @@ public struct PodmanDriver: RuntimeDriver {
         unlink(directory + "/container.pid")
         let started = run(arguments, log: directory + "/podman.log", timeout: .seconds(60))
         guard started.succeeded else {
-            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
+            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(name)], log: directory + "/podman.log")
             throw RuntimeError("podman run failed: \(started.lastLine)")
         }
         // The pid file stays when the container is gone already (killed at once): `state` then
         // finds it ended and asks podman (and the kernel's log) how.
         guard let pid = POSIX.readFile(directory + "/container.pid").flatMap({ Int32($0.filter(\.isNumber)) }), pid > 0 else {
-            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(spec.id)], log: directory + "/podman.log")
-            throw RuntimeError("podman started \(Self.name(spec.id)) but wrote no pid")
+            _ = run(["rm", "--force", "--volumes", "--ignore", Self.name(name)], log: directory + "/podman.log")
+            throw RuntimeError("podman started \(Self.name(name)) but wrote no pid")
         }
         // A pid already gone gets start ticks no process has: it never passes for a live one.
-        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: spec.id, directory: directory)
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: name, directory: directory)
     }
 
     public func state(of process: RuntimeProcess) -> ProcessState {
@@ -178,7 +182,7 @@ public struct PodmanDriver: RuntimeDriver {
     }
 
     public func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
-        ProbeCheck.outcome(command, run(["exec", Self.name(spec.id)] + command, log: (process.directory ?? base) + "/probe.log", timeout: timeout))
+        ProbeCheck.outcome(command, run(["exec", Self.name(process.replica ?? spec.id)] + command, log: (process.directory ?? base) + "/probe.log", timeout: timeout))
     }
 
     public func stop(_ process: RuntimeProcess, grace: Duration) async {

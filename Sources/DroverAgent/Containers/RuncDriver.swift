@@ -67,7 +67,7 @@ public struct RuncDriver: RuntimeDriver {
 
     func paths(_ directory: String) -> (bundle: String, state: String) { (directory + "/bundle", directory + "/state") }
 
-    public func start(_ spec: ReplicaSpec, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
+    public func start(_ spec: ReplicaSpec, name: String, directory: String, logPath: String) throws(RuntimeError) -> RuntimeProcess {
         guard let digest = spec.image.flatMap(ImageReference.init(parsing:))?.digest, let unpacked = images.unpackedPath(digest) else {
             throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
         }
@@ -78,12 +78,12 @@ public struct RuncDriver: RuntimeDriver {
         let mounts = try spec.volumes.map { mount throws(RuntimeError) in (source: try host.volumes.directory(mount, of: spec.workload, for: user), mount: mount) }
         let config = try OCIRuntimeConfig(
             spec: spec, image: imageConfig.config ?? ImageConfig.Config(), user: user, rootfs: rootfs, volumes: mounts,
-            cgroupsPath: host.cgroupParent + "/" + spec.id, pidsLimit: host.pidsLimit)
+            cgroupsPath: host.cgroupParent + "/" + name, pidsLimit: host.pidsLimit)
 
         let (bundle, state) = paths(directory)
         // Whatever an earlier run left (a reboot, a crash mid-start) goes first.
-        if POSIX.exists(runcRoot + "/" + spec.id) {
-            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: directory + "/runc-delete.log", timeout: .seconds(10))
+        if POSIX.exists(runcRoot + "/" + name) {
+            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", name], outputPath: directory + "/runc-delete.log", timeout: .seconds(10))
         }
         POSIX.removeTree(state)
         POSIX.makeDirectories(bundle, mode: 0o700)
@@ -96,7 +96,7 @@ public struct RuncDriver: RuntimeDriver {
         let launched = commands.run(
             conmon,
             [
-                "--api-version", "1", "-c", spec.id, "-u", spec.id, "-n", spec.id, "-r", runc, "-b", bundle,
+                "--api-version", "1", "-c", name, "-u", name, "-n", name, "-r", runc, "-b", bundle,
                 "-p", state + "/container.pid", "-P", state + "/conmon.pid", "-l", "k8s-file:" + logPath,
                 "--log-size-max", "\(16 << 20)", "--exit-dir", state, "-0", state, "--socket-dir-path", state,
                 "--runtime-arg", "--root=" + runcRoot, "--runtime-arg", "--log=" + state + "/runc.log",
@@ -112,19 +112,19 @@ public struct RuncDriver: RuntimeDriver {
             // conmon gone without a container: `runc create` failed, and runc's log says why.
             let monitorGone = POSIX.exists(state + "/conmon.pid") && !monitorAlive(state) && !POSIX.exists(state + "/container.pid")
             if monitorGone || ContinuousClock.now > deadline {
-                _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
+                _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", name], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
                 throw RuntimeError("runc create failed: \(monitorGone ? runcError(state) : "no container after 30 s")")
             }
             usleep(2000)
         }
         guard let pid = created else { throw RuntimeError("runc create failed: \(runcError(state))") }
-        let started = commands.run(runc, ["--root", runcRoot, "--log", state + "/runc.log", "start", spec.id], outputPath: state + "/runc-start.log", timeout: .seconds(30))
+        let started = commands.run(runc, ["--root", runcRoot, "--log", state + "/runc.log", "start", name], outputPath: state + "/runc-start.log", timeout: .seconds(30))
         guard started.succeeded else {
-            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", spec.id], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
+            _ = commands.run(runc, ["--root", runcRoot, "delete", "--force", name], outputPath: state + "/runc-delete.log", timeout: .seconds(10))
             throw RuntimeError("runc start failed: \(runcError(state))")
         }
         // A pid already gone gets start ticks no process has: it never passes for a live one.
-        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: spec.id, directory: directory)
+        return RuntimeProcess(pid: pid, startTicks: POSIX.startTicks(pid) ?? -1, replica: name, directory: directory)
     }
 
     /// The last error runc logged (its `--log` is JSON-free text: `time=… level=error msg="…"`).
@@ -158,7 +158,7 @@ public struct RuncDriver: RuntimeDriver {
     /// `runc exec`: in the container's namespaces, as its user, with its environment.
     public func probe(_ command: [String], in process: RuntimeProcess, spec: ReplicaSpec, timeout: Duration) -> ProbeCheck.Outcome {
         let log = (process.directory ?? runcRoot) + "/probe.log"
-        return ProbeCheck.outcome(command, commands.run(runc, ["--root", runcRoot, "exec", spec.id] + command, outputPath: log, timeout: timeout))
+        return ProbeCheck.outcome(command, commands.run(runc, ["--root", runcRoot, "exec", process.replica ?? spec.id] + command, outputPath: log, timeout: timeout))
     }
 
     public func stop(_ process: RuntimeProcess, grace: Duration) async {
