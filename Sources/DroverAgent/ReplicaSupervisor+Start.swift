@@ -11,7 +11,8 @@ extension ReplicaSupervisor {
     func startDue() -> [ReplicaStatus] {
         var changed: [ReplicaStatus] = []
         let now = ContinuousClock.now
-        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where stopping[id] == nil {
+        // Not while an instance of it is being stopped: the new one may take its slot.
+        for (id, var record) in records.sorted(by: { $0.key < $1.key }) where stopping[id] == nil && stopping[ReplicaRecord.retiringKey(id)] == nil {
             guard var state = live[id], state.process == nil, !state.starting, let due = state.nextStart, due <= now else { continue }
             // Not before its image is here; `prepareMissing` is getting it.
             if !ready(record.spec) {

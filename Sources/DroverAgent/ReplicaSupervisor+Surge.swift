@@ -39,8 +39,8 @@ extension ReplicaSupervisor {
             var record = records[id], record.phase == .running, let process = live[id]?.process
         else { return false }
         record.retiring = true
-        save(record)
-        forget(id)
+        // In one transaction: a crash leaves it under one key or the other, never both or none.
+        store(deleting: [id], saving: [record])
         retiring[id] = Retiring(record: record, process: process)
         records[id] = nil
         live[id] = nil
@@ -59,19 +59,20 @@ extension ReplicaSupervisor {
             if let want = desired[id], want.revisionKey == old.record.spec.revisionKey {
                 // (A new instance being started is dealt with once its start is done.)
                 guard live[id]?.starting != true else { continue }
-                forget(key)
                 var promoted = old.record
                 promoted.retiring = nil
                 promoted.spec = want
+                // The two change places in one transaction: a crash loses neither.
+                var saving = [promoted]
                 if let current = records[id], let process = live[id]?.process, let newDriver = drivers[current.spec.runtime] {
                     var gone = current
                     gone.retiring = true
                     gone.stopping = true
-                    save(gone)
+                    saving.append(gone)
                     stopping[key] = process
                     stops.append(InstanceStop(key: key, process: process, driver: newDriver, replica: id))
                 }
-                save(promoted)
+                store(deleting: [key], saving: saving)
                 records[id] = promoted
                 var state = Live(process: old.process, startedAt: .now)
                 state.probes.startupPassed = true
@@ -79,7 +80,10 @@ extension ReplicaSupervisor {
                 retiring[id] = nil
                 changed.append(status(of: promoted, phase: promoted.phase))
                 logger.info("surge undone: the old instance is the replica again", metadata: ["replica": "\(id)", "pid": "\(old.process.pid)"])
-            } else if desired[id] == nil || desired[id]?.revisionKey != records[id]?.spec.revisionKey {
+            } else if desired[id]?.surge != true || (records[id] != nil && desired[id]?.revisionKey != records[id]?.spec.revisionKey) {
+                // Gone, changed to a third template, or the surge is over (the rollout ended:
+                // the replica is what the new instance is). With no record beside it (an agent
+                // that went down right after moving it aside) it stays: the new one starts now.
                 var gone = old.record
                 gone.stopping = true
                 save(gone)
@@ -99,7 +103,8 @@ extension ReplicaSupervisor {
             guard let driver = drivers[old.record.spec.runtime] else { continue }
             var ended = false
             if case .ended = driver.state(of: old.process) { ended = true }
-            let replaced = records[id]?.phase == .running && live[id]?.process != nil && live[id]?.starting != true && records[id]?.ready != false
+            let startedUp = live[id]?.probes.startupPassed == true || records[id]?.spec.probes.startup == nil
+            let replaced = records[id]?.phase == .running && live[id]?.process != nil && live[id]?.starting != true && records[id]?.ready != false && startedUp
             guard ended || replaced else { continue }
             let key = ReplicaRecord.retiringKey(id)
             var gone = old.record
@@ -111,14 +116,24 @@ extension ReplicaSupervisor {
             let grace = stopGrace
             Task {
                 await driver.stop(old.process, grace: grace)
-                self.finishStop(key)
+                self.finishStop(key, of: id)
             }
         }
     }
 
-    func finishStop(_ key: String) {
+    func finishStop(_ key: String, of id: String) {
         stopping[key] = nil
         forget(key)
+        // Removed meanwhile: its files go now that nothing uses them.
+        if desired[id] == nil, records[id] == nil { removeFiles(id) }
+    }
+
+    func store(deleting keys: [String], saving records: [ReplicaRecord]) {
+        do {
+            try store.saveReplicas(deleting: keys, saving: records)
+        } catch {
+            logger.error("cannot save replica records", metadata: ["records": "\(records.map(\.storeKey))", "error": "\(error)"])
+        }
     }
 
     /// Part of `recover`: a retiring instance still running is adopted as such (the next

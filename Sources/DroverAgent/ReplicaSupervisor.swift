@@ -142,12 +142,14 @@ public actor ReplicaSupervisor {
             if retiring[id] != nil {
                 // What the slot holds is from the instance before last: the new one starts clean.
                 POSIX.removeTree(replicasDir + "/" + record.instance)
-                save(record)
             }
+            // In slot 1 it is on disk before it starts: after a crash mid-start, the agent
+            // looks for its container under the right name.
+            if record.slot != nil { save(record) }
         }
         queue(startDue())
         guard !stops.isEmpty else {
-            for id in obsolete.keys where desired[id] == nil { removeFiles(id) }
+            for id in obsolete.keys where desired[id] == nil && stopping[ReplicaRecord.retiringKey(id)] == nil { removeFiles(id) }
             return
         }
         // Stopped side by side: each may take its whole grace period.
@@ -161,7 +163,9 @@ public actor ReplicaSupervisor {
             logger.info("stopped replica", metadata: ["replica": "\(stop.key)", "pid": "\(stop.process.pid)"])
         }
         // A replica gone for good leaves nothing behind; one being replaced keeps its logs.
-        for id in Set(obsolete.keys).union(stops.map(\.replica)) where desired[id] == nil && records[id] == nil { removeFiles(id) }
+        for id in Set(obsolete.keys).union(stops.map(\.replica)) where desired[id] == nil && records[id] == nil && stopping[ReplicaRecord.retiringKey(id)] == nil {
+            removeFiles(id)
+        }
         queue(stopped + startDue())
     }
 

@@ -129,11 +129,21 @@ public final class AgentStore: Sendable {
     // MARK: replicas
 
     public func saveReplica(_ record: ReplicaRecord) throws(SQLiteError) {
-        let json = encodeJSON(record)
+        try saveReplicas(deleting: [], saving: [record])
+    }
+
+    /// Deletes the records under `keys`, then saves `records`, in one transaction: a replica's
+    /// two instances change places without a moment where a crash loses one.
+    public func saveReplicas(deleting keys: [String], saving records: [ReplicaRecord]) throws(SQLiteError) {
         try withDB { db throws(SQLiteError) in
-            try db.execute(
-                "INSERT INTO replicas (id, record) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                [.text(record.storeKey), .text(json)])
+            try db.transaction { () throws(SQLiteError) in
+                for key in keys { try db.execute("DELETE FROM replicas WHERE id = ?", [.text(key)]) }
+                for record in records {
+                    try db.execute(
+                        "INSERT INTO replicas (id, record) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                        [.text(record.storeKey), .text(encodeJSON(record))])
+                }
+            }
         }
     }
 

@@ -14,9 +14,11 @@ extension FleetState {
             guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
             let rows = replicas.values.filter { $0.workload == name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
             let spec = record.spec.rollout ?? RolloutSpec()
-            // A second instance on the host network would claim the same ports: no surge then.
+            // A second instance on the host network would claim the same ports, and its http or
+            // tcp probes would reach the first one: no surge then.
             let target = record.history.first { $0.revision == state.to }?.spec ?? record.spec
-            let surgeable = spec.maxSurge > 0 && target.ports.isEmpty && (record.history.first { $0.revision == state.from }?.spec.ports.isEmpty ?? true)
+            let old = record.history.first { $0.revision == state.from }?.spec
+            let surgeable = spec.maxSurge > 0 && target.ports.isEmpty && !target.probes.usePorts && (old?.ports.isEmpty ?? true)
             let view = rows.map { row in
                 let device = devices[row.device]
                 return RolloutReplica(
@@ -42,8 +44,9 @@ extension FleetState {
     }
 
     /// What each device has left for a second instance of a replica: its capacity less what
-    /// its replicas ask for, less the surges under way there (a replica told to surge whose
-    /// new instance is not yet running ready, so that its old one still runs).
+    /// its replicas ask for (by the revision each runs), less the surges under way there (a
+    /// replica told to surge whose new instance is not yet running ready, so that its old one
+    /// still runs).
     func surgeRoom(on ids: Set<String>) -> [String: Resources] {
         var room: [String: Resources] = [:]
         for id in ids {
@@ -51,10 +54,11 @@ extension FleetState {
             var left = device.facts.capacity
             for r in replicasOn[id] ?? [] {
                 guard let row = replicas[r], let workload = workloads[row.workload] else { continue }
-                left = left - workload.spec.resources
-                if let rollout = workload.rollout, rollout.isActive, rollout.surged.contains(r), rollout.assigned[r] == rollout.to,
+                let runs = workload.history.first { $0.revision == row.revision }?.spec.resources ?? workload.spec.resources
+                left = left - runs
+                if let rollout = workload.rollout, rollout.isActive || rollout.phase == .paused, rollout.surged.contains(r), rollout.assigned[r] == rollout.to,
                     !(row.phase == .running && row.revision == rollout.to && row.ready != false) {
-                    left = left - workload.spec.resources
+                    left = left - (workload.history.first { $0.revision == rollout.from }?.spec.resources ?? runs)
                 }
             }
             room[id] = left

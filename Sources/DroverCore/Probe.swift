@@ -73,6 +73,16 @@ public struct Probes: Hashable, Codable, Sendable {
 
     public var isEmpty: Bool { startup == nil && liveness == nil && readiness == nil }
 
+    /// Whether a probe talks to a port (http, tcp): on the host network a second instance's
+    /// probe would reach the first one.
+    public var usePorts: Bool {
+        [startup, liveness, readiness].contains { probe in
+            guard let probe else { return false }
+            if case .exec = probe.action { return false }
+            return true
+        }
+    }
+
     public func problems(at prefix: String) -> [FieldError] {
         (startup?.problems(at: prefix + "startupProbe", single: true) ?? []) + (liveness?.problems(at: prefix + "livenessProbe", single: true) ?? [])
             + (readiness?.problems(at: prefix + "readinessProbe", single: false) ?? [])

@@ -5,7 +5,9 @@
 /// one stopping once the new one is ready); a replica counts as updated
 /// once it has run the new revision, ready, for `minReadySeconds`; after a wave the rollout
 /// bakes for `bakeSeconds` watching it; more than `failureThreshold` failed replicas stop it
-/// (and with `autoRollback` bring the previous revision back). Every state has a deadline.
+/// (and with `autoRollback` bring the previous revision back); a failed replica within the
+/// threshold no longer holds a place under `maxUnavailable` (the rollout goes on without it).
+/// Every state has a deadline.
 public struct RolloutSpec: Hashable, Codable, Sendable {
     public enum Wave: Hashable, Codable, Sendable {
         case percent(Int)
@@ -109,9 +111,13 @@ public struct RolloutState: Hashable, Codable, Sendable {
     public var assignedAt: [String: Int64] = [:]
     /// Replicas told to start the new revision beside the old one.
     public var surged: Set<String> = []
+    /// Replicas updated since they were told, and those seen on an offline device: a replica
+    /// that stops being updated, or comes back online, gets its deadline afresh.
+    public var wasUpdated: Set<String> = []
+    public var away: Set<String> = []
 
     enum CodingKeys: String, CodingKey {
-        case from, to, wave, phase, since, assigned, readySince, message, pausedFrom, order, assignedAt, surged
+        case from, to, wave, phase, since, assigned, readySince, message, pausedFrom, order, assignedAt, surged, wasUpdated, away
     }
 
     public init(from decoder: any Decoder) throws {
@@ -128,6 +134,8 @@ public struct RolloutState: Hashable, Codable, Sendable {
         order = try c.decodeIfPresent([String].self, forKey: .order) ?? []
         assignedAt = try c.decodeIfPresent([String: Int64].self, forKey: .assignedAt) ?? [:]
         surged = try c.decodeIfPresent(Set<String>.self, forKey: .surged) ?? []
+        wasUpdated = try c.decodeIfPresent(Set<String>.self, forKey: .wasUpdated) ?? []
+        away = try c.decodeIfPresent(Set<String>.self, forKey: .away) ?? []
     }
 
     public init(from: Int, to: Int, now: Int64) {

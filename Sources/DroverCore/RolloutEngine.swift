@@ -8,7 +8,7 @@
 ///   every replica of it on an online device is updated or failed. A replica not updated
 ///   `progressDeadline` after it was told counts as failed (online) or pending (offline, it
 ///   converges when back); replicas that cannot be told at all (no room to surge and
-///   `maxUnavailable` 0) count as failed after `progressDeadline` without progress. More
+///   `maxUnavailable` 0) stop the rollout after `progressDeadline` without progress. More
 ///   failed than `failureThreshold`: `rollingBack` (or `failed` without `autoRollback`).
 /// - `baking`: after `bakeSeconds` the next wave, or `succeeded` after the last; failures while
 ///   baking stop it as above.
@@ -68,6 +68,24 @@ public enum RolloutEngine {
         func updated(_ r: RolloutReplica) -> Bool { s.readySince[r.id].map { now - $0 >= minReady } ?? false }
         let deadline = Int64(spec.progressDeadlineSeconds) * 1000
         let deadlinePassed = now - s.since >= deadline
+        // A replica's deadline starts afresh when its device comes back, and when it stops
+        // being updated (a later wave's moment of unreadiness is not a failure at once).
+        // (Changed only on such transitions, so a quiet step stores nothing.)
+        if s.phase == .progressing || s.phase == .baking {
+            for r in replicas where s.assigned[r.id] == s.to {
+                guard r.online else {
+                    s.away.insert(r.id)
+                    continue
+                }
+                let isUpdated = updated(r)
+                if s.away.remove(r.id) != nil, !isUpdated { s.assignedAt[r.id] = now }
+                if isUpdated {
+                    s.wasUpdated.insert(r.id)
+                } else if s.wasUpdated.remove(r.id) != nil {
+                    s.assignedAt[r.id] = now
+                }
+            }
+        }
 
         func stop(_ why: String) {
             guard spec.autoRollback else {
@@ -99,7 +117,7 @@ public enum RolloutEngine {
             // Failed: crashing, or on an online device and not updated `progressDeadline`
             // after it was told (each replica has its own deadline: a big wave is not a slow one).
             func overdue(_ r: RolloutReplica) -> Bool { r.online && !updated(r) && now - (s.assignedAt[r.id] ?? s.since) >= deadline }
-            var failed = inWave.filter { told($0) && ($0.failing || overdue($0)) }.map(\.id)
+            let failed = inWave.filter { told($0) && ($0.failing || overdue($0)) }.map(\.id)
             if failed.count > spec.failureThreshold {
                 stop("\(failed.count) replicas failed (\(failed.sorted().prefix(5).joined(separator: ", "))), more than the \(spec.failureThreshold) allowed")
                 break
@@ -129,13 +147,11 @@ public enum RolloutEngine {
             }
             // Nothing in flight and replicas still to tell: no room to surge, and
             // maxUnavailable 0. They count as failed once the deadline passes with no progress.
+            // Whatever the threshold: going on would leave them behind.
             let untold = inWave.filter { $0.online && !told($0) }
             if !untold.isEmpty, inWave.allSatisfy({ !$0.online || !told($0) || updated($0) || failed.contains($0.id) }), now - s.since >= deadline {
-                failed += untold.map(\.id)
-                if failed.count > spec.failureThreshold {
-                    stop("\(untold.count) replicas could not be updated: no room on their devices for a second instance, and maxUnavailable is 0")
-                    break
-                }
+                stop("\(untold.count) replicas could not be updated: no room on their devices for a second instance, and maxUnavailable is 0")
+                break
             }
             let waiting = inWave.filter { $0.online && !updated($0) && !failed.contains($0.id) }
             if waiting.isEmpty {
@@ -175,12 +191,8 @@ public enum RolloutEngine {
             }
             s.phase = .succeeded
             let pending = replicas.filter { !$0.online && $0.runs != s.to }.count
-            let behind = replicas.filter { $0.online && s.assigned[$0.id] != s.to }.count
-            s.message = pending == 0 && behind == 0 ? "revision \(s.to) is live on every replica"
-                : "revision \(s.to) is live; " + [
-                    pending > 0 ? "\(pending) replicas pending on offline devices (they converge when back)" : nil,
-                    behind > 0 ? "\(behind) replicas left on their revision (no room to surge)" : nil,
-                ].compactMap { $0 }.joined(separator: "; ")
+            s.message = pending == 0 ? "revision \(s.to) is live on every replica"
+                : "revision \(s.to) is live; \(pending) replicas pending on offline devices (they converge when back)"
             events.append("rollout to revision \(s.to) succeeded")
         case .paused, .succeeded, .failed, .aborted:
             break

@@ -203,4 +203,46 @@ struct RolloutEngineTests {
         #expect(states.last?.phase == .succeeded && states.last?.message == "revision 2 is live on every replica", "\(states.last?.message ?? "")")
         #expect(fleet.replicas.allSatisfy { $0.runs == 2 })
     }
+
+    @Test("a replica's deadline starts afresh when its device comes back, and when an updated replica is unready for a moment in a later wave")
+    func deadlinesAfresh() {
+        let spec = RolloutSpec(waves: [.count(1), .percent(100)], maxUnavailable: 2, bakeSeconds: 30, progressDeadlineSeconds: 10)
+        var fleet = Fleet(3)
+        fleet.replicas[2].online = false
+        var state = RolloutState(from: 1, to: 2, now: 0)
+        var t: Int64 = 0
+        func step() {
+            state = RolloutEngine.step(state, spec: spec, replicas: fleet.replicas, now: t).state
+            fleet.converge(state)
+            t += 1000
+        }
+        while state.wave == 0 || state.phase != .progressing { step() }
+        // Wave 2 begins ~31 s in: the canary (told at 0 s) is unready for a moment.
+        fleet.replicas[0].ready = false
+        step()
+        #expect(state.phase == .progressing, "not failed at once: \(state.message)")
+        // The offline device (told at the wave's start) comes back 20 s later, past its deadline.
+        for _ in 0..<20 { step() }
+        fleet.replicas[2].online = true
+        fleet.replicas[2].runs = 1
+        fleet.replicas[2].ready = true
+        state = RolloutEngine.step(state, spec: spec, replicas: fleet.replicas, now: t).state
+        #expect(state.isActive && state.phase != .rollingBack, "not failed the moment it is back: \(state.message)")
+        fleet.converge(state)
+        while state.isActive, t < 200_000 { step() }
+        #expect(state.phase == .succeeded, "\(state.message)")
+    }
+
+    @Test("replicas that cannot be told stop the rollout whatever the threshold: it never succeeds with replicas left behind")
+    func stallStops() {
+        var fleet = Fleet(2)
+        fleet.replicas[0].device = "d0"
+        fleet.replicas[0].surgeCost = Resources(cpuMillis: 100)
+        fleet.replicas[1].device = "d1"
+        fleet.replicas[1].surgeCost = Resources(cpuMillis: 100)
+        let spec = RolloutSpec(maxUnavailable: 0, maxSurge: 1, progressDeadlineSeconds: 10, failureThreshold: 5, autoRollback: false)
+        let states = Self.run(&fleet, spec, room: ["d0": Resources(cpuMillis: 500), "d1": Resources(cpuMillis: 0)])
+        #expect(states.last?.phase == .failed, "\(states.last?.message ?? "")")
+        #expect(states.last?.message.contains("could not be updated") == true)
+    }
 }

@@ -121,4 +121,29 @@ struct SurgeTests {
         #expect(old.allSatisfy { !R.alive($0) })
         #expect(await Self.ready(second, revision: 2))
     }
+
+    @Test("an agent that went down right after moving the old instance aside (only its record left) keeps it, and starts the new one in the other slot")
+    func crashAfterRetire() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
+        try await first.recover()
+        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
+        let old = await first.trackedPIDs()
+        defer { R.killAndReap(old) }
+        #expect(await Self.until(first) { await Self.ready(first, revision: 1) })
+        await first.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: "1000")]))
+        let both = await first.trackedPIDs()
+        defer { R.killAndReap(both) }
+        // As if the agent died before the new instance's record was written.
+        try AgentStore(path: dir + "/agent.db").deleteReplica(id: "w-0")
+        R.killAndReap(both.subtracting(old))
+
+        let second = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
+        try await second.recover()
+        let now = await second.trackedPIDs()
+        defer { R.killAndReap(now) }
+        #expect(now.count == 2 && now.isSuperset(of: old), "the old instance kept, a new one started: \(now)")
+        #expect(old.allSatisfy(R.alive))
+        #expect(FileManager.default.fileExists(atPath: dir + "/replicas/w-0+1/work"), "in the other slot")
+    }
 }
