@@ -124,6 +124,7 @@ extension FleetState {
         devices[m.device] = d
         batch.devices.append(d)
         if m.full == true { resetUnlisted(m, into: &batch) }
+        var reported = Set<String>()
         for status in m.replicas {
             // A device may only speak for replicas placed on it.
             guard var row = replicas[status.id], row.device == m.device, status.phase != .stopped else { continue }
@@ -143,8 +144,10 @@ extension FleetState {
             row.updatedAt = clock
             replicas[row.id] = row
             batch.replicas.append(row)
+            reported.insert(row.workload)
         }
-        let messages = advanceRollouts(into: &batch)
+        // Only the rollouts of the workloads it reported on: time moves the others (presence pass).
+        let messages = advanceRollouts(into: &batch, only: reported)
         return Effects(batch, publish: messages)
     }
 

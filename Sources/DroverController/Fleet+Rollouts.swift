@@ -6,10 +6,11 @@ import DroverStore
 /// state kept with the workload (so a controller restart resumes it), its assignments sent
 /// to devices as the revision each replica is to run.
 extension FleetState {
-    /// Steps every active rollout; returns the desired state to send for what changed.
-    mutating func advanceRollouts(into batch: inout StoreBatch) -> [Desired] {
+    /// Steps every active rollout (or those of `only`); returns the desired state to send for
+    /// what changed.
+    mutating func advanceRollouts(into batch: inout StoreBatch, only: Set<String>? = nil) -> [Desired] {
         var touched = Set<String>()
-        let active = workloads.compactMap { $0.value.rollout?.isActive == true ? $0.key : nil }
+        let active = (only.map { Array($0) } ?? Array(workloads.keys)).filter { workloads[$0]?.rollout?.isActive == true }
         for name in active.sorted() {
             guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
             let rows = replicas.values.filter { $0.workload == name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
@@ -30,15 +31,29 @@ extension FleetState {
             let room = surgeable ? surgeRoom(on: Set(rows.map(\.device))) : [:]
             let step = RolloutEngine.step(state, spec: spec, replicas: view, now: clock, deviceRoom: room)
             guard step.state != state else { continue }
+            record.rollout = step.state
+            // Only when readiness bookkeeping changed: kept in memory, stored with the next
+            // change that counts (a write of the whole record per report was most of the cost).
+            guard !step.state.sameDurably(as: state) else {
+                workloads[name] = record
+                continue
+            }
             if step.state.phase == .rollingBack, state.phase != .rollingBack { revert(&record, to: step.state) }
             if step.state.phase == .failed, state.phase != .rollingBack, let i = record.history.firstIndex(where: { $0.revision == state.to }) {
                 record.history[i].outcome = "failed: \(step.state.message)"
             }
-            record.rollout = step.state
             workloads[name] = record
             batch.workloads.append(record)
             for e in step.events { event("Rollout", name, "\(name): \(e)", into: &batch) }
-            touched.formUnion(rows.map(\.device))
+            // The devices whose replicas were told something new; all of them when the phase
+            // changed (a rollback changes the template, an end drops the surge flags).
+            if step.state.phase != state.phase {
+                touched.formUnion(rows.map(\.device))
+            } else {
+                for row in rows where step.state.assigned[row.id] != state.assigned[row.id] || step.state.surged.contains(row.id) != state.surged.contains(row.id) {
+                    touched.insert(row.device)
+                }
+            }
         }
         return touched.isEmpty ? [] : desiredMessages(for: touched, into: &batch)
     }

@@ -150,6 +150,16 @@ public struct RolloutState: Hashable, Codable, Sendable {
     }
 
     public var isActive: Bool { phase == .progressing || phase == .baking || phase == .rollingBack }
+
+    /// The same but for what can be rebuilt after a controller restart (when replicas got
+    /// ready, which were updated or away, when each was told: at worst a replica waits its
+    /// `minReadySeconds` or its deadline again; the progress message, redone at the next
+    /// step). Most reports change only that: it is kept in memory and stored with the next
+    /// change that counts, instead of a write per report.
+    public func sameDurably(as other: RolloutState) -> Bool {
+        from == other.from && to == other.to && wave == other.wave && phase == other.phase && since == other.since && assigned == other.assigned
+            && pausedFrom == other.pausedFrom && order == other.order && surged == other.surged
+    }
 }
 
 /// A replica as a rollout sees it.
