@@ -39,20 +39,25 @@ struct SurgeTests {
         await supervisor.replicaStatuses().contains { $0.id == "w-0" && $0.revision == revision && $0.phase == .running && $0.ready == true }
     }
 
-    @Test("the old instance runs until the new one is ready, then stops; the new one runs in its own directory")
-    func surgeThenReady() async throws {
+    /// A supervisor whose replica runs revision 1, ready, then is told to surge to revision 2
+    /// (ready after `readyAfter` seconds): its directory, the old instance's pid, and both.
+    static func surging(readyAfter: String) async throws -> (dir: String, supervisor: ReplicaSupervisor, old: Set<Int32>, both: Set<Int32>) {
         let dir = try Fixtures.temporaryDirectory()
         let supervisor = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
         try await supervisor.recover()
-        #expect(await supervisor.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)])))
+        await supervisor.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
         let old = await supervisor.trackedPIDs()
-        defer { R.killAndReap(old) }
         #expect(await Self.until(supervisor) { await Self.ready(supervisor, revision: 1) })
-
-        #expect(await supervisor.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: "1")])))
+        await supervisor.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: readyAfter)]))
         let both = await supervisor.trackedPIDs()
-        defer { R.killAndReap(both) }
         #expect(both.count == 2 && both.isSuperset(of: old), "the old instance runs beside the new one: \(both)")
+        return (dir, supervisor, old, both)
+    }
+
+    @Test("the old instance runs until the new one is ready, then stops; the new one runs in its own directory")
+    func surgeThenReady() async throws {
+        let (dir, supervisor, old, both) = try await Self.surging(readyAfter: "1")
+        defer { R.killAndReap(both) }
         // Not ready yet: both run.
         try await Task.sleep(for: .milliseconds(300))
         await supervisor.tick()
@@ -82,17 +87,8 @@ struct SurgeTests {
 
     @Test("a rollback before the new instance is ready: the old one is the replica again, the same process, and the new one stops")
     func rollbackKeepsOld() async throws {
-        let dir = try Fixtures.temporaryDirectory()
-        let supervisor = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
-        try await supervisor.recover()
-        await supervisor.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
-        let old = await supervisor.trackedPIDs()
-        defer { R.killAndReap(old) }
-        #expect(await Self.until(supervisor) { await Self.ready(supervisor, revision: 1) })
-        await supervisor.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: "1000")]))
-        let both = await supervisor.trackedPIDs()
+        let (_, supervisor, old, both) = try await Self.surging(readyAfter: "1000")
         defer { R.killAndReap(both) }
-        #expect(both.count == 2)
         await supervisor.apply(Desired(device: "gw-1", generation: 3, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
         #expect(await Self.until(supervisor) { await supervisor.trackedPIDs() == old })
         #expect(await supervisor.runningGroups()["w-0"] == old.first)
@@ -102,15 +98,7 @@ struct SurgeTests {
 
     @Test("an agent restarted in the middle of a surge adopts both instances, and finishes the surge")
     func restartMidSurge() async throws {
-        let dir = try Fixtures.temporaryDirectory()
-        let first = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
-        try await first.recover()
-        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
-        let old = await first.trackedPIDs()
-        defer { R.killAndReap(old) }
-        #expect(await Self.until(first) { await Self.ready(first, revision: 1) })
-        await first.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: "2")]))
-        let both = await first.trackedPIDs()
+        let (dir, _, old, both) = try await Self.surging(readyAfter: "2")
         defer { R.killAndReap(both) }
 
         // The agent dies (its processes run on) and starts again.
@@ -124,15 +112,7 @@ struct SurgeTests {
 
     @Test("an agent that went down right after moving the old instance aside (only its record left) keeps it, and starts the new one in the other slot")
     func crashAfterRetire() async throws {
-        let dir = try Fixtures.temporaryDirectory()
-        let first = try R.supervisor(dir, boot: "boot-a", grace: .seconds(1))
-        try await first.recover()
-        await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec(1, readyAfter: nil, surge: false)]))
-        let old = await first.trackedPIDs()
-        defer { R.killAndReap(old) }
-        #expect(await Self.until(first) { await Self.ready(first, revision: 1) })
-        await first.apply(Desired(device: "gw-1", generation: 2, replicas: [Self.spec(2, readyAfter: "1000")]))
-        let both = await first.trackedPIDs()
+        let (dir, _, old, both) = try await Self.surging(readyAfter: "1000")
         defer { R.killAndReap(both) }
         // As if the agent died before the new instance's record was written.
         try AgentStore(path: dir + "/agent.db").deleteReplica(id: "w-0")
