@@ -234,6 +234,17 @@ extension FleetState {
         return DeviceView(record: d, allocated: allocated, replicas: mine, generation: desired[d.id]?.generation ?? 0)
     }
 
+    /// The fleet's shape for `/metrics`.
+    func metricsShape() -> ControllerMetrics.Shape {
+        var shape = ControllerMetrics.Shape()
+        for d in devices.values { shape.devices[d.presence, default: 0] += 1 }
+        for r in replicas.values { shape.replicas[r.phase, default: 0] += 1 }
+        for w in workloads.values { if let phase = w.rollout?.phase { shape.rollouts[phase, default: 0] += 1 } }
+        shape.workloads = workloads.count
+        shape.drops = drops.counts
+        return shape
+    }
+
     func summary() -> FleetSummary {
         FleetSummary(
             devices: devices.count, online: devices.values.filter { $0.presence == .online }.count,

@@ -21,6 +21,7 @@ public actor Fleet {
     let logger: Logger
     var publisher: (any DesiredPublisher)?
     var state: FleetState
+    public let metrics = ControllerMetrics()
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
         self.store = store
@@ -40,9 +41,14 @@ public actor Fleet {
     /// published that the store does not hold. A failed write is logged and thrown, and the
     /// state is reloaded from the store so that the two never disagree.
     func perform(_ effects: Effects) throws(FleetError) {
+        for run in state.placementRuns { metrics.placement(run.kind, millis: run.millis) }
+        state.placementRuns.removeAll()
+        let start = ContinuousClock.now
         do {
             try store.write(effects.batch)
+            metrics.storeWrite(ContinuousClock.now - start, ok: true)
         } catch {
+            metrics.storeWrite(ContinuousClock.now - start, ok: false)
             logger.error("store write failed", metadata: ["error": "\(error)"])
             reload()
             throw .storage("\(error)")
@@ -93,6 +99,9 @@ public actor Fleet {
         if snapshot { logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"]) }
         return snapshot
     }
+
+    /// `/metrics`: the text exposition of every metric, the fleet's shape as of now.
+    public func metricsText() -> String { metrics.render(state.metricsShape()) }
 
     /// Counts a dropped message; returns whether to log it (see `DropLedger`).
     public func recordDrop(_ reason: DropReason, device: String) -> Bool {

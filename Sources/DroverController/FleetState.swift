@@ -35,6 +35,8 @@ struct FleetState {
     /// When placement last ran over the whole fleet (see `reconcileInterval`).
     var lastFullPlan: Int64 = 0
     var placementStats = PlacementStats()
+    /// Placement runs since the fleet last took them for its metrics.
+    var placementRuns: [(kind: String, millis: Double)] = []
     var drops = DropLedger()
     /// When the controller could not hear the fleet (see `Sight`).
     var sight: Sight

@@ -28,13 +28,17 @@ public final class Ingest: Sendable {
 
     /// One desired state, retained.
     func publish(_ desired: Desired) async -> DesiredOutbox.Outcome {
+        let start = ContinuousClock.now
         do {
             try await client.publish(Topic.device(desired.device, .desired), WireCodec.encode(desired), qos: .atLeastOnce, retain: true)
+            fleet.metrics.published(ContinuousClock.now - start, outcome: "acknowledged")
             return .acknowledged
         } catch MQTTError.connectionLost, MQTTError.notConnected {
             // Published again once the connection is back; a device that missed it reads the retained one.
+            fleet.metrics.published(ContinuousClock.now - start, outcome: "not_connected")
             return .notConnected
         } catch {
+            fleet.metrics.published(ContinuousClock.now - start, outcome: "refused")
             logger.error("the broker refused desired state", metadata: ["device": "\(desired.device)", "generation": "\(desired.generation)", "error": "\(error)"])
             return client.isConnected ? .refused : .notConnected
         }
@@ -141,6 +145,7 @@ public final class Ingest: Sendable {
         }
         // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
         if channel == .state, message.payload.isEmpty { return }
+        fleet.metrics.received(String(channel.rawValue.map { $0 == "/" ? "_" : $0 }))
         do throws(WireError) {
             switch channel {
             case .hello:

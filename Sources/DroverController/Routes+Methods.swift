@@ -17,6 +17,7 @@ extension API {
 
     /// The methods of the API path `path` (`/v1/devices/gw-1`) matches, or nil for no path.
     static func allowedMethods(for path: String) -> [HTTPRequest.Method]? {
+        if path == "/metrics" { return [.get] }
         guard path.hasPrefix("/v1/") else { return nil }
         let segments = path.dropFirst(4).split(separator: "/", omittingEmptySubsequences: false)
         return methods.first { entry in

@@ -34,6 +34,13 @@ public enum API {
             imageRoutes(viewer: v1, change: change, fleet: fleet, store: registry)
         }
 
+        // Prometheus's text format, at the usual path; scrapers send a viewer token.
+        router.group().add(middleware: Authorization(access: access, needs: .viewer)).get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: await fleet.metricsText())))
+        }
+
         v1.get("status") { _, _ in
             APIJSON.response(StatusResponse(controller: info, brokerConnected: brokerConnected(), fleet: await fleet.summary()))
         }

@@ -1,5 +1,5 @@
 /// Whether the controller can currently hear from a device.
-public enum Presence: String, Codable, Sendable {
+public enum Presence: String, Codable, Sendable, CaseIterable {
     case online
     /// The device's last will arrived, or its beats stopped for longer than the configured bound.
     case unreachable

@@ -86,7 +86,7 @@ public struct RolloutSpec: Hashable, Codable, Sendable {
 /// Where a rollout is. Kept with the workload in `controller.db`, so that a controller
 /// restart resumes it where it was.
 public struct RolloutState: Hashable, Codable, Sendable {
-    public enum Phase: String, Hashable, Codable, Sendable {
+    public enum Phase: String, Hashable, Codable, Sendable, CaseIterable {
         case progressing, baking, paused, rollingBack, succeeded, failed, aborted
     }
 

@@ -118,5 +118,15 @@ struct RolloutSurgeTests {
         #expect(instances() == [2: 3])
         let rows = try await bed.replicas("svc")
         #expect(rows.allSatisfy { $0["revision"] as? Int == 2 && $0["phase"] as? String == "running" }, "\(rows)")
+
+        // What it took, as Prometheus sees it.
+        let (status, _, body) = try await bed.api.request("GET", "/metrics")
+        let text = String(decoding: body, as: UTF8.self)
+        func sample(_ series: String) -> Double { text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? -1 }
+        #expect(status == 200)
+        #expect(sample(#"drover_devices{presence="online"}"#) == 3 && sample(#"drover_replicas{phase="running"}"#) == 3, "\(text)")
+        #expect(sample(#"drover_rollouts{phase="failed"}"#) == 1)
+        #expect(sample(#"drover_messages_received_total{channel="report"}"#) > 0 && sample(#"drover_messages_received_total{channel="beat"}"#) > 0)
+        #expect(sample(#"drover_publish_duration_seconds_count{outcome="acknowledged"}"#) >= 9, "three revisions, three devices")
     }
 }
