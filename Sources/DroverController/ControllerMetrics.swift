@@ -17,16 +17,34 @@ public final class ControllerMetrics: Sendable {
         .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(10),
     ]
 
-    public init() {}
+    /// Made once: a message's count is a lock and an add, not a lookup by name.
+    private let receivedBy: [String: Counter]
+    private let storeWrites: (ok: DurationHistogram, error: DurationHistogram)
+
+    public init() {
+        let registry = registry
+        let received = Self.name("messages_received", "total", "MQTT messages received from devices, by channel")
+        receivedBy = Dictionary(uniqueKeysWithValues: Topic.Channel.allCases.map { channel in
+            let label = Self.label(channel)
+            return (label, registry.makeCounter(descriptor: received, labels: [("channel", label)]))
+        })
+        let writes = Self.name("store_write_duration", "seconds", "controller.db transactions and their duration, by outcome")
+        storeWrites = (
+            registry.makeDurationHistogram(descriptor: writes, labels: [("outcome", "ok")], buckets: Self.buckets),
+            registry.makeDurationHistogram(descriptor: writes, labels: [("outcome", "error")], buckets: Self.buckets)
+        )
+    }
+
+    /// `cmd/reply` is `cmd_reply`: label values stay plain.
+    static func label(_ channel: Topic.Channel) -> String { String(channel.rawValue.map { $0 == "/" ? "_" : $0 }) }
 
     static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "drover", metricName: metric, unitName: unit, helpText: help)
     }
 
     /// A message from a device, by channel (`hello`, `beat`, `report`, `state`, `cmd_reply`).
-    func received(_ channel: String) {
-        registry.makeCounter(descriptor: Self.name("messages_received", "total", "MQTT messages received from devices, by channel"), labels: [("channel", channel)])
-            .increment()
+    func received(_ channel: Topic.Channel) {
+        receivedBy[Self.label(channel)]?.increment()
     }
 
 
@@ -48,10 +66,7 @@ public final class ControllerMetrics: Sendable {
 
     /// One transaction of `controller.db`.
     func storeWrite(_ duration: Duration, ok: Bool) {
-        registry.makeDurationHistogram(
-            descriptor: Self.name("store_write_duration", "seconds", "controller.db transactions and their duration, by outcome"),
-            labels: [("outcome", ok ? "ok" : "error")], buckets: Self.buckets
-        ).record(duration)
+        (ok ? storeWrites.ok : storeWrites.error).record(duration)
     }
 
     /// What the fleet is made of now.

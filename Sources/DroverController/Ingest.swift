@@ -145,7 +145,7 @@ public final class Ingest: Sendable {
         }
         // A retained `offline` that was cleared arrives as an empty payload: nothing to do.
         if channel == .state, message.payload.isEmpty { return }
-        fleet.metrics.received(String(channel.rawValue.map { $0 == "/" ? "_" : $0 }))
+        fleet.metrics.received(channel)
         do throws(WireError) {
             switch channel {
             case .hello:
