@@ -66,7 +66,7 @@ public enum Agent {
         await supervisor.notifyQueued(queuedSignal)
         let link = AgentLink(configuration: config, client: client, store: store, supervisor: supervisor, runtimes: drivers.map(\.kind), logger: logger)
 
-        let services: [any Service] = [
+        var services: [any Service] = [
             PeriodicService(interval: .milliseconds(500)) {
                 await supervisor.tick()
                 // Through a long outage only the newest reports matter: each carries the
@@ -82,6 +82,9 @@ public enum Agent {
             },
             WatchdogService(notifier: SystemdNotifier()),
         ]
+        if let port = config.metricsPort {
+            services.append(AgentMetricsService(port: port, render: { await link.metricsText() }, logger: logger))
+        }
         return .daemon(services, logger: logger)
     }
 }

@@ -30,6 +30,8 @@ public struct AgentConfiguration: Sendable {
     /// The cgroup under which containers get theirs (`<parent>/<replica id>`); default
     /// `/drover/<device id>`.
     public var cgroupParent: String?
+    /// The port on 127.0.0.1 serving `/metrics`; nil: none (the default).
+    public var metricsPort: UInt16?
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,

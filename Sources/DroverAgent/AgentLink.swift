@@ -17,6 +17,9 @@ actor AgentLink {
     private var replicaCPU = ReplicaCPUSampler()
     private var ledger = DropLedger()
     private var flushing = false
+    /// For `--metrics-listen`.
+    private var beatsSent = 0
+    private var reportsSent = 0
 
     init(configuration: AgentConfiguration, client: MQTTClient, store: AgentStore, supervisor: ReplicaSupervisor, runtimes: [RuntimeKind], logger: Logger) {
         self.runtimes = runtimes
@@ -181,6 +184,7 @@ actor AgentLink {
                     // session) stays queued until the controller is back.
                     guard try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce) == .delivered else { return }
                     try store.acknowledge(seq: entry.seq)
+                    reportsSent += 1
                 } catch {
                     return
                 }
@@ -195,6 +199,24 @@ actor AgentLink {
         var beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
         beat.replicaCPU = replicaCPU.sample(await supervisor.runningGroups())
         (beat.generation, beat.reportSeq, beat.digest) = await supervisor.beatSummary()
-        _ = try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)
+        if (try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)) != nil { beatsSent += 1 }
+    }
+
+    /// `--metrics-listen`: the device's replicas, its link and its outbox, as of now.
+    func metricsText() async -> String {
+        var m = MetricsText()
+        let phases = await supervisor.phaseCounts()
+        let statuses = await supervisor.replicaStatuses()
+        m.family("drover_agent_replicas", "gauge", "Replicas on this device, by phase", ReplicaPhase.allCases.map { ("phase=\"\($0.rawValue)\"", Double(phases[$0.rawValue] ?? 0)) })
+        m.single("drover_agent_replicas_ready", "gauge", "Running replicas whose readiness probe passes (or that have none)", Double(statuses.filter { $0.phase == .running && $0.ready != false }.count))
+        m.single("drover_agent_replica_restarts", "gauge", "Restarts of the replicas on this device, summed", Double(statuses.reduce(0) { $0 + min($1.restarts, 1 << 40) }))
+        m.single("drover_agent_applied_generation", "gauge", "The newest desired state applied", Double(await supervisor.appliedGeneration))
+        m.single("drover_agent_broker_connected", "gauge", "1 while connected to the broker", client.isConnected ? 1 : 0)
+        m.single("drover_agent_outbox_pending", "gauge", "Reports waiting for the broker (kept through outages in agent.db)", Double((try? store.pendingCount()) ?? 0))
+        m.single("drover_agent_beats_sent_total", "counter", "Beats sent since the agent started", Double(beatsSent))
+        m.single("drover_agent_reports_sent_total", "counter", "Reports the broker acknowledged since the agent started", Double(reportsSent))
+        m.family("drover_agent_messages_dropped_total", "counter", "Messages to this device dropped, by reason", DropReason.allCases.map { ("reason=\"\($0.rawValue)\"", Double(ledger.counts[$0] ?? 0)) })
+        m.single("drover_agent_resident_bytes", "gauge", "The agent's resident memory", Double(MachineInfo.residentBytes() ?? 0))
+        return m.text
     }
 }

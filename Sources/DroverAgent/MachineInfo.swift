@@ -32,6 +32,12 @@ enum MachineInfo {
 
     static func cpuMillis() -> Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) * 1000 }
 
+    /// This process's resident memory (`VmRSS` of /proc/self/status), in bytes.
+    static func residentBytes() -> Int64? {
+        let line = (POSIX.readFile("/proc/self/status") ?? "").split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        return line.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int64($0) }.map { $0 * 1024 }
+    }
+
     /// `MemTotal` and `MemAvailable` from /proc/meminfo, in bytes.
     static func memory() -> (total: Int64, available: Int64) {
         var total: Int64 = 0

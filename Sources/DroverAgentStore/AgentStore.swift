@@ -191,6 +191,11 @@ public final class AgentStore: Sendable {
         }
     }
 
+    /// How many reports wait for the broker.
+    public func pendingCount() throws(SQLiteError) -> Int {
+        try withDB { db throws(SQLiteError) in Int(try db.query("SELECT COUNT(*) FROM outbox").first?.first?.int ?? 0) }
+    }
+
     public func acknowledge(seq: Int64) throws(SQLiteError) {
         try withDB { db throws(SQLiteError) in try db.execute("DELETE FROM outbox WHERE seq = ?", [.int(seq)]) }
     }

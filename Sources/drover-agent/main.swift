@@ -55,6 +55,9 @@ struct RunAgent: AsyncParsableCommand {
     @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
     var stopGrace: Double = 5
 
+    @Option(help: "Serve the agent's Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; off unless given). PORT or 127.0.0.1:PORT.")
+    var metricsListen: String?
+
     @Option(help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi.")
     var imageBudget: String = "2Gi"
 
@@ -91,8 +94,21 @@ struct RunAgent: AsyncParsableCommand {
             throw ValidationError("--log-limit: '\(logLimit)' must be a size of at least 1Ki, e.g. 512Ki or 1Mi")
         }
         guard stopGrace >= 0 else { throw ValidationError("--stop-grace must not be negative") }
+        _ = try parsedMetricsPort()
         _ = try parsedLabels()
         _ = try parsedCapacity()
+    }
+
+    /// `PORT`, `127.0.0.1:PORT` or `localhost:PORT`: metrics are for this device only.
+    func parsedMetricsPort() throws -> UInt16? {
+        guard let metricsListen else { return nil }
+        let parts = metricsListen.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let host = parts.count == 2 ? String(parts[0]) : "127.0.0.1"
+        guard ["127.0.0.1", "localhost"].contains(host) else {
+            throw ValidationError("--metrics-listen: '\(metricsListen)': metrics are served on 127.0.0.1 only; give PORT or 127.0.0.1:PORT")
+        }
+        guard let port = UInt16(parts.last ?? ""), port > 0 else { throw ValidationError("--metrics-listen: '\(metricsListen)': the port must be 1-65535") }
+        return port
     }
 
     func parsedLabels() throws -> [String: String] {
@@ -161,6 +177,7 @@ struct RunAgent: AsyncParsableCommand {
         configuration.controllerURL = controller ?? credentials?.controller
         configuration.credentials = credentials
         configuration.cgroupParent = cgroupParent
+        configuration.metricsPort = try parsedMetricsPort()
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }
 }

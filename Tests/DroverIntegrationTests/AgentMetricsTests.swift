@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// `--metrics-listen`: the agent's own metrics on a loopback port, only when asked.
+@Suite("Agent metrics")
+struct AgentMetricsTests {
+    static func fetch(_ url: String) async throws -> (Int, String) {
+        let (status, _, data) = try await APIClient(base: url).request("GET", "")
+        return (status, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("an agent asked for metrics serves its replicas, its link and its outbox on 127.0.0.1; any other host is refused at start")
+    func metrics() async throws {
+        let refused = try Harness.run(Harness.binary("drover-agent"), ["--id", "gw-x", "--broker", "mqtt://127.0.0.1:1", "--data-dir", NSTemporaryDirectory() + "drover-never", "--metrics-listen", "0.0.0.0:9101"])
+        #expect(refused.status != 0 && refused.output.contains("--metrics-listen") && refused.output.contains("127.0.0.1 only"), "\(refused.output)")
+        try await FleetTestbed.run("agent-metrics", Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        let port = try Harness.freePort()
+        try bed.startAgent("gw-1", labels: "site=a", capacity: "cpu=1,memory=256Mi", extra: ["--metrics-listen", "127.0.0.1:\(port)"])
+        try await bed.waitForDevices(online: 1)
+        try await bed.apply("""
+            apiVersion: drover/v1
+            kind: Workload
+            metadata: {name: m}
+            spec: {replicas: 1, command: [/bin/sleep, "1000"]}
+            """)
+        var text = ""
+        let served = await Harness.eventually(.seconds(20)) {
+            text = (try? await fetch("http://127.0.0.1:\(port)/metrics"))?.1 ?? ""
+            // Running, and its report acknowledged by the broker.
+            return text.contains("drover_agent_replicas{phase=\"running\"} 1\n") && text.contains("drover_agent_outbox_pending 0\n")
+        }
+        #expect(served, "\(text)")
+        #expect(text.contains("drover_agent_broker_connected 1\n") && text.contains("# TYPE drover_agent_beats_sent_total counter"))
+        #expect(!text.contains("drover_agent_reports_sent_total 0\n"), "reports were sent: \(text)")
+        #expect(text.contains("drover_agent_applied_generation 1\n"))
+        let other = try await fetch("http://127.0.0.1:\(port)/")
+        #expect(other.0 == 404)
+    }
+}
