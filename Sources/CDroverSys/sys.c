@@ -223,3 +223,9 @@ pid_t drover_spawn_as(const struct drover_spawn_as_request *r) {
     }
     return parent_await_exec(pid, pipefd);
 }
+
+#include <sys/socket.h>
+
+int drover_accept_cloexec(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}

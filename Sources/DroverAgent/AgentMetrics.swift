@@ -4,30 +4,50 @@ import Glibc
 import DroverAgentStore
 import DroverCore
 import DroverProtocol
+import CDroverSys
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// `--metrics-listen PORT`: the agent's own metrics in Prometheus's text format, served on
 /// 127.0.0.1 only, and only when asked (a small device rarely has a scraper). Written by hand:
 /// the agent links no metrics library. One scrape at a time, each bounded by a 2 s timeout.
-struct AgentMetricsService: Service {
+final class AgentMetricsService: Service, Sendable {
     let port: UInt16
     let render: @Sendable () async -> String
     let logger: Logger
 
+    init(port: UInt16, render: @escaping @Sendable () async -> String, logger: Logger) {
+        self.port = port
+        self.render = render
+        self.logger = logger
+    }
+
+    /// The connection being served, so that a stop can cut it short too.
+    private let serving = Mutex<Int32>(-1)
+
     func run() async throws {
-        let fd = try Self.listen(port: port)
+        let fd: Int32
+        do {
+            fd = try Self.listen(port: port)
+        } catch {
+            // Metrics are optional: a taken port is logged, and the agent runs on without them.
+            logger.error("\(error); the agent runs without metrics")
+            try? await gracefulShutdown()
+            return
+        }
         logger.info("metrics at http://127.0.0.1:\(port)/metrics")
         // A listening socket shut down makes a blocked accept return (EINVAL): that is how it
-        // stops, on a graceful shutdown or a cancellation.
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await serve(fd)
-            } onGracefulShutdown: {
-                shutdown(fd, Int32(SHUT_RDWR))
-            }
-        } onCancel: {
+        // stops, on a graceful shutdown or a cancellation; the connection being served, if
+        // any, is cut short with it.
+        let stop: @Sendable () -> Void = { [self] in
             shutdown(fd, Int32(SHUT_RDWR))
+            serving.withLock { if $0 >= 0 { shutdown($0, Int32(SHUT_RDWR)) } }
+        }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler { await serve(fd) } onGracefulShutdown: { stop() }
+        } onCancel: {
+            stop()
         }
         close(fd)
     }
@@ -35,7 +55,8 @@ struct AgentMetricsService: Service {
     private func serve(_ fd: Int32) async {
         while true {
             let (client, error) = await OffPool.run { () -> (Int32, Int32) in
-                let client = accept(fd, nil, nil)
+                // Close-on-exec: a replica started meanwhile must not inherit the connection.
+                let client = drover_accept_cloexec(fd)
                 return (client, errno)
             }
             guard client >= 0 else {
@@ -44,6 +65,8 @@ struct AgentMetricsService: Service {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
+            serving.withLock { $0 = client }
+            defer { serving.withLock { $0 = -1 } }
             let request = await OffPool.run { Self.readRequest(client) }
             let response: String
             if request.hasPrefix("GET /metrics ") || request.hasPrefix("GET /metrics?") {
@@ -83,14 +106,19 @@ struct AgentMetricsService: Service {
         return fd
     }
 
-    /// The request's head, at most 4 KiB, waiting at most 2 s for it.
+    /// The request's head, at most 4 KiB, waiting at most 2 s for all of it (a client that
+    /// trickles bytes gets no more); a response gets 2 s to be taken.
     static func readRequest(_ fd: Int32) -> String {
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = ContinuousClock.now + .seconds(2)
         var head: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1024)
         while head.count < 4096 {
+            let left = (deadline - ContinuousClock.now).components
+            guard left.seconds >= 0, left.seconds > 0 || left.attoseconds > 0 else { break }
+            var wait = timeval(tv_sec: Int(left.seconds), tv_usec: max(1, Int(left.attoseconds / 1_000_000_000_000)))
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
             let n = recv(fd, &chunk, chunk.count, 0)
             guard n > 0 else { break }
             head += chunk[0..<n]

@@ -241,7 +241,6 @@ extension FleetState {
         for r in replicas.values { shape.replicas[r.phase, default: 0] += 1 }
         for w in workloads.values { if let phase = w.rollout?.phase { shape.rollouts[phase, default: 0] += 1 } }
         shape.workloads = workloads.count
-        shape.drops = drops.counts
         return shape
     }
 

@@ -21,7 +21,7 @@ extension FleetState {
         let plan = fresh.plan
         placementStats.fullPlans += 1
         placementStats.lastFullPlanMillis = Self.millis(since: start)
-        placementRuns.append((kind: "full", millis: placementStats.lastFullPlanMillis))
+        placementRuns.append((full: true, millis: placementStats.lastFullPlanMillis))
         let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
         record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
         // Every device is looked at: one may have been left with a desired state it no longer has.
@@ -50,7 +50,7 @@ extension FleetState {
         }
         placementStats.incrementalPlans += 1
         placementStats.lastIncrementalMillis = Self.millis(since: start)
-        placementRuns.append((kind: "incremental", millis: placementStats.lastIncrementalMillis))
+        placementRuns.append((full: false, millis: placementStats.lastIncrementalMillis))
         let placedIDs = Set(added.map(\.id))
         let stopped = Set(removed.map(\.id)).subtracting(placedIDs)
         var touched = record(placed: added, stopped: stopped, preempted: preempted, into: &batch, now: now)

@@ -41,12 +41,13 @@ public actor Fleet {
     /// published that the store does not hold. A failed write is logged and thrown, and the
     /// state is reloaded from the store so that the two never disagree.
     func perform(_ effects: Effects) throws(FleetError) {
-        for run in state.placementRuns { metrics.placement(run.kind, millis: run.millis) }
+        for run in state.placementRuns { metrics.placement(full: run.full, millis: run.millis) }
         state.placementRuns.removeAll()
         let start = ContinuousClock.now
         do {
             try store.write(effects.batch)
-            metrics.storeWrite(ContinuousClock.now - start, ok: true)
+            // (An empty batch is no transaction.)
+            if !effects.batch.isEmpty { metrics.storeWrite(ContinuousClock.now - start, ok: true) }
         } catch {
             metrics.storeWrite(ContinuousClock.now - start, ok: false)
             logger.error("store write failed", metadata: ["error": "\(error)"])
@@ -105,7 +106,8 @@ public actor Fleet {
 
     /// Counts a dropped message; returns whether to log it (see `DropLedger`).
     public func recordDrop(_ reason: DropReason, device: String) -> Bool {
-        state.drops.record(reason, device: device, now: Double(Self.nowMillis()) / 1000)
+        metrics.dropped(reason)
+        return state.drops.record(reason, device: device, now: Double(Self.nowMillis()) / 1000)
     }
 
     public func startPings() -> [(device: String, correlation: [UInt8])] { state.startPings() }

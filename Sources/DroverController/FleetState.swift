@@ -36,7 +36,7 @@ struct FleetState {
     var lastFullPlan: Int64 = 0
     var placementStats = PlacementStats()
     /// Placement runs since the fleet last took them for its metrics.
-    var placementRuns: [(kind: String, millis: Double)] = []
+    var placementRuns: [(full: Bool, millis: Double)] = []
     var drops = DropLedger()
     /// When the controller could not hear the fleet (see `Sight`).
     var sight: Sight

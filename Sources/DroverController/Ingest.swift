@@ -31,14 +31,14 @@ public final class Ingest: Sendable {
         let start = ContinuousClock.now
         do {
             try await client.publish(Topic.device(desired.device, .desired), WireCodec.encode(desired), qos: .atLeastOnce, retain: true)
-            fleet.metrics.published(ContinuousClock.now - start, outcome: "acknowledged")
+            fleet.metrics.published(ContinuousClock.now - start, .acknowledged)
             return .acknowledged
         } catch MQTTError.connectionLost, MQTTError.notConnected {
             // Published again once the connection is back; a device that missed it reads the retained one.
-            fleet.metrics.published(ContinuousClock.now - start, outcome: "not_connected")
+            fleet.metrics.published(ContinuousClock.now - start, .notConnected)
             return .notConnected
         } catch {
-            fleet.metrics.published(ContinuousClock.now - start, outcome: "refused")
+            fleet.metrics.published(ContinuousClock.now - start, .refused)
             logger.error("the broker refused desired state", metadata: ["device": "\(desired.device)", "generation": "\(desired.generation)", "error": "\(error)"])
             return client.isConnected ? .refused : .notConnected
         }

@@ -38,5 +38,32 @@ struct AgentMetricsTests {
         #expect(text.contains("drover_agent_applied_generation 1\n"))
         let other = try await fetch("http://127.0.0.1:\(port)/")
         #expect(other.0 == 404)
+
+        // A local client that connects and says nothing does not hold the server (2 s at most;
+        // the time is not checked, the machine is shared).
+        let idle = try #require(Self.connect(port))
+        defer { close(idle) }
+        let again = try await fetch("http://127.0.0.1:\(port)/metrics")
+        #expect(again.0 == 200)
+
+        // A port that is taken: the agent logs it and runs on without metrics.
+        let taken = try #require(Self.connect(port))
+        close(taken)
+        try bed.startAgent("gw-2", labels: "site=a", capacity: "cpu=1,memory=256Mi", extra: ["--metrics-listen", "\(port)"])
+        try await bed.waitForDevices(online: 2)
+        try await Task.sleep(for: .seconds(1))
+        #expect(bed.agents["gw-2"]?.isRunning == true, "an agent whose metrics port is taken still runs")
+    }
+
+    /// A TCP connection to 127.0.0.1:`port`, or nil.
+    static func connect(_ port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if ok != 0 { close(fd) }
+        return ok == 0 ? fd : nil
     }
 }

@@ -13,6 +13,9 @@ short drover_spawn_setsid_flag(void);
 // Makes the calling process a child subreaper: orphans of its replicas are reparented to it.
 int drover_set_child_subreaper(void);
 
+// accept(2) with the new descriptor close-on-exec from the start (no window for a fork).
+int drover_accept_cloexec(int fd);
+
 // Starts `path` as a child that receives `deathsig` when this process dies (PR_SET_PDEATHSIG),
 // with default signal dispositions, an empty signal mask, stdin from /dev/null, stdout and
 // stderr appended to `output`, and no other descriptor. The fork happens on one thread
