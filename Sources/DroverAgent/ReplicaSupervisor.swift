@@ -103,10 +103,8 @@ public actor ReplicaSupervisor {
         var slots: [String: Int] = [:]
         for (id, record) in obsolete.sorted(by: { $0.key < $1.key }) {
             slots[id] = record.slot ?? 0
-            if retire(id) {
-                slots[id] = 1 - (record.slot ?? 0)
-                continue
-            }
+            // (Its replacement goes in the other slot: see the records made below.)
+            if retire(id) { continue }
             if let process = live[id]?.process, let driver = drivers[record.spec.runtime] {
                 stopping[id] = process
                 stops.append(InstanceStop(key: id, process: process, driver: driver))

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// `maxSurge` over real agents: each device starts the new revision beside the old one and
@@ -39,27 +40,34 @@ struct RolloutSurgeTests {
         return counts
     }
 
-    /// Counts instances every 20 ms on a task of its own (the API can be slow on a busy
-    /// machine): the fewest and the most seen, of revisions 1 and 2 or of one revision.
+    /// Counts instances every 20 ms on a thread of its own (not the test's task pool, which
+    /// other tests may keep busy for seconds): the fewest and the most seen, of revisions 1
+    /// and 2 or of one revision.
     final class Sampler: Sendable {
-        let task: Task<(Int, Int), Never>
+        final class Seen: Sendable {
+            let value = Mutex<(fewest: Int, most: Int, done: Bool)>((Int.max, 0, false))
+        }
+        let box = Seen()
 
         init(version: Int? = nil) {
-            task = Task.detached {
-                var (fewest, most) = (Int.max, 0)
-                while !Task.isCancelled {
+            let box = box
+            let thread = Thread {
+                while !box.value.withLock({ $0.done }) {
                     let counts = RolloutSurgeTests.instances()
                     let n = version.map { counts[$0, default: 0] } ?? counts[1, default: 0] + counts[2, default: 0]
-                    (fewest, most) = (min(fewest, n), max(most, n))
-                    try? await Task.sleep(for: .milliseconds(20))
+                    box.value.withLock { $0 = (min($0.fewest, n), max($0.most, n), $0.done) }
+                    usleep(20_000)
                 }
-                return (fewest, most)
             }
+            thread.start()
         }
 
         func stop() async -> (fewest: Int, most: Int) {
-            task.cancel()
-            return await task.value
+            let result = box.value.withLock { s -> (Int, Int) in
+                s.done = true
+                return (s.fewest, s.most)
+            }
+            return result
         }
     }
 
@@ -96,7 +104,10 @@ struct RolloutSurgeTests {
         #expect(phase == "succeeded")
         #expect(surged == ["svc-0", "svc-1", "svc-2"], "every device had room: \(surged)")
         #expect(fewest >= 3, "a replica was down: \(fewest) instances at one sample")
-        #expect(most > 3, "the new instances ran beside the old ones: at most \(most)")
+        let surgeLog = ((try? FileManager.default.contentsOfDirectory(atPath: bed.dir)) ?? []).filter { $0.hasPrefix("agent-") }.flatMap { file in
+            ((try? String(contentsOfFile: bed.dir + "/" + file, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("surge") || $0.contains("stopped replica") }
+        }
+        #expect(most > 3, "the new instances ran beside the old ones: at most \(most); \(surgeLog.joined(separator: "\n"))")
         #expect(instances() == [2: 3])
 
         // Revision 3 never gets ready: rolled back at the deadline; revision 2 serves throughout.
