@@ -50,7 +50,7 @@ public enum Agent {
 
         var mqtt = MQTTConfiguration(
                 broker: config.broker, clientID: "drover-agent-\(config.deviceID)", username: config.username ?? config.deviceID,
-                password: config.password, keepAliveSeconds: 15, sessionExpirySeconds: 7 * 24 * 3600, cleanStart: false,
+                password: config.password, keepAliveSeconds: config.keepAliveSeconds, sessionExpirySeconds: 7 * 24 * 3600, cleanStart: false,
                 will: LastWill(topic: Topic.device(config.deviceID, .state), payload: AgentLink.offline(config.deviceID), qos: .atLeastOnce, retain: true),
                 // Every 0.25–0.5 s for the first 5 s, so a broker that restarts is found again
                 // at once; then growing to 5 s at most, so after any outage every device is

@@ -12,7 +12,12 @@ public struct AgentConfiguration: Sendable {
     public var capacityCPU: Int?
     public var capacityMemory: Int64?
     public var link: LinkClass
+    /// How often the agent looks for something to tell (`--beat-interval`).
     public var beatInterval: Duration
+    /// The longest it stays silent when nothing changes (`--idle-beat-interval`).
+    public var idleBeatInterval: Duration = .seconds(300)
+    /// MQTT keepalive: the broker fires the device's will after 1.5 times this of silence.
+    public var keepAliveSeconds: Int32 = 15
     public var username: String?
     public var password: String?
     public var stopGrace: Duration

@@ -16,6 +16,9 @@ actor AgentLink {
     private var cpu = CPUSampler()
     private var replicaCPU = ReplicaCPUSampler()
     private var ledger = DropLedger()
+    private var beats: BeatPlanner
+    /// Smoothed round-trip time to the broker, from the acknowledgements of QoS 1 publishes.
+    private var rtt: Double?
     private var flushing = false
     /// For `--metrics-listen`.
     private var beatsSent = 0
@@ -28,6 +31,7 @@ actor AgentLink {
         self.store = store
         self.supervisor = supervisor
         self.logger = logger
+        beats = BeatPlanner(idleInterval: configuration.idleBeatInterval.millis)
     }
 
     nonisolated var deviceID: String { configuration.deviceID }
@@ -63,17 +67,34 @@ actor AgentLink {
 
     private func announce() async {
         let generation = await supervisor.appliedGeneration
-        let hello = Hello(device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation)
+        let hello = Hello(
+            device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation, beatEvery: configuration.idleBeatInterval.millis)
         do {
-            try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true)
-            try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce)
+            _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
+            _ = try await timed { try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce) }
+            // The controller may know nothing of this device, or only an old picture: the
+            // next beat tells everything.
+            beats.reset()
             // Reports acknowledged by a broker that then lost them, or taken by a controller
             // that died before its commit, are never resent: a full snapshot after every
             // announcement sets the controller's view right.
             await supervisor.queueSnapshot()
         } catch {
             logger.warning("cannot announce", metadata: ["error": "\(error)"])
+            return
         }
+        await sendBeat()
+    }
+
+    /// Runs a QoS 1 publish and folds the wait for its PUBACK into the smoothed round-trip
+    /// time (like TCP's SRTT: one slow answer moves it by an eighth).
+    private func timed<T>(_ publish: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        let result = try await publish()
+        let c = (ContinuousClock.now - start).components
+        let millis = min(Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15, WireLimits.rttRange.upperBound)
+        rtt = ((rtt.map { $0 * 7 / 8 + millis / 8 } ?? millis) * 10).rounded() / 10
+        return result
     }
 
     func handleMessages() async {
@@ -182,7 +203,7 @@ actor AgentLink {
                 do {
                     // A report nobody subscribed to (the controller is away and the broker lost its
                     // session) stays queued until the controller is back.
-                    guard try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce) == .delivered else { return }
+                    guard try await timed({ try await client.publish(Topic.device(deviceID, .report), WireCodec.encode(report), qos: .atLeastOnce) }) == .delivered else { return }
                     try store.acknowledge(seq: entry.seq)
                     reportsSent += 1
                 } catch {
@@ -192,14 +213,25 @@ actor AgentLink {
         }
     }
 
-    /// Samples are taken only when they can be sent; the next sample then covers the whole gap.
+    /// Samples every `--beat-interval` and sends a beat only with what changed, or after
+    /// `--idle-beat-interval` of silence (`BeatPlanner`). Samples are taken only while they
+    /// can be sent; the next one then covers the whole gap.
     func sendBeat() async {
         guard client.isConnected else { return }
         let usage = Usage.sample(cpu: &cpu, dataDir: configuration.dataDir)
-        var beat = Beat(device: deviceID, time: epochMillis(), usage: usage, phases: await supervisor.phaseCounts())
-        beat.replicaCPU = replicaCPU.sample(await supervisor.runningGroups())
-        (beat.generation, beat.reportSeq, beat.digest) = await supervisor.beatSummary()
-        if (try? await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atMostOnce)) != nil { beatsSent += 1 }
+        let phases = await supervisor.phaseCounts()
+        let perReplica = replicaCPU.sample(await supervisor.runningGroups())
+        let (generation, reportSeq, digest) = await supervisor.beatSummary()
+        let sample = BeatPlanner.Sample(usage: usage, phases: phases, replicaCPU: perReplica, generation: generation, reportSeq: reportSeq, digest: digest, rtt: rtt)
+        guard let beat = beats.next(sample, device: deviceID, now: epochMillis()) else { return }
+        do {
+            // QoS 1: the acknowledgement says it arrived, and times the link. "No subscribers"
+            // means the controller is away; it asks for everything again when it is back.
+            _ = try await timed { try await client.publish(Topic.device(deviceID, .beat), WireCodec.encode(beat), qos: .atLeastOnce) }
+            beatsSent += 1
+        } catch {
+            beats.reset()
+        }
     }
 
     /// `--metrics-listen`: the device's replicas, its link and its outbox, as of now.

@@ -9,7 +9,7 @@ public struct ControllerConfiguration: Sendable {
     public var brokerURL: String?
     public var unreachableAfter: Duration
     public var presenceCheckInterval: Duration
-    /// How often every online device's round-trip time is measured.
+    /// How often the online devices whose beats carry no round-trip time are pinged.
     public var pingInterval: Duration
     /// A TLS listener of the managed broker beyond loopback, for devices on other machines.
     public var mqttListen: HostPort?
@@ -55,7 +55,7 @@ public struct ControllerConfiguration: Sendable {
 
     public init(
         dataDir: String, listenHost: String = "127.0.0.1", listenPort: Int = 7070, brokerURL: String? = nil,
-        unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1), pingInterval: Duration = .seconds(15),
+        unreachableAfter: Duration = .seconds(30), presenceCheckInterval: Duration = .seconds(1), pingInterval: Duration = .seconds(300),
         mqttListen: HostPort? = nil, advertise: [String] = [], apiTLS: APITLS = .none
     ) {
         self.dataDir = dataDir

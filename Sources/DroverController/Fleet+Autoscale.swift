@@ -15,9 +15,10 @@ extension FleetState {
     mutating func autoscaleDecision(for name: String, now: Int64) -> (replicas: Int, reason: String)? {
         guard let record = workloads[name], let target = record.spec.autoscale else { return nil }
         let request = Double(record.spec.resources.cpuMillis > 0 ? record.spec.resources.cpuMillis : 1000)
-        // Figures older than 15 s are stale: the device may have stopped beating.
+        // A figure stands while its device is online (beats carry only figures that moved);
+        // one from a device the replica has left says nothing.
         let utilization = replicas.values.filter { $0.workload == name && $0.phase == .running }.compactMap { row in
-            replicaCPU[row.id].flatMap { now - $0.time <= 15_000 ? Double($0.millis) / request * 100 : nil }
+            replicaCPU[row.id].flatMap { $0.device == row.device && devices[row.device]?.presence == .online ? Double($0.millis) / request * 100 : nil }
         }
         var scaler = autoscalers[name] ?? Autoscaler()
         var wanted = scaler.recommend(target, current: record.spec.replicas, utilization: utilization, now: now)

@@ -19,12 +19,12 @@ extension FleetState {
     /// Whether the beat shows a drift that reports will not fix: the device applied the
     /// newest generation, every report it queued has been applied here, and still the digests
     /// differ.
-    mutating func wantsSnapshot(_ m: Beat, now: Int64) -> Bool {
-        guard let digest = m.digest, let generation = m.generation, let seq = m.reportSeq, let d = devices[m.device] else { return false }
-        guard generation == (desired[m.device]?.generation ?? 0), seq <= d.lastReportSeq else { return false }
-        guard digest != self.digest(of: m.device) else { return false }
-        if let asked = snapshotAsked[m.device], now - asked < Self.snapshotInterval { return false }
-        snapshotAsked[m.device] = now
+    mutating func wantsSnapshot(_ device: String, _ summary: DeviceLink.Summary?, now: Int64) -> Bool {
+        guard let (generation, seq, digest) = summary, let d = devices[device] else { return false }
+        guard generation == (desired[device]?.generation ?? 0), seq <= d.lastReportSeq else { return false }
+        guard digest != self.digest(of: device) else { return false }
+        if let asked = snapshotAsked[device], now - asked < Self.snapshotInterval { return false }
+        snapshotAsked[device] = now
         return true
     }
 

@@ -10,6 +10,8 @@ extension FleetState {
     mutating func hello(_ m: Hello, now: Int64) -> Effects {
         clock = now
         heldWills.remove(m.device)
+        // The device tells everything again in its next beat.
+        links[m.device] = DeviceLink(beatEvery: m.beatEvery)
         var batch = StoreBatch()
         var needsPlan = false
         if var d = devices[m.device] {
@@ -81,14 +83,22 @@ extension FleetState {
     mutating func beat(_ m: Beat, now: Int64) -> (snapshot: Bool, effects: Effects) {
         clock = now
         guard var d = devices[m.device] else { return (false, Effects()) }
-        let snapshot = wantsSnapshot(m, now: now)
+        // A field a beat leaves out has not changed since the device last told it.
+        var link = links[m.device] ?? DeviceLink()
+        if let generation = m.generation, let seq = m.reportSeq, let digest = m.digest { link.summary = (generation, seq, digest) }
+        if let rtt = m.rtt {
+            d.rttMillis = rtt
+            link.tellsRTT = true
+        }
+        links[m.device] = link
+        let snapshot = wantsSnapshot(m.device, link.summary, now: now)
         heldWills.remove(m.device)
         d.lastSeen = clock
-        d.usage = m.usage
-        d.phases = m.phases
+        if let usage = m.usage { d.usage = usage }
+        if let phases = m.phases { d.phases = phases }
         if let generation = m.generation { d.lastAppliedGeneration = generation }
         for (id, millis) in m.replicaCPU ?? [:] where replicas[id]?.device == m.device {
-            replicaCPU[id] = (millis, d.lastSeen)
+            replicaCPU[id] = (millis, m.device)
         }
         let cameBack = d.presence != .online
         d.setPresence(.online, at: d.lastSeen)
@@ -165,15 +175,18 @@ extension FleetState {
         var changed: [String] = []
         if !inGrace(now: now) {
             // Runs every second: filter before sorting, so a large quiet fleet costs one pass.
+            // Each device is allowed the beat interval it promised, and `unreachableAfter` past it.
             let silent = devices.filter {
-                $0.value.presence == .online && (heldWills.contains($0.key) || now - sight.effectiveLastSeen($0.value.lastSeen, now: now) > bound)
+                $0.value.presence == .online
+                    && (heldWills.contains($0.key) || now - sight.effectiveLastSeen($0.value.lastSeen, now: now) > bound + (links[$0.key]?.beatEvery ?? 0))
             }
             for (id, var d) in silent.sorted(by: { $0.key < $1.key }) {
                 d.setPresence(.unreachable, at: now)
                 devices[id] = d
                 batch.devices.append(d)
                 changed.append(id)
-                let why = heldWills.contains(id) ? "its last will, held through the grace after the controller started" : "no beat for \(unreachableAfter)"
+                let silence = Duration.milliseconds(bound + (links[id]?.beatEvery ?? 0))
+                let why = heldWills.contains(id) ? "its last will, held through the grace after the controller started" : "nothing heard for \(silence)"
                 event("DeviceUnreachable", id, "device \(id) is unreachable (\(why))", into: &batch)
             }
             heldWills.removeAll()
@@ -213,6 +226,24 @@ extension FleetState {
         case .draining: ("DeviceDraining", "draining: its replicas move away")
         }
         event(kind, id, "device \(id) \(verb)", into: &batch)
+        let messages = replan(devices: [id], into: &batch)
+        return Effects(batch, publish: messages)
+    }
+
+    mutating func revoked(_ id: String, now: Int64) throws(FleetError) -> Effects {
+        guard var d = devices[id] else { throw .notFound(kind: "device", name: id) }
+        clock = now
+        var batch = StoreBatch()
+        if d.presence == .online {
+            d.setPresence(.unreachable, at: now)
+            event("DeviceUnreachable", id, "device \(id) is unreachable (revoked)", into: &batch)
+        }
+        if d.schedulability != Schedulability.draining.rawValue {
+            d.schedulability = Schedulability.draining.rawValue
+            event("DeviceDraining", id, "device \(id) draining: its replicas move away", into: &batch)
+        }
+        devices[id] = d
+        batch.devices.append(d)
         let messages = replan(devices: [id], into: &batch)
         return Effects(batch, publish: messages)
     }

@@ -120,6 +120,12 @@ public actor Fleet {
         return try state.device(id)
     }
 
+    /// A revoked device: its replicas move away, and it is unreachable from now on (the broker
+    /// dropped it, and its will is refused with its credentials).
+    public func revoked(_ id: String) throws(FleetError) {
+        try transition { (s: inout FleetState) throws(FleetError) in ((), try s.revoked(id, now: Self.nowMillis())) }
+    }
+
     public func apply(_ spec: WorkloadSpec) throws(FleetError) -> ApplyOutcome {
         try transition { (s: inout FleetState) throws(FleetError) in try s.apply(spec, now: Self.nowMillis()) }
     }

@@ -47,8 +47,11 @@ struct FleetState {
     var lastAliveWritten: Int64 = 0
     var dropsWritten = ""
     var lastOfflineReplan: Int64 = 0
-    /// Latest CPU use per replica (millicores) and when it was reported.
-    var replicaCPU: [String: (millis: Int, time: Int64)] = [:]
+    /// Latest CPU use per replica (millicores) and the device that reported it. Beats carry
+    /// only figures that moved, so a figure stands while its device is online.
+    var replicaCPU: [String: (millis: Int, device: String)] = [:]
+    /// What each device promised in its hello and told in its beats since (see `DeviceLink`).
+    var links: [String: DeviceLink] = [:]
     var autoscalers: [String: Autoscaler] = [:]
     /// Grows with every committed change that placement depends on, so that the autoscaler
     /// asks the scheduler again only when something changed.

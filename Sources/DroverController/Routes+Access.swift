@@ -38,7 +38,7 @@ extension API {
             let id = try context.parameters.require("id")
             try await access.revokeDevice(id, now: Fleet.nowMillis())
             // Its replicas move elsewhere; a device that is not in the fleet yet has none.
-            _ = try? await fleet.setSchedulability(id, .draining)
+            try? await fleet.revoked(id)
             return APIJSON.response(["device": id, "status": "revoked"])
         }
     }

@@ -24,12 +24,16 @@ public struct Hello: DeviceMessage, Hashable {
     /// Changes when the device reboots (Linux `boot_id`).
     public var bootID: String
     public var lastAppliedGeneration: Generation
+    /// The longest the device goes between beats, in milliseconds: the controller judges its
+    /// silence from there. Absent: a beat every few seconds (the old rule).
+    public var beatEvery: Int64?
 
-    public init(device: String, facts: DeviceFacts, bootID: String, lastAppliedGeneration: Generation) {
+    public init(device: String, facts: DeviceFacts, bootID: String, lastAppliedGeneration: Generation, beatEvery: Int64? = nil) {
         self.device = device
         self.facts = facts
         self.bootID = bootID
         self.lastAppliedGeneration = lastAppliedGeneration
+        self.beatEvery = beatEvery
     }
 
     public func validate() -> [FieldError] {
@@ -42,6 +46,7 @@ public struct Hello: DeviceMessage, Hashable {
         check.count("facts.runtimes", facts.runtimes.count, max: WireLimits.maxRuntimes)
         check.text("bootID", bootID, max: WireLimits.maxShortText)
         check.range("lastAppliedGeneration", lastAppliedGeneration, 0...WireLimits.maxCounter)
+        if let beatEvery { check.range("beatEvery", beatEvery, WireLimits.beatEveryRange) }
         return check.errors
     }
 }
@@ -59,16 +64,19 @@ public struct DeviceState: DeviceMessage, Hashable {
     }
 }
 
-/// `dev/<id>/beat`, QoS 0: periodic liveness and usage.
+/// `dev/<id>/beat`, QoS 1: what changed since the device's previous beat (usage, phases,
+/// replica CPU, its summary, its round-trip time), or only `time` when nothing did. A field
+/// that is absent has not changed.
 public struct Beat: DeviceMessage, Hashable {
     public var v = wireVersion
     public var device: String
     /// Milliseconds since the Unix epoch on the device's clock.
     public var time: Int64
-    public var usage: Usage
+    public var usage: Usage?
     /// How many replicas are in each phase.
-    public var phases: [String: Int]
-    /// CPU used by each running replica's process group since the last beat, in millicores.
+    public var phases: [String: Int]?
+    /// CPU each running replica's process group uses, in millicores: only the replicas whose
+    /// figure moved (see `BeatPlanner`).
     public var replicaCPU: [String: Int]?
     /// The generation the device has applied, the last report sequence number it queued, and
     /// the `ReplicaDigest` of its replicas. When the controller has every report up to
@@ -76,8 +84,11 @@ public struct Beat: DeviceMessage, Hashable {
     public var generation: Generation?
     public var reportSeq: Int64?
     public var digest: String?
+    /// The device's smoothed round-trip time to the broker, in milliseconds, from the
+    /// acknowledgements of its own QoS 1 publishes.
+    public var rtt: Double?
 
-    public init(device: String, time: Int64, usage: Usage, phases: [String: Int]) {
+    public init(device: String, time: Int64, usage: Usage? = nil, phases: [String: Int]? = nil) {
         self.device = device
         self.time = time
         self.usage = usage
@@ -88,16 +99,21 @@ public struct Beat: DeviceMessage, Hashable {
         var check = FieldChecker()
         check.range("time", time, WireLimits.timeRange)
         // NaN fails every comparison, so it is out of range too.
-        check.require(usage.cpuPercent.isFinite && WireLimits.cpuPercentRange.contains(usage.cpuPercent), "usage.cpuPercent", "must be a number between 0 and 100")
-        check.range("usage.memoryUsedBytes", usage.memoryUsedBytes, 0...WireLimits.maxMemoryBytes)
-        check.range("usage.memoryTotalBytes", usage.memoryTotalBytes, 0...WireLimits.maxMemoryBytes)
-        check.range("usage.diskUsedBytes", usage.diskUsedBytes, 0...WireLimits.maxStorageBytes)
-        check.range("usage.diskTotalBytes", usage.diskTotalBytes, 0...WireLimits.maxStorageBytes)
-        check.count("phases", phases.count, max: ReplicaPhase.allCases.count)
-        for (phase, count) in phases.sorted(by: { $0.key < $1.key }).prefix(ReplicaPhase.allCases.count) {
-            check.require(ReplicaPhase(rawValue: phase) != nil, "phases.\(phase.prefix(64))", "is not a replica phase")
-            check.range("phases.\(phase.prefix(64))", count, 0...WireLimits.maxReplicas)
+        if let usage {
+            check.require(usage.cpuPercent.isFinite && WireLimits.cpuPercentRange.contains(usage.cpuPercent), "usage.cpuPercent", "must be a number between 0 and 100")
+            check.range("usage.memoryUsedBytes", usage.memoryUsedBytes, 0...WireLimits.maxMemoryBytes)
+            check.range("usage.memoryTotalBytes", usage.memoryTotalBytes, 0...WireLimits.maxMemoryBytes)
+            check.range("usage.diskUsedBytes", usage.diskUsedBytes, 0...WireLimits.maxStorageBytes)
+            check.range("usage.diskTotalBytes", usage.diskTotalBytes, 0...WireLimits.maxStorageBytes)
         }
+        if let phases {
+            check.count("phases", phases.count, max: ReplicaPhase.allCases.count)
+            for (phase, count) in phases.sorted(by: { $0.key < $1.key }).prefix(ReplicaPhase.allCases.count) {
+                check.require(ReplicaPhase(rawValue: phase) != nil, "phases.\(phase.prefix(64))", "is not a replica phase")
+                check.range("phases.\(phase.prefix(64))", count, 0...WireLimits.maxReplicas)
+            }
+        }
+        if let rtt { check.require(rtt.isFinite && WireLimits.rttRange.contains(rtt), "rtt", "must be a number of milliseconds between 0 and 600000") }
         if let generation { check.range("generation", generation, 0...WireLimits.maxCounter) }
         if let reportSeq { check.range("reportSeq", reportSeq, 0...WireLimits.maxCounter) }
         if let digest { check.text("digest", digest, max: 16, empty: false) }

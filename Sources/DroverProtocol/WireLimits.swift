@@ -24,6 +24,10 @@ public enum WireLimits {
     public static let timeRange: ClosedRange<Int64> = 0...253_402_300_799_999
     /// Machine-wide CPU use in percent.
     public static let cpuPercentRange: ClosedRange<Double> = 0...100
+    /// `hello.beatEvery`: 1 s to a day, in milliseconds.
+    public static let beatEveryRange: ClosedRange<Int64> = 1_000...86_400_000
+    /// `beat.rtt`: up to 10 minutes, in milliseconds.
+    public static let rttRange: ClosedRange<Double> = 0...600_000
     public static let exitCodeRange: ClosedRange<Int32> = 0...255
     public static let maxRestarts = Int(Int32.max)
     public static let maxShortText = 64

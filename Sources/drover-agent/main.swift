@@ -46,8 +46,14 @@ struct RunAgent: AsyncParsableCommand {
     @Option(help: "How this device reaches the broker: wired, wifi, cellular or satellite.")
     var link: String = "wired"
 
-    @Option(help: "Seconds between beats.")
+    @Option(help: "Seconds between looks for something to tell the controller (0.1-3600); a beat goes out only when something changed.")
     var beatInterval: Double = 5
+
+    @Option(help: "Seconds the agent stays silent at most when nothing changes (1-86400, at least --beat-interval): the controller notices a hung agent this long plus its --unreachable-after after the last beat.")
+    var idleBeatInterval: Double = 300
+
+    @Option(help: "MQTT keepalive in seconds (5-3600): the broker notices a dead link, and fires this device's last will, within 1.5 times this.")
+    var keepalive: Int = 15
 
     @Option(help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi.")
     var logLimit: String = "1Mi"
@@ -89,11 +95,15 @@ struct RunAgent: AsyncParsableCommand {
         guard LinkClass(rawValue: link) != nil else {
             throw ValidationError("--link: '\(link)' must be one of \(LinkClass.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard beatInterval >= 0.1 else { throw ValidationError("--beat-interval must be at least 0.1 seconds") }
+        guard (0.1...3600).contains(beatInterval) else { throw ValidationError("--beat-interval must be 0.1 to 3600 seconds") }
+        guard (1...86400).contains(idleBeatInterval), idleBeatInterval >= beatInterval else {
+            throw ValidationError("--idle-beat-interval must be 1 to 86400 seconds, and at least --beat-interval")
+        }
+        guard (5...3600).contains(keepalive) else { throw ValidationError("--keepalive must be 5 to 3600 seconds") }
         guard (Quantity.parseMemory(logLimit) ?? 0) >= 1024 else {
             throw ValidationError("--log-limit: '\(logLimit)' must be a size of at least 1Ki, e.g. 512Ki or 1Mi")
         }
-        guard stopGrace >= 0 else { throw ValidationError("--stop-grace must not be negative") }
+        guard (0...3600).contains(stopGrace) else { throw ValidationError("--stop-grace must be 0 to 3600 seconds") }
         _ = try parsedMetricsPort()
         _ = try parsedLabels()
         _ = try parsedCapacity()
@@ -173,6 +183,8 @@ struct RunAgent: AsyncParsableCommand {
             capacityCPU: capacity.cpu, capacityMemory: capacity.memory, link: LinkClass(rawValue: link) ?? .wired, beatInterval: .milliseconds(Int64(beatInterval * 1000)),
             username: credentials?.username, password: credentials?.password, stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxLogBytes: Quantity.parseMemory(logLimit) ?? 1 << 20, caFile: credentials.map { _ in StoredCredentials.caPath(dataDir) }, workloadUser: workloadUser)
+        configuration.idleBeatInterval = .milliseconds(Int64(idleBeatInterval * 1000))
+        configuration.keepAliveSeconds = Int32(keepalive)
         configuration.imageBudget = Quantity.parseMemory(imageBudget) ?? 2 << 30
         configuration.controllerURL = controller ?? credentials?.controller
         configuration.credentials = credentials

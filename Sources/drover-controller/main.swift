@@ -36,11 +36,11 @@ struct DroverControllerCommand: AsyncParsableCommand {
     @Option(help: "The private key (PEM) of --tls-cert.")
     var tlsKey: String?
 
-    @Option(help: "Seconds without a beat after which a device is unreachable.")
+    @Option(help: "Seconds of silence past a device's promised beat interval (its hello's beatEvery; 0 for a device that promises none) after which it is unreachable; its last will marks it at once. Also the grace after the controller starts or regains its broker (10 s at least).")
     var unreachableAfter: Double = 30
 
-    @Option(help: "Seconds between round-trip measurements of every online device.")
-    var pingInterval: Double = 15
+    @Option(help: "Seconds between round-trip pings of the online devices whose beats do not carry their round-trip time (agents that do are never pinged).")
+    var pingInterval: Double = 300
 
     func listenAddress() throws -> ControllerConfiguration.HostPort {
         guard let address = ControllerConfiguration.HostPort(parsing: listen) else {
@@ -79,8 +79,8 @@ struct DroverControllerCommand: AsyncParsableCommand {
         if let broker {
             do { _ = try BrokerAddress(url: broker) } catch { throw ValidationError("--broker: \(error)") }
         }
-        guard pingInterval >= 0.1 else { throw ValidationError("--ping-interval must be at least 0.1 seconds") }
-        guard unreachableAfter >= 0.5 else { throw ValidationError("--unreachable-after must be at least 0.5 seconds") }
+        guard (0.1...86400).contains(pingInterval) else { throw ValidationError("--ping-interval must be 0.1 to 86400 seconds") }
+        guard (0.5...86400).contains(unreachableAfter) else { throw ValidationError("--unreachable-after must be 0.5 to 86400 seconds") }
     }
 
     func run() async throws {

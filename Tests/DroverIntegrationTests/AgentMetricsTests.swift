@@ -9,6 +9,13 @@ struct AgentMetricsTests {
         return (status, String(decoding: data, as: UTF8.self))
     }
 
+    /// One unlabelled sample of the agent's metrics.
+    static func value(port: Int, _ name: String) async throws -> Double {
+        let text = try await fetch("http://127.0.0.1:\(port)/metrics").1
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return try #require(line.flatMap { Double($0.dropFirst(name.count + 1)) }, "\(name) in \(text)")
+    }
+
     @Test("an agent asked for metrics serves its replicas, its link and its outbox on 127.0.0.1; any other host is refused at start")
     func metrics() async throws {
         let refused = try Harness.run(Harness.binary("drover-agent"), ["--id", "gw-x", "--broker", "mqtt://127.0.0.1:1", "--data-dir", NSTemporaryDirectory() + "drover-never", "--metrics-listen", "0.0.0.0:9101"])

@@ -144,7 +144,9 @@ final class FleetTestbed: @unchecked Sendable {
     /// On the managed broker an agent enrolls, as an operator would set it up: a token from
     /// `drover devices enroll`, handed over in a file, the first time its data dir is used.
     func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = [], netns: String? = nil, broker: String? = nil) throws {
-        var arguments = ["--id", id, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5"]
+        // Fault tests judge silence in seconds: beats at least every second (the default is
+        // every 5 minutes, with presence from the broker session and the will).
+        var arguments = ["--id", id, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5", "--idle-beat-interval", "1"]
         if external != nil || broker != nil { arguments += ["--broker", broker ?? brokerURL] }
         if external == nil, !FileManager.default.fileExists(atPath: agentDir(id) + "/credentials.json") {
             arguments += ["--controller", controllerURL, "--token-file", try enrollmentTokenFile(id)]
@@ -223,6 +225,11 @@ final class FleetTestbed: @unchecked Sendable {
             (try? await self.api.list("/v1/devices"))?.filter { ($0["record"] as? [String: Any])?["presence"] as? String == "online" }.count == count
         }
         guard ok else { throw HarnessError("devices did not come online: \((try? await api.list("/v1/devices")) ?? [])") }
+    }
+
+    /// `online` or `unreachable`, as the controller sees the device.
+    func presence(_ device: String) async throws -> String? {
+        (try await api.get("/v1/devices/\(device)")["record"] as? [String: Any])?["presence"] as? String
     }
 
     /// (replica id, device, pid) of replicas the controller sees running.

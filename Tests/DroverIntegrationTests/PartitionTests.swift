@@ -109,4 +109,44 @@ struct PartitionTests {
             #expect(try await bed.running("steady").count == 2)
         }
     }
+
+    @Test("at the default beats an idle device is all but silent, yet a cut link marks it unreachable within 1.5 keepalives, by its will")
+    func presenceFromSession() async throws {
+        let net = try Partition()
+        defer { net.remove() }
+        try await FleetTestbed.run("session", externalBroker: true, brokerAlsoOn: net.hostAddress, Self.sessionBody(net))
+    }
+
+    static func sessionBody(_ net: Partition) -> (FleetTestbed) async throws -> Void {
+        { bed in
+            let port = bed.external?.port ?? 0
+            let metrics = try Harness.freePort()
+            // The default idle beat (5 minutes) and a 5 s keepalive: only the will can say it is gone in time.
+            try bed.startAgent(
+                "gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: ["--idle-beat-interval", "300", "--keepalive", "5"], netns: net.namespace,
+                broker: "mqtt://\(net.hostAddress):\(port)")
+            try bed.startAgent("gw-2", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: ["--idle-beat-interval", "300", "--metrics-listen", "\(metrics)"])
+            try await bed.waitForDevices(online: 2)
+            try await bed.apply(FaultTests.manifest("steady", replicas: 2, tolerate: "60s"))
+            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 2 })
+            try await bed.waitPastGrace()
+
+            // Sampled every 0.5 s, nothing changing: the old beats were 16 in 8 s.
+            let before = try await AgentMetricsTests.value(port: metrics, "drover_agent_beats_sent_total")
+            try await Task.sleep(for: .seconds(8))
+            let after = try await AgentMetricsTests.value(port: metrics, "drover_agent_beats_sent_total")
+            #expect(after - before <= 3, "an idle device sent \(after - before) beats in 8 s")
+            #expect(try await bed.presence("gw-2") == "online", "and is online all the same")
+
+            try net.cut()
+            let cutAt = ContinuousClock.now
+            let gone = await Harness.eventually(.seconds(15)) { (try? await bed.presence("gw-1")) == "unreachable" }
+            #expect(gone, "the broker fires the will after 7.5 s of silence")
+            #expect(ContinuousClock.now - cutAt >= .seconds(4), "no sooner than the keepalive allows")
+            let events = String(decoding: try await bed.api.request("GET", "/v1/events?subject=gw-1").2, as: UTF8.self)
+            #expect(events.contains("last will"), "\(events)")
+            try net.heal()
+            #expect(await Harness.eventually(.seconds(20)) { (try? await bed.presence("gw-1")) == "online" })
+        }
+    }
 }

@@ -216,7 +216,7 @@ struct ExternalRevocationTests {
         // Enrolled through the API; the broker (anonymous, no password file) lets anyone in.
         let token = try bed.enrollmentTokenFile("gw-1")
         bed.agents["gw-1"] = try TestProcess(
-            Harness.binary("drover-agent"), ["--controller", bed.controllerURL, "--token-file", token, "--data-dir", bed.agentDir("gw-1"), "--beat-interval", "0.5"],
+            Harness.binary("drover-agent"), ["--controller", bed.controllerURL, "--token-file", token, "--data-dir", bed.agentDir("gw-1"), "--beat-interval", "0.5", "--idle-beat-interval", "1"],
             log: bed.dir + "/gw-1.log")
         try await bed.waitForDevices(online: 1)
         let (status, output) = try bed.drover(["devices", "revoke", "gw-1"])
