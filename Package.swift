@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "drover-controller", targets: ["drover-controller"]),
         .executable(name: "drover-agent", targets: ["drover-agent"]),
         .executable(name: "drover", targets: ["drover"]),
+        .executable(name: "drover-sim", targets: ["drover-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -107,6 +108,16 @@ let package = Package(
             dependencies: ["DroverController", "DroverCore", "DroverProtocol", "DroverStore", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // Simulated devices over real MQTT connections, for load tests and benchmarks: the
+        // device logic (pure) and the executable that drives thousands of connections from a
+        // few threads (libmosquitto's external loop over epoll).
+        .target(name: "DroverSim", dependencies: ["DroverCore", "DroverProtocol"]),
+        .target(name: "CDroverEpoll"),
+        .executableTarget(
+            name: "drover-sim",
+            dependencies: ["DroverSim", "DroverCore", "DroverProtocol", "DroverMQTT", "CMosquitto", "CDroverEpoll", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // Recovery of a real fleet (controller, broker, 100 agents) from a broker crash and a controller restart.
         .executableTarget(name: "drover-recovery-bench", dependencies: ["DroverPOSIX"]),
 
@@ -114,7 +125,7 @@ let package = Package(
             name: "DroverUnitTests",
             dependencies: [
                 "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
-                "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI",
+                "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI", "DroverSim",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Yams", package: "Yams"),

@@ -103,8 +103,10 @@ actor AgentLink {
             // reports, so announce again and resend what is queued.
             // Publishing is never awaited on this loop: a PUBACK may sit behind the messages
             // that wait to be read here.
+            // (Its retained `online`, replayed on subscribe, is not news: this device announced
+            // itself on connecting.)
             if message.topic == Topic.controllerState {
-                if message.payload == Array("online".utf8) {
+                if message.payload == Array("online".utf8), !message.retain {
                     Task {
                         await self.announce()
                         await self.flushOutbox()

@@ -72,6 +72,26 @@ public enum Quantity {
         return bytes
     }
 
+    /// `cpu=2,memory=1Gi` (either may be left out), as `--capacity` takes it; the error says
+    /// which part is wrong.
+    public static func parseCapacity(_ text: String) throws(FieldError) -> (cpu: Int?, memory: Int64?) {
+        var cpu: Int?
+        var memory: Int64?
+        for pair in text.split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            switch (kv.first, kv.count == 2 ? kv[1] : nil) {
+            case ("cpu", let v?):
+                cpu = parseCPU(v)
+                if cpu == nil { throw FieldError(path: "cpu", reason: "'\(v)' must be cores (2, 0.5) or millicores (500m)") }
+            case ("memory", let v?):
+                memory = parseMemory(v)
+                if memory == nil { throw FieldError(path: "memory", reason: "'\(v)' must be bytes with an optional Ki/Mi/Gi suffix") }
+            default: throw FieldError(path: "'\(pair)'", reason: "must be cpu=N or memory=N")
+            }
+        }
+        return (cpu, memory)
+    }
+
     public static func formatCPU(_ millis: Int) -> String {
         millis % 1000 == 0 ? String(millis / 1000) : "\(millis)m"
     }

@@ -167,19 +167,7 @@ extension MQTTClient {
             : []
         let qos: QoS = message.qos >= 1 ? .atLeastOnce : .atMostOnce
         var received = MQTTMessage(topic: topic, payload: payload, qos: qos, retain: message.retain)
-        if let properties {
-            var text: UnsafeMutablePointer<CChar>?
-            if mosquitto_property_read_string(properties, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), &text, false) != nil, let text {
-                received.responseTopic = String(cString: text)
-                free(text)
-            }
-            var data: UnsafeMutableRawPointer?
-            var length: UInt16 = 0
-            if mosquitto_property_read_binary(properties, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), &data, &length, false) != nil, let data {
-                received.correlationData = Array(UnsafeRawBufferPointer(start: data, count: Int(length)))
-                free(data)
-            }
-        }
+        (received.responseTopic, received.correlationData) = Self.requestProperties(properties)
         // Backpressure (see `MQTTMessages`): wait while the reader is this far behind, but
         // never so long that keepalive, PUBACKs and disconnects go unnoticed: a reader that
         // waits on this thread for an acknowledgement must not deadlock it.
@@ -190,6 +178,26 @@ extension MQTTClient {
         }
         messages.buffered.count.add(1, ordering: .relaxed)
         messageContinuation.yield(received)
+    }
+
+    /// The MQTT 5 request/response properties of a received message: its response topic and
+    /// correlation data.
+    public static func requestProperties(_ properties: OpaquePointer?) -> (responseTopic: String?, correlation: [UInt8]?) {
+        guard let properties else { return (nil, nil) }
+        var responseTopic: String?
+        var correlation: [UInt8]?
+        var text: UnsafeMutablePointer<CChar>?
+        if mosquitto_property_read_string(properties, Int32(MQTT_PROP_RESPONSE_TOPIC.rawValue), &text, false) != nil, let text {
+            responseTopic = String(cString: text)
+            free(text)
+        }
+        var data: UnsafeMutableRawPointer?
+        var length: UInt16 = 0
+        if mosquitto_property_read_binary(properties, Int32(MQTT_PROP_CORRELATION_DATA.rawValue), &data, &length, false) != nil, let data {
+            correlation = Array(UnsafeRawBufferPointer(start: data, count: Int(length)))
+            free(data)
+        }
+        return (responseTopic, correlation)
     }
 
     func emit(_ event: MQTTConnectionEvent) {

@@ -128,19 +128,7 @@ struct RunAgent: AsyncParsableCommand {
     }
 
     func parsedCapacity() throws -> (cpu: Int?, memory: Int64?) {
-        var cpu: Int?
-        var memory: Int64?
-        for pair in capacity.split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            switch (kv.first, kv.count == 2 ? kv[1] : nil) {
-            case ("cpu", let v?): cpu = Quantity.parseCPU(v)
-                if cpu == nil { throw ValidationError("--capacity: cpu '\(v)' must be cores (2, 0.5) or millicores (500m)") }
-            case ("memory", let v?): memory = Quantity.parseMemory(v)
-                if memory == nil { throw ValidationError("--capacity: memory '\(v)' must be bytes with an optional Ki/Mi/Gi suffix") }
-            default: throw ValidationError("--capacity: '\(pair)' must be cpu=N or memory=N")
-            }
-        }
-        return (cpu, memory)
+        do { return try Quantity.parseCapacity(capacity) } catch { throw ValidationError("--capacity: \(error.path) \(error.reason)") }
     }
 
     /// The enrollment token, from --token or --token-file.
