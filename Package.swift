@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config.
@@ -116,6 +117,19 @@ let package = Package(
         .executableTarget(
             name: "drover-sim",
             dependencies: ["DroverSim", "DroverCore", "DroverProtocol", "DroverMQTT", "CMosquitto", "CDroverEpoll", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // End to end with simulated devices: apply → running (HdrHistogram, beside a minimal
+        // controller's floor) and 10,000 devices on one controller.
+        .executableTarget(
+            name: "drover-load-bench",
+            dependencies: [
+                "DroverCore", "DroverMQTT", "DroverProtocol", "DroverPOSIX",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
 
         // Recovery of a real fleet (controller, broker, 100 agents) from a broker crash and a controller restart.

@@ -276,11 +276,15 @@ extension FleetState {
     }
 
     func summary() -> FleetSummary {
-        FleetSummary(
-            devices: devices.count, online: devices.values.filter { $0.presence == .online }.count,
-            unreachable: devices.values.filter { $0.presence == .unreachable }.count, workloads: workloads.count,
-            desiredReplicas: desiredCounts().values.reduce(0, +),
-            runningReplicas: replicas.values.filter { $0.phase == .running }.count,
+        // Counted in place: `filter` would copy every record (status is polled).
+        var online = 0, unreachable = 0, running = 0
+        for d in devices.values {
+            if d.presence == .online { online += 1 } else if d.presence == .unreachable { unreachable += 1 }
+        }
+        for r in replicas.values where r.phase == .running { running += 1 }
+        return FleetSummary(
+            devices: devices.count, online: online, unreachable: unreachable, workloads: workloads.count,
+            desiredReplicas: desiredCounts().values.reduce(0, +), runningReplicas: running,
             droppedMessages: Dictionary(uniqueKeysWithValues: drops.counts.map { ($0.key.rawValue, $0.value) }), placement: placementStats)
     }
 }

@@ -172,6 +172,7 @@ extension FleetState {
     /// matching device (placed or waiting).
     func desiredCounts() -> [String: Int] {
         var counts = workloads.mapValues { $0.spec.mode == .every ? 0 : $0.spec.replicas }
+        guard workloads.values.contains(where: { $0.spec.mode == .every }) else { return counts }
         for row in replicas.values where workloads[row.workload]?.spec.mode == .every { counts[row.workload, default: 0] += 1 }
         for u in scheduler?.unplaced ?? [] where workloads[u.workload]?.spec.mode == .every { counts[u.workload, default: 0] += 1 }
         return counts

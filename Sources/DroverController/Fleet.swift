@@ -87,6 +87,15 @@ public actor Fleet {
     public func hello(_ m: Hello) { try? perform(state.hello(m, now: Self.nowMillis())) }
     public func state(_ m: DeviceState) { try? perform(state.state(m, now: Self.nowMillis())) }
     public func report(_ m: Report) { try? perform(state.report(m, now: Self.nowMillis())) }
+
+    /// Reports that arrived together, applied in order and written in one transaction (a
+    /// burst of a thousand is one commit, not a thousand).
+    public func reports(_ ms: [Report]) {
+        let now = Self.nowMillis()
+        var effects = Effects()
+        for m in ms { effects.merge(state.report(m, now: now)) }
+        try? perform(effects)
+    }
     public func checkPresence(now: Int64) { try? perform(state.checkPresence(now: now)) }
     public func sightLost(now: Int64) { state.sightLost(now: now) }
     public func sightRestored(now: Int64) { state.sightRestored(now: now) }

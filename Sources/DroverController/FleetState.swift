@@ -14,6 +14,11 @@ struct Effects {
         self.batch = batch
         self.publish = publish
     }
+
+    mutating func merge(_ other: Effects) {
+        batch.merge(other.batch)
+        publish += other.publish
+    }
 }
 
 /// The controller's view of the fleet, and every change to it as a transition: given an

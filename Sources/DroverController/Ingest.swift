@@ -121,14 +121,33 @@ public final class Ingest: Sendable {
         }
     }
 
+    /// Reads messages in arrival order. Reports that arrive back to back (all those already
+    /// waiting, up to 500) are applied together, in one store transaction.
     func handleMessages() async {
-        for await message in client.messages {
-            await handle(message)
+        var messages = client.messages.makeAsyncIterator()
+        var reports: [Report] = []
+        while let message = await messages.next() {
+            await handle(message, batching: &reports)
+            if messages.waiting == 0 || reports.count >= 500 { await flush(&reports) }
         }
+    }
+
+    private func flush(_ reports: inout [Report]) async {
+        guard !reports.isEmpty else { return }
+        await fleet.reports(reports)
+        reports.removeAll(keepingCapacity: true)
     }
 
     /// One incoming message: decoded strictly; anything malformed is counted and dropped.
     public func handle(_ message: MQTTMessage) async {
+        var reports: [Report] = []
+        await handle(message, batching: &reports)
+        await flush(&reports)
+    }
+
+    /// As `handle`, but a report is added to `reports`; anything else is handled after the
+    /// reports before it.
+    func handle(_ message: MQTTMessage, batching reports: inout [Report]) async {
         // A retained message replayed on subscribe is history: a `state` may be a will the
         // broker fired while it went down with the controller, and anything else was judged
         // (and counted, if dropped) when it arrived live. Presence is judged from what
@@ -147,6 +166,11 @@ public final class Ingest: Sendable {
         if channel == .state, message.payload.isEmpty { return }
         fleet.metrics.received(channel)
         do throws(WireError) {
+            if channel == .report {
+                reports.append(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
+                return
+            }
+            await flush(&reports)
             switch channel {
             case .hello:
                 var hello = try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device)
@@ -160,7 +184,7 @@ public final class Ingest: Sendable {
                     // which the network thread may be unable to read while messages queue.
                     Task { await self.askSnapshot(device) }
                 }
-            case .report: await fleet.report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
+            case .report: return
             case .cmdReply:
                 let reply = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)
                 if let correlation = message.correlationData, answer(correlation, with: reply) { return }

@@ -133,6 +133,7 @@ public struct SimDevice: Sendable {
         for (id, replica) in replicas where wanted[id] == nil {
             var status = replica.status
             status.phase = .stopped
+            status.generation = desired.generation
             status.time = now
             changed.append(status)
             replicas[id] = nil

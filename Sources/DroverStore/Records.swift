@@ -25,6 +25,18 @@ public struct StoreBatch: Sendable {
 
     public init() {}
 
+    /// Adds `other`'s writes after this one's, as one transaction would make them in order.
+    public mutating func merge(_ other: StoreBatch) {
+        devices += other.devices
+        workloads += other.workloads
+        deletedWorkloads += other.deletedWorkloads
+        replicas += other.replicas
+        deletedReplicas += other.deletedReplicas
+        desired += other.desired
+        events += other.events
+        meta.merge(other.meta) { _, later in later }
+    }
+
     public var isEmpty: Bool {
         devices.isEmpty && workloads.isEmpty && deletedWorkloads.isEmpty && replicas.isEmpty && deletedReplicas.isEmpty
             && desired.isEmpty && events.isEmpty && meta.isEmpty

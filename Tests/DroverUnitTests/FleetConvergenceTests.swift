@@ -66,3 +66,38 @@ struct FleetConvergenceTests {
         #expect(row.phase == .pending && row.pid == nil)
     }
 }
+
+/// A burst of reports costs one transaction, and what an operator changed stays durable.
+@Suite("Report batches")
+struct ReportBatchTests {
+    @Test("reports that arrive together are applied in order, in one transaction")
+    func oneTransaction() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let series = "drover_store_write_duration_seconds_count{outcome=\"ok\"}"
+        func writes() async -> Double {
+            let line = await fleet.metricsText().split(separator: "\n").first { $0.hasPrefix(series + " ") }
+            return line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? -1
+        }
+        let before = await writes()
+        await fleet.reports([
+            Report(device: "a", seq: 1, replicas: [FleetConvergenceTests.status("w-0", .running, pid: 10)]),
+            Report(device: "a", seq: 2, replicas: [FleetConvergenceTests.status("w-0", .exited)]),
+            Report(device: "a", seq: 2, replicas: [FleetConvergenceTests.status("w-0", .running, pid: 99)]),
+        ])
+        let row = try await fleet.workload("w").replicas[0]
+        #expect(row.phase == .exited && row.pid == nil, "in order, and the resend of seq 2 ignored")
+        #expect(await writes() == before + 1)
+    }
+
+    @Test("a write of what devices said leaves the store fully synchronous for the next one")
+    func durability() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let store = try SQLiteFleetStore(path: dir + "/controller.db")
+        var batch = StoreBatch()
+        batch.events = [EventRecord(time: 1, kind: "Test", subject: "a", message: "m")]
+        try store.write(batch)
+        #expect(try store.synchronousMode() == 2, "FULL again after a relaxed write")
+    }
+}

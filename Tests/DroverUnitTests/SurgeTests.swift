@@ -75,10 +75,13 @@ struct SurgeTests {
         let third = await supervisor.trackedPIDs()
         #expect(!FileManager.default.fileExists(atPath: dir + "/replicas/w-0/work/ready"), "slot 0 starts clean, without what revision 1 left")
         defer { R.killAndReap(third) }
-        #expect(await Self.until(supervisor) {
+        let thirdDone = await Self.until(supervisor, seconds: 30) {
             let pids = await supervisor.trackedPIDs()
             return await Self.ready(supervisor, revision: 3) && pids.isDisjoint(with: left) && pids.count == 1
-        })
+        }
+        let statuses = await supervisor.replicaStatuses()
+        let pids = await supervisor.trackedPIDs()
+        #expect(thirdDone, "the third surge: \(statuses), tracked \(pids), before \(left)")
         #expect(FileManager.default.fileExists(atPath: dir + "/replicas/w-0/work/ready"))
         await supervisor.apply(Desired(device: "gw-1", generation: 4, replicas: []))
         #expect(await supervisor.trackedPIDs().isEmpty)

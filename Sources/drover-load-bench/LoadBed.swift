@@ -1,0 +1,172 @@
+import AsyncHTTPClient
+import DroverPOSIX
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A broker, a controller and simulated devices, started for one benchmark and stopped (by
+/// pid) at its end: a plain mosquitto on a free loopback port that lets devices in without
+/// passwords, the release controller on it (`--broker`), and `drover-sim`.
+final class LoadBed: @unchecked Sendable {
+    let bin: String
+    let dir: String
+    let brokerPort: Int
+    let apiPort: Int
+    private(set) var pids: [String: pid_t] = [:]
+    private(set) var token = ""
+
+    init(bin: String) throws {
+        self.bin = bin
+        dir = NSTemporaryDirectory() + "drover-load-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        brokerPort = try Self.freePort()
+        apiPort = try Self.freePort()
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw BenchError("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    var brokerURL: String { "mqtt://127.0.0.1:\(brokerPort)" }
+
+    func start(_ name: String, _ executable: String, _ arguments: [String]) throws {
+        var spawn = Spawn(executable: executable, arguments: arguments, environment: ProcessInfo.processInfo.environment)
+        spawn.outputPath = "\(dir)/\(name).log"
+        pids[name] = try spawn.run()
+    }
+
+    func startBroker() throws {
+        let conf = """
+            listener \(brokerPort) 127.0.0.1
+            allow_anonymous true
+            persistence false
+            max_queued_messages 1000000
+            max_inflight_messages 0
+
+            """
+        try conf.write(toFile: dir + "/mosquitto.conf", atomically: true, encoding: .utf8)
+        try start("mosquitto", "/usr/sbin/mosquitto", ["-c", dir + "/mosquitto.conf"])
+        usleep(300_000)
+    }
+
+    func startController() async throws {
+        try start("controller", bin + "/drover-controller", ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--broker", brokerURL])
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: dir + "/controller/admin.token", encoding: .utf8), !text.isEmpty {
+                token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                if (try? await get("/v1/health")) != nil { return }
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw BenchError("the controller did not start: \(log("controller").suffix(800))")
+    }
+
+    func startSim(_ arguments: [String]) throws {
+        try start("sim", bin + "/drover-sim", ["--broker", brokerURL, "--stats-every", "1", "--json"] + arguments)
+    }
+
+    func stop(_ name: String, signal: Int32 = SIGTERM) {
+        guard let pid = pids.removeValue(forKey: name) else { return }
+        kill(pid, signal)
+        var status: Int32 = 0
+        for _ in 0..<300 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+    }
+
+    func stopAll() {
+        for name in ["sim", "controller", "mosquitto"] { stop(name) }
+        for name in Array(pids.keys) { stop(name) }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOfFile: "\(dir)/\(name).log", encoding: .utf8)) ?? "" }
+
+    /// The simulator's last status line, as numbers.
+    func simStats() -> [String: Double] {
+        guard let line = log("sim").split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        else { return [:] }
+        return object.compactMapValues { ($0 as? NSNumber)?.doubleValue }
+    }
+
+    // MARK: the controller's API
+
+    func request(_ method: HTTPMethod, _ path: String, body: String? = nil) async throws -> (Int, Data) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(apiPort)\(path)")
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/yaml")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 256 << 20)
+        return (Int(response.status.code), Data(bytes.readableBytesView))
+    }
+
+    func get(_ path: String) async throws -> [String: Any] {
+        let (code, data) = try await request(.GET, path)
+        guard code == 200, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw BenchError("GET \(path): \(code)") }
+        return object
+    }
+
+    func apply(_ manifest: String) async throws {
+        let (code, data) = try await request(.POST, "/v1/workloads", body: manifest)
+        guard (200..<300).contains(code) else { throw BenchError("apply: \(code) \(String(decoding: data, as: UTF8.self))") }
+    }
+
+    /// (online devices, running replicas) from `/v1/status`.
+    func fleet() async throws -> (online: Int, running: Int) {
+        let fleet = try await get("/v1/status")["fleet"] as? [String: Any]
+        return (fleet?["online"] as? Int ?? -1, fleet?["runningReplicas"] as? Int ?? -1)
+    }
+
+    /// One sample of the controller's `/metrics`, by its whole series name.
+    func metric(_ series: String) async throws -> Double {
+        let (_, data) = try await request(.GET, "/metrics")
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix(series + " ") }
+        return line.flatMap { Double($0.dropFirst(series.count + 1)) } ?? 0
+    }
+
+    /// Waits until `condition` holds, checking every `every`; false after `timeout`.
+    func until(_ timeout: Duration, every: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: every)
+        }
+        return try await condition()
+    }
+
+    /// CPU seconds (user + system) and resident memory of a process.
+    static func usage(_ pid: pid_t) -> (cpu: Double, rss: Int64, peak: Int64) {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+        let ticks = fields.count > 12 ? (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0) : 0
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        func kib(_ key: String) -> Int64 {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(key) }
+            return (line?.split(separator: " ").dropFirst().first.flatMap { Int64($0) } ?? 0) * 1024
+        }
+        return (ticks / Double(sysconf(Int32(_SC_CLK_TCK))), kib("VmRSS:"), kib("VmHWM:"))
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
