@@ -96,6 +96,30 @@ public actor Fleet {
         for m in ms { effects.merge(state.report(m, now: now)) }
         try? perform(effects)
     }
+
+    /// Beats and reports that arrived together, in order, in one transaction; returns the
+    /// devices to ask for a full snapshot (see `beat`).
+    func take(_ items: [Incoming]) -> [String] {
+        let now = Self.nowMillis()
+        var effects = Effects()
+        var snapshots: [String] = []
+        for item in items {
+            switch item {
+            case .report(let m): effects.merge(state.report(m, now: now))
+            case .beat(let m):
+                let (snapshot, more) = state.beat(m, now: now)
+                effects.merge(more)
+                if snapshot {
+                    snapshots.append(m.device)
+                    logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"])
+                }
+            default: continue
+            }
+        }
+        try? perform(effects)
+        return snapshots
+    }
+
     public func checkPresence(now: Int64) { try? perform(state.checkPresence(now: now)) }
     public func sightLost(now: Int64) { state.sightLost(now: now) }
     public func sightRestored(now: Int64) { state.sightRestored(now: now) }

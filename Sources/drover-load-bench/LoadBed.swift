@@ -71,8 +71,27 @@ final class LoadBed: @unchecked Sendable {
         throw BenchError("the controller did not start: \(log("controller").suffix(800))")
     }
 
-    func startSim(_ arguments: [String]) throws {
-        try start("sim", bin + "/drover-sim", ["--broker", brokerURL, "--stats-every", "1", "--json"] + arguments)
+    /// `devices` simulated devices, in processes of at most 6,000 (each device takes three
+    /// open files; a process may have 20,000 here): `sim`, `sim-1`, ...
+    func startSim(devices: Int, _ arguments: [String]) throws {
+        let perProcess = 6_000
+        for (n, first) in stride(from: 0, to: devices, by: perProcess).enumerated() {
+            let count = min(perProcess, devices - first)
+            try start(n == 0 ? "sim" : "sim-\(n)", bin + "/drover-sim", ["--broker", brokerURL, "--stats-every", "1", "--json", "--devices", "\(count)", "--first", "\(first)"] + arguments)
+        }
+    }
+
+    var simNames: [String] { pids.keys.filter { $0.hasPrefix("sim") }.sorted() }
+
+    func adopt(_ name: String, _ pid: pid_t) { pids[name] = pid }
+
+    /// Whether the process has exited (it is reaped, and forgotten).
+    func exited(_ name: String) -> Bool {
+        guard let pid = pids[name] else { return true }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        pids[name] = nil
+        return true
     }
 
     func stop(_ name: String, signal: Int32 = SIGTERM) {
@@ -88,19 +107,23 @@ final class LoadBed: @unchecked Sendable {
     }
 
     func stopAll() {
-        for name in ["sim", "controller", "mosquitto"] { stop(name) }
+        for name in simNames + ["controller", "mosquitto"] { stop(name) }
         for name in Array(pids.keys) { stop(name) }
         try? FileManager.default.removeItem(atPath: dir)
     }
 
     func log(_ name: String) -> String { (try? String(contentsOfFile: "\(dir)/\(name).log", encoding: .utf8)) ?? "" }
 
-    /// The simulator's last status line, as numbers.
-    func simStats() -> [String: Double] {
-        guard let line = log("sim").split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        else { return [:] }
-        return object.compactMapValues { ($0 as? NSNumber)?.doubleValue }
+    /// The simulators' last status lines, as numbers, summed over `names`.
+    func simStats(_ names: [String]) -> [String: Double] {
+        var total: [String: Double] = [:]
+        for name in names {
+            guard let line = log(name).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            else { continue }
+            total.merge(object.compactMapValues { ($0 as? NSNumber)?.doubleValue }) { $0 + $1 }
+        }
+        return total
     }
 
     // MARK: the controller's API

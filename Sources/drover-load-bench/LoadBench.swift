@@ -12,7 +12,7 @@ import Histogram
 @main
 struct LoadBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "drover-load-bench", abstract: "Drover end to end with drover-sim devices.", subcommands: [ApplyBench.self, FleetBench.self])
+        commandName: "drover-load-bench", abstract: "Drover end to end with drover-sim devices.", subcommands: [ApplyBench.self, FleetBench.self, IngestBench.self])
 }
 
 struct Common: ParsableArguments {
@@ -69,7 +69,7 @@ struct ApplyBench: AsyncParsableCommand {
         defer { bed.stopAll() }
         try bed.startBroker()
         try await bed.startController()
-        try bed.startSim(["--devices", "\(n)", "--start-delay", "\(startDelay)", "--connect-rate", "5000"])
+        try bed.startSim(devices: n, ["--start-delay", "\(startDelay)", "--connect-rate", "5000"])
         try await fleetOnline(bed, n, within: .seconds(120))
         // Each apply creates the replicas (from zero); the next scales them away again.
         var up = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
@@ -113,7 +113,7 @@ struct FleetBench: AsyncParsableCommand {
         try bed.startBroker()
         try await bed.startController()
         let joinStart = ContinuousClock.now
-        try bed.startSim(["--devices", "\(n)", "--connect-rate", "2000", "--idle-beat-interval", "\(idleBeat)", "--beat-interval", "\(min(5, idleBeat))"])
+        try bed.startSim(devices: n, ["--connect-rate", "2000", "--idle-beat-interval", "\(idleBeat)", "--beat-interval", "\(min(5, idleBeat))"])
         try await fleetOnline(bed, n, within: .seconds(300))
         let joined = Double(micros(since: joinStart)) / 1e6
         guard let controller = bed.pids["controller"], let broker = bed.pids["mosquitto"] else { throw BenchError("lost a process") }
@@ -123,9 +123,10 @@ struct FleetBench: AsyncParsableCommand {
         let after = LoadBed.usage(controller)
         let brokerAfter = LoadBed.usage(broker)
         // Stopped, the simulator sends nothing more; what the broker acknowledged arrives.
-        bed.stop("sim")
+        let sims = bed.simNames
+        for name in sims { bed.stop(name) }
         try await Task.sleep(for: .seconds(3))
-        let sent = bed.simStats()["beats"] ?? 0
+        let sent = bed.simStats(sims)["beats"] ?? 0
         let received = try await bed.metric("drover_messages_received_total{channel=\"beat\"}")
         let cpu = (after.cpu - before.cpu) / Double(seconds) * 100
         let brokerCPU = (brokerAfter.cpu - brokerBefore.cpu) / Double(seconds) * 100

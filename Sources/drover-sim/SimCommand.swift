@@ -30,8 +30,10 @@ struct DroverSim: ParsableCommand {
             Each device has its own client id (drover-sim-ID), username (its id), last will and
             session, and speaks the wire protocol of Sources/DroverProtocol/README.md. Replicas are
             not run: each goes running (or failed) --start-delay after the device is asked for it.
-            A few threads drive all connections. One process can hold about 19,000 connections
-            here (open files); for more, run several processes with --first, over several brokers.
+            A few threads drive all connections. Each device takes three open files (its socket
+            and libmosquitto's socket pair), so one process holds about 6,600 devices here (20,000
+            open files); for more, run several processes with --first, and past about 19,000
+            connections a broker, several brokers.
             """)
 
     @Option(name: .customLong("broker"), help: "Broker URL (mqtt://HOST:PORT); repeat to spread devices over several brokers.")
@@ -143,9 +145,12 @@ struct DroverSim: ParsableCommand {
     }
 
     func run() throws {
-        let sockets = try Self.raiseOpenFiles()
-        guard devices + 64 <= sockets else {
-            throw SimError("--devices \(devices) needs \(devices) sockets, and this process may open \(sockets) files: run several drover-sim processes (with --first) over several brokers")
+        // Three descriptors a device: its socket, and the socket pair libmosquitto makes for
+        // every client (to wake its own loop, which is not used here).
+        let files = try Self.raiseOpenFiles()
+        guard devices * Self.filesPerDevice + 64 <= files else {
+            throw SimError(
+                "--devices \(devices) needs \(devices * Self.filesPerDevice) open files, and this process may open \(files): at most \(Self.maxDevices(files: files)) devices a process here; run several drover-sim processes with --first (over several brokers past about 19,000 connections each)")
         }
         let passwords = try passwordFile.map(Self.readPasswords) ?? [:]
         let addresses = try brokers.map { try BrokerAddress(url: $0) }
@@ -203,6 +208,9 @@ struct DroverSim: ParsableCommand {
         if json { return "{\"elapsed\":\(String(format: "%.1f", elapsed)),\"devices\":\(devices)," + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}" }
         return String(format: "%7.1fs ", elapsed) + "devices \(devices) " + fields.map { "\($0.0) \($0.1)" }.joined(separator: " ")
     }
+
+    static let filesPerDevice = 3
+    static func maxDevices(files: Int) -> Int { max(0, (files - 64) / filesPerDevice) }
 
     /// Raises the soft limit of open files to the hard one; returns it.
     static func raiseOpenFiles() throws -> Int {
