@@ -41,8 +41,21 @@ var children: [pid_t] = []
     waitpid(pid, &status, 0)
 }
 
+/// The controller's admin token (written at its first start).
+@MainActor func adminToken() -> String { ((try? String(contentsOfFile: dir + "/controller/admin.token", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+
+@MainActor func call(_ method: String, _ path: String, body: Data? = nil) async -> Data? {
+    guard let url = URL(string: "http://127.0.0.1:\(apiPort)" + path) else { return nil }
+    var request = URLRequest(url: url)
+    request.httpMethod = method
+    request.httpBody = body
+    request.setValue("Bearer \(adminToken())", forHTTPHeaderField: "Authorization")
+    guard let (data, response) = try? await URLSession.shared.data(for: request), ((response as? HTTPURLResponse)?.statusCode ?? 0) < 300 else { return nil }
+    return data
+}
+
 @MainActor func get(_ path: String) async -> Any? {
-    guard let url = URL(string: "http://127.0.0.1:\(apiPort)" + path), let (data, _) = try? await URLSession.shared.data(from: url) else { return nil }
+    guard let data = await call("GET", path) else { return nil }
     return try? JSONSerialization.jsonObject(with: data)
 }
 
@@ -113,11 +126,29 @@ guard let status = await get("/v1/status") as? [String: Any], let broker = (stat
 else { throw BenchError(description: "no broker URL") }
 
 let joinStart = ContinuousClock.now
+// Each agent enrolls with a one-time token, as on the managed broker it must.
 for i in 0..<count {
     let id = "dev-\(String(1000 + i).dropFirst())"
-    _ = try start("drover-agent", ["--id", id, "--broker", broker, "--data-dir", dir + "/agents/" + id, "--capacity", "cpu=1,memory=256Mi", "--labels", "role=probe"], log: "agent-\(id).log")
+    guard let issued = await call("POST", "/v1/devices/\(id)/enroll", body: Data("{}".utf8)),
+        let token = (try? JSONSerialization.jsonObject(with: issued) as? [String: Any])?["token"] as? String
+    else { throw BenchError(description: "cannot enroll \(id)") }
+    let tokenFile = dir + "/token-\(id)"
+    try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+    _ = try start(
+        "drover-agent",
+        ["--controller", "http://127.0.0.1:\(apiPort)", "--token-file", tokenFile, "--data-dir", dir + "/agents/" + id, "--capacity", "cpu=1,memory=256Mi",
+         "--labels", "role=probe", "--workload-user", "nobody"],
+        log: "agent-\(id).log")
 }
-guard await until(.seconds(120), { await heardSince(0) == count }) else { throw BenchError(description: "agents did not join") }
+guard await until(.seconds(120), { await heardSince(0) == count }) else {
+    let heard = await heardSince(0)
+    let logs = (0..<count).compactMap { i -> String? in
+        let id = "dev-\(String(1000 + i).dropFirst())"
+        let log = (try? String(contentsOfFile: dir + "/agent-\(id).log", encoding: .utf8)) ?? ""
+        return log.contains("connected to broker") ? nil : "\(id): \(log.suffix(300))"
+    }
+    throw BenchError(description: "\(heard) of \(count) agents joined; not connected: \(logs.prefix(3).joined(separator: "\n"))")
+}
 let manifest = """
     apiVersion: drover/v1
     kind: Workload
@@ -129,11 +160,7 @@ let manifest = """
       connectivity: {tolerateOffline: 1s}
       command: ["/bin/sh", "-c", "exec sleep 100000"]
     """
-guard let workloadsURL = URL(string: "http://127.0.0.1:\(apiPort)/v1/workloads") else { throw BenchError(description: "bad URL") }
-var request = URLRequest(url: workloadsURL)
-request.httpMethod = "POST"
-request.httpBody = Data(manifest.utf8)
-_ = try await URLSession.shared.data(for: request)
+guard await call("POST", "/v1/workloads", body: Data(manifest.utf8)) != nil else { throw BenchError(description: "the workload was refused") }
 guard await until(.seconds(120), { await replicaView().count == count }) else { throw BenchError(description: "replicas did not all run") }
 print("\(count) agents joined and \(count) replicas running after \(ContinuousClock.now - joinStart)")
 

@@ -232,3 +232,36 @@ struct ExternalRevocationTests {
         #expect(bed.agents["gw-1"]?.isRunning == true, "the agent itself still runs and beats")
     }
 }
+
+@Suite("Enrollment bursts", .serialized)
+struct EnrollmentBurstTests {
+    @Test("100 devices enrolled in a burst can all log in to the managed broker (a reload lost in the burst is made up)")
+    func burst() async throws {
+        try await FleetTestbed.run("enroll-burst", Self.body)
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        let ids = (0..<100).map { "burst-\($0)" }
+        var tokens: [String: String] = [:]
+        for id in ids {
+            let (code, issued, _) = try await bed.api.request("POST", "/v1/devices/\(id)/enroll", body: "{}")
+            tokens[id] = try #require(issued["token"] as? String, "\(code) \(issued)")
+        }
+        // All at once, as agents started together enroll: each exchange rewrites the broker's
+        // password file and reloads it.
+        let api = bed.api
+        let passwords = try await withThrowingTaskGroup(of: (String, String?).self) { group in
+            for (id, token) in tokens {
+                group.addTask { (id, try await api.request("POST", "/v1/enroll", body: "{\"token\": \"\(token)\"}").1["password"] as? String) }
+            }
+            return try await group.reduce(into: [String: String]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(passwords.count == ids.count)
+        // Each logs in and reads the controller's retained state: refused ones are retried for a while.
+        for id in ids {
+            let login = ["-u", id, "-P", passwords[id] ?? "", "-C", "1"]
+            let joined = await Harness.eventually(.seconds(10)) { (try? SecurityTests.sub(bed, login, filter: "drover/v1/ctl/state", seconds: 2))?.output.contains("online") == true }
+            #expect(joined, "\(id) cannot log in")
+        }
+    }
+}
