@@ -68,7 +68,9 @@ actor AgentLink {
     private func announce() async {
         let generation = await supervisor.appliedGeneration
         let hello = Hello(
-            device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation, beatEvery: configuration.idleBeatInterval.millis)
+            device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation,
+            // Silent for the idle interval, then up to a sampling period until the next look.
+            beatEvery: min(configuration.idleBeatInterval.millis + configuration.beatInterval.millis, WireLimits.beatEveryRange.upperBound))
         do {
             _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
             _ = try await timed { try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce) }

@@ -192,8 +192,8 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
     ///
     /// A SIGHUP that arrives while mosquitto is still reloading for the one before is lost,
     /// and with it the change it was for (seen: the last 2 of 100 devices enrolled in a burst
-    /// were refused for good). So one more follows a second after the last request, when
-    /// mosquitto is idle, and reads the files as they are by then.
+    /// were refused for good). So one more follows once a whole second has passed without a
+    /// request, when mosquitto is idle, and reads the files as they are by then.
     public func reload() {
         let (pid, schedule) = lock.withLock { () -> (pid_t?, Bool) in
             reloadsAsked += 1
@@ -203,20 +203,22 @@ public final class BrokerSupervisor: Service, @unchecked Sendable {
         if let pid { kill(pid, SIGHUP) }
         guard schedule else { return }
         Task {
-            var seen = -1
+            var seen = lock.withLock { reloadsAsked }
             while true {
                 try? await Task.sleep(for: .seconds(1))
-                // (Checked and cleared under one lock: a request just after is never left without a trailing reload.)
+                // (Checked and cleared under one lock: a request just after schedules its own.)
                 let (pid, quiet) = lock.withLock { () -> (pid_t?, Bool) in
-                    if reloadsAsked == seen {
-                        trailingReload = false
-                        return (nil, true)
+                    guard reloadsAsked == seen else {
+                        seen = reloadsAsked
+                        return (nil, false)
                     }
-                    seen = reloadsAsked
-                    return (child, false)
+                    trailingReload = false
+                    return (child, true)
                 }
-                if quiet { break }
-                if let pid { kill(pid, SIGHUP) }
+                if quiet {
+                    if let pid { kill(pid, SIGHUP) }
+                    return
+                }
             }
         }
     }

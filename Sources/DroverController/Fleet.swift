@@ -65,7 +65,19 @@ public actor Fleet {
     /// Puts the state back to what the store holds, after a change that must not land.
     func reload() {
         guard let snapshot = try? store.load() else { return }
+        let before = state.devices
         state.load(snapshot)
+        // What beats told lives in memory only, and beats carry only changes: a device would
+        // not tell it again until it changed (and an old `lastSeen` would judge it silent).
+        for (id, old) in before {
+            guard var d = state.devices[id] else { continue }
+            d.lastSeen = max(d.lastSeen, old.lastSeen)
+            d.usage = old.usage ?? d.usage
+            d.phases = old.phases
+            d.rttMillis = old.rttMillis ?? d.rttMillis
+            d.lastAppliedGeneration = max(d.lastAppliedGeneration, old.lastAppliedGeneration)
+            state.devices[id] = d
+        }
     }
 
     /// Runs a transition that may refuse (bad input): a refusal leaves the state as the store holds it.
@@ -84,9 +96,16 @@ public actor Fleet {
 
     // MARK: device events
 
-    public func hello(_ m: Hello) { try? perform(state.hello(m, now: Self.nowMillis())) }
-    public func state(_ m: DeviceState) { try? perform(state.state(m, now: Self.nowMillis())) }
-    public func report(_ m: Report) { try? perform(state.report(m, now: Self.nowMillis())) }
+    public func hello(_ m: Hello) { try? perform(fromDevices(state.hello(m, now: Self.nowMillis()))) }
+    public func state(_ m: DeviceState) { try? perform(fromDevices(state.state(m, now: Self.nowMillis()))) }
+    public func report(_ m: Report) { try? perform(fromDevices(state.report(m, now: Self.nowMillis()))) }
+
+    /// Marks what devices said, and what follows from it alone (see `StoreBatch.fromDevices`).
+    func fromDevices(_ effects: Effects) -> Effects {
+        var marked = effects
+        marked.batch.fromDevices = true
+        return marked
+    }
 
     /// Reports that arrived together, applied in order and written in one transaction (a
     /// burst of a thousand is one commit, not a thousand).
@@ -94,7 +113,7 @@ public actor Fleet {
         let now = Self.nowMillis()
         var effects = Effects()
         for m in ms { effects.merge(state.report(m, now: now)) }
-        try? perform(effects)
+        try? perform(fromDevices(effects))
     }
 
     /// Beats and reports that arrived together, in order, in one transaction; returns the
@@ -116,11 +135,11 @@ public actor Fleet {
             default: continue
             }
         }
-        try? perform(effects)
+        try? perform(fromDevices(effects))
         return snapshots
     }
 
-    public func checkPresence(now: Int64) { try? perform(state.checkPresence(now: now)) }
+    public func checkPresence(now: Int64) { try? perform(fromDevices(state.checkPresence(now: now))) }
     public func sightLost(now: Int64) { state.sightLost(now: now) }
     public func sightRestored(now: Int64) { state.sightRestored(now: now) }
 
@@ -129,7 +148,7 @@ public actor Fleet {
     @discardableResult
     public func beat(_ m: Beat) -> Bool {
         let (snapshot, effects) = state.beat(m, now: Self.nowMillis())
-        try? perform(effects)
+        try? perform(fromDevices(effects))
         if snapshot { logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"]) }
         return snapshot
     }

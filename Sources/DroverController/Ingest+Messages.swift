@@ -12,6 +12,17 @@ enum Incoming: Sendable {
     case reply(CommandReply, device: String, correlation: [UInt8]?)
     case dropped(DropReason, device: String, detail: String)
 
+    /// The device it is from.
+    var device: String {
+        switch self {
+        case .hello(let m): m.device
+        case .state(let m): m.device
+        case .beat(let m): m.device
+        case .report(let m): m.device
+        case .reply(_, let device, _), .dropped(_, let device, _): device
+        }
+    }
+
     /// Beats and reports are applied in batches (see `Fleet.take`).
     var batches: Bool {
         switch self {
@@ -98,6 +109,11 @@ extension Ingest {
     /// Beats and reports, in order, in one transition of the fleet.
     private func flush(_ batch: inout [Incoming]) async {
         guard !batch.isEmpty else { return }
+        // Revoked between decoding and now: still not heard.
+        if let revoked = access?.revoked, batch.contains(where: { revoked.contains($0.device) }) {
+            for item in batch where revoked.contains(item.device) { await drop(.revoked, device: item.device, detail: "revoked while queued") }
+            batch.removeAll { revoked.contains($0.device) }
+        }
         for device in await fleet.take(batch) {
             // Not awaited here: the reader of messages never waits for a PUBACK, which the
             // network thread may be unable to read while messages queue.
@@ -107,6 +123,10 @@ extension Ingest {
     }
 
     private func apply(_ item: Incoming) async {
+        if case .dropped = item {} else if access?.revoked.contains(item.device) == true {
+            await drop(.revoked, device: item.device, detail: "revoked while queued")
+            return
+        }
         switch item {
         case .hello(var hello):
             // What the admin gave at enrollment wins over what the device says of itself.

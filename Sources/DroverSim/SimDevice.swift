@@ -86,7 +86,8 @@ public struct SimDevice: Sendable {
     public mutating func announce(now: Int64) -> [SimPublish] {
         let facts = DeviceFacts(
             agentVersion: "sim", arch: "amd64", os: "drover-sim", capacity: profile.capacity, labels: profile.labels, runtimes: [.exec], link: link)
-        let hello = Hello(device: id, facts: facts, bootID: epoch, lastAppliedGeneration: applied, beatEvery: profile.idleBeatInterval)
+        let hello = Hello(device: id, facts: facts, bootID: epoch, lastAppliedGeneration: applied,
+            beatEvery: min(profile.idleBeatInterval + profile.beatInterval, WireLimits.beatEveryRange.upperBound))
         beats.reset()
         var out = [
             SimPublish(topic: Topic.device(id, .state), payload: WireCodec.encode(DeviceState(device: id, state: .online)), retain: true),

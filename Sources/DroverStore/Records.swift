@@ -8,6 +8,9 @@ public struct FleetSnapshot: Sendable {
     public var desired: [DesiredRecord] = []
     /// Small facts about the controller itself (`controller.lastAlive`).
     public var meta: [String: String] = [:]
+    /// Everything here is what devices said (phases, presence, their events): it may be
+    /// written without waiting for the disk, unless it holds desired state or workloads.
+    public var fromDevices = false
 
     public init() {}
 }
@@ -22,19 +25,37 @@ public struct StoreBatch: Sendable {
     public var desired: [DesiredRecord] = []
     public var events: [EventRecord] = []
     public var meta: [String: String] = [:]
+    /// Everything here is what devices said (phases, presence, their events): it may be
+    /// written without waiting for the disk, unless it holds desired state or workloads.
+    public var fromDevices = false
 
     public init() {}
 
     /// Adds `other`'s writes after this one's, as one transaction would make them in order.
+    /// (`write` runs deletes before upserts: a row written here and deleted by `other` is
+    /// dropped from the upserts, one deleted here and written by `other` from the deletes.)
     public mutating func merge(_ other: StoreBatch) {
         devices += other.devices
+        if !other.deletedWorkloads.isEmpty {
+            let gone = Set(other.deletedWorkloads)
+            workloads.removeAll { gone.contains($0.spec.name) }
+        }
+        let rewritten = Set(other.workloads.map(\.spec.name))
+        deletedWorkloads.removeAll { rewritten.contains($0) }
         workloads += other.workloads
         deletedWorkloads += other.deletedWorkloads
+        if !other.deletedReplicas.isEmpty {
+            let gone = Set(other.deletedReplicas)
+            replicas.removeAll { gone.contains($0.id) }
+        }
+        let written = Set(other.replicas.map(\.id))
+        deletedReplicas.removeAll { written.contains($0) }
         replicas += other.replicas
         deletedReplicas += other.deletedReplicas
         desired += other.desired
         events += other.events
         meta.merge(other.meta) { _, later in later }
+        fromDevices = fromDevices && other.fromDevices
     }
 
     public var isEmpty: Bool {

@@ -11,7 +11,9 @@ extension SQLiteFleetStore: SecurityStore {
         }
     }
 
+    /// Always durable (FULL), whatever the write before it.
     public func write(_ batch: SecurityBatch) throws {
+        try queue.inDatabase { try $0.execute(sql: "PRAGMA synchronous=FULL") }
         try queue.write { db in
             for t in batch.tokens {
                 try db.execute(sql: "INSERT OR REPLACE INTO api_tokens (id, record) VALUES (?, ?)", arguments: [t.id, json(t)])

@@ -78,18 +78,19 @@ public final class SQLiteFleetStore: FleetStore {
         }
     }
 
-    /// One transaction. What an operator changed (workloads) and every desired state is
-    /// durable when this returns (fsync). What devices said (replica phases, presence, events)
-    /// is written without waiting for the disk: a power cut may lose the last of it, never
+    /// One transaction. Anything an operator did (workloads, cordons, revocations) and every
+    /// desired state is durable when this returns (fsync). A batch only of what devices said
+    /// (`fromDevices`: replica phases, presence, their events) is written without waiting for the disk: a power cut may lose the last of it, never
     /// corrupt it, and devices tell it again (a full snapshot on every reconnect, the digest
     /// in their beats). The next durable write, or a checkpoint, makes it durable too. This
     /// keeps 1,000 reports in a burst from costing 1,000 fsyncs.
     public func write(_ batch: StoreBatch) throws {
         guard !batch.isEmpty else { return }
-        let relaxed = batch.desired.isEmpty && batch.workloads.isEmpty && batch.deletedWorkloads.isEmpty
+        let relaxed = batch.fromDevices && batch.desired.isEmpty && batch.workloads.isEmpty && batch.deletedWorkloads.isEmpty
         try queue.inDatabase { db in
-            // (The queue is held throughout: no other write runs between the pragmas.)
-            if relaxed { try db.execute(sql: "PRAGMA synchronous=NORMAL") }
+            // Set for each write, and FULL again after (the queue is held throughout, so no
+            // other write runs in between; the security writes set FULL themselves too).
+            try db.execute(sql: relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL")
             defer { if relaxed { try? db.execute(sql: "PRAGMA synchronous=FULL") } }
             try db.inTransaction {
                 try self.writeRows(batch, db)

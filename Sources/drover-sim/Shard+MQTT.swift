@@ -71,7 +71,10 @@ extension Shard {
         stats.connects.add(1, ordering: .relaxed)
         for topic in slots[index].device.subscriptions { _ = mosquitto_subscribe_v5(slots[index].mosq, nil, topic, 1, 0, nil) }
         for p in slots[index].device.announce(now: Self.now()) { publish(index, p) }
-        timers.push(Self.now() + options.profile.beatInterval, Int32(index), Timer.beat.rawValue)
+        if !slots[index].beating {
+            slots[index].beating = true
+            timers.push(Self.now() + options.profile.beatInterval, Int32(index), Timer.beat.rawValue)
+        }
         if let next = slots[index].device.nextStart { timers.push(next, Int32(index), Timer.start.rawValue) }
     }
 

@@ -32,6 +32,8 @@ final class Shard: @unchecked Sendable {
         var connected = false
         var churned = false
         var attempts = 0
+        /// A beat timer is in the heap: a reconnect within a beat interval does not add another.
+        var beating = false
     }
 
     /// The context libmosquitto hands back to a callback.
@@ -151,7 +153,7 @@ final class Shard: @unchecked Sendable {
         let mean = 60_000 / churnPerMinute
         // Exponential gaps: disconnects arrive as a Poisson process.
         let u = max(1e-9, Double(random.next() % 1_000_000) / 1_000_000)
-        return Int64(max(1, -log(u) * mean))
+        return Int64(min(86_400_000, max(1, -log(u) * mean)))
     }
 
     private func fire(_ timer: Timer, _ index: Int, due: Int64, now: Int64) {
@@ -159,7 +161,10 @@ final class Shard: @unchecked Sendable {
         case .reconnect:
             connect(index)
         case .beat:
-            guard slots[index].connected else { return }
+            guard slots[index].connected else {
+                slots[index].beating = false
+                return
+            }
             if let beat = slots[index].device.beat(now: now) { publish(index, beat) }
             timers.push(due + options.profile.beatInterval, Int32(index), Timer.beat.rawValue)
         case .start:

@@ -118,7 +118,7 @@ struct DroverSim: ParsableCommand {
         guard (0.1...3600).contains(beatInterval) else { throw ValidationError("--beat-interval must be 0.1 to 3600 seconds") }
         guard (1...86400).contains(idleBeatInterval), idleBeatInterval >= beatInterval else { throw ValidationError("--idle-beat-interval must be 1 to 86400 seconds, and at least --beat-interval") }
         guard (5...3600).contains(keepalive) else { throw ValidationError("--keepalive must be 5 to 3600 seconds") }
-        guard (0...1_000_000).contains(churn) else { throw ValidationError("--churn must be 0 to 1000000 a minute") }
+        guard churn == 0 || (0.01...1_000_000).contains(churn) else { throw ValidationError("--churn must be 0, or 0.01 to 1000000 a minute") }
         guard (0...3600).contains(churnDowntime) else { throw ValidationError("--churn-downtime must be 0 to 3600 seconds") }
         guard (0...31_536_000).contains(duration) else { throw ValidationError("--duration must be 0 to 31536000 seconds") }
         guard (0.1...3600).contains(statsEvery) else { throw ValidationError("--stats-every must be 0.1 to 3600 seconds") }
@@ -134,7 +134,7 @@ struct DroverSim: ParsableCommand {
         var weights: [(LinkClass, Int)] = []
         for pair in links.split(separator: ",") {
             let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard let link = LinkClass(rawValue: kv[0]), let weight = kv.count == 2 ? Int(kv[1]) : 1, (0...1_000_000).contains(weight) else {
+            guard let link = kv.first.flatMap(LinkClass.init(rawValue:)), let weight = kv.count == 2 ? Int(kv[1]) : 1, (0...1_000_000).contains(weight) else {
                 throw ValidationError("--links: '\(pair)' must be CLASS=WEIGHT with a class of \(LinkClass.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             weights.append((link, weight))

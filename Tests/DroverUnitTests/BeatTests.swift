@@ -136,4 +136,17 @@ struct BeatTests {
             #expect(hello.validate().map(\.path) == ["beatEvery"], "\(bad)")
         }
     }
+
+    @Test("what beats told survives a refused operator action (the state is reloaded from the store, where beats are not)")
+    func survivesReload() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("a"))
+        var whole = Beat(device: "a", time: 1, usage: Self.usage, phases: ["running": 1])
+        whole.rtt = 7
+        await fleet.beat(whole)
+        let seen = try await fleet.device("a").record.lastSeen
+        await #expect(throws: FleetError.self) { _ = try await fleet.setSchedulability("no-such-device", .cordoned) }
+        let record = try await fleet.device("a").record
+        #expect(record.usage == Self.usage && record.phases == ["running": 1] && record.rttMillis == 7 && record.lastSeen == seen)
+    }
 }

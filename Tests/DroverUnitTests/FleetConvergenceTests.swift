@@ -97,7 +97,23 @@ struct ReportBatchTests {
         let store = try SQLiteFleetStore(path: dir + "/controller.db")
         var batch = StoreBatch()
         batch.events = [EventRecord(time: 1, kind: "Test", subject: "a", message: "m")]
+        batch.fromDevices = true
         try store.write(batch)
         #expect(try store.synchronousMode() == 2, "FULL again after a relaxed write")
+    }
+
+    @Test("merged batches keep the order of a write and a delete of the same replica")
+    func mergeOrder() {
+        let row = ReplicaRow(id: "w-0", workload: "w", ordinal: 0, device: "a", phase: .running, updatedAt: 1)
+        var written = StoreBatch()
+        written.replicas = [row]
+        var deleted = StoreBatch()
+        deleted.deletedReplicas = ["w-0"]
+        var first = written
+        first.merge(deleted)
+        #expect(first.replicas.isEmpty && first.deletedReplicas == ["w-0"], "written, then deleted: gone")
+        var second = deleted
+        second.merge(written)
+        #expect(second.replicas.map(\.id) == ["w-0"] && second.deletedReplicas.isEmpty, "deleted, then written: there")
     }
 }

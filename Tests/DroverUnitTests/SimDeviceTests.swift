@@ -27,7 +27,7 @@ struct SimDeviceTests {
         let hello = device.announce(now: 1_000)
         #expect(hello.map { $0.topic.split(separator: "/").last.map(String.init) ?? "" } == ["state", "hello", "report", "beat"])
         let decoded = try WireCodec.decode(Hello.self, from: hello[1].payload, topicDevice: "sim-1")
-        #expect(decoded.facts.labels == ["site": "a"] && decoded.beatEvery == 300_000)
+        #expect(decoded.facts.labels == ["site": "a"] && decoded.beatEvery == 305_000, "the idle interval and a sampling period")
         #expect(hello[0].retain)
 
         let topic = Topic.device("sim-1", .desired)
