@@ -110,10 +110,7 @@ public actor Fleet {
     /// Reports that arrived together, applied in order and written in one transaction (a
     /// burst of a thousand is one commit, not a thousand).
     public func reports(_ ms: [Report]) {
-        let now = Self.nowMillis()
-        var effects = Effects()
-        for m in ms { effects.merge(state.report(m, now: now)) }
-        try? perform(fromDevices(effects))
+        _ = take(ms.map(Incoming.report))
     }
 
     /// Beats and reports that arrived together, in order, in one transaction; returns the

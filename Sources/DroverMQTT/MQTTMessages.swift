@@ -49,9 +49,6 @@ public struct MQTTMessages: AsyncSequence, Sendable {
             buffered.count.subtract(1, ordering: .relaxed)
             return message
         }
-
-        /// Messages received and not yet read: `next()` returns that many without waiting.
-        public var waiting: Int { buffered.count.load(ordering: .relaxed) }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
