@@ -58,6 +58,26 @@ extension FleetState {
         return desiredMessages(for: touched, into: &batch)
     }
 
+    /// Workload `name` was applied, scaled or deleted: re-plans it, and what it pushes or
+    /// frees, through the incremental scheduler. Falls back to a full plan when there is none
+    /// yet or a reconciliation is due. Devices hosting it are sent a new desired state when
+    /// `respec` (its replicas' spec may have changed), else only those whose replicas moved.
+    mutating func replan(workload name: String, respec: Bool, into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
+        let now = now ?? clock
+        guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
+        let start = ContinuousClock.now
+        let delta = scheduler.update(workload: name, spec: workloads[name]?.spec, now: now)
+        placementStats.incrementalPlans += 1
+        placementStats.lastIncrementalMillis = Self.millis(since: start)
+        placementRuns.append((full: false, millis: placementStats.lastIncrementalMillis))
+        let placedIDs = Set(delta.added.map(\.id))
+        let stopped = Set(delta.removed.map(\.id)).subtracting(placedIDs)
+        var touched = record(placed: delta.added, stopped: stopped, preempted: delta.preempted, into: &batch, now: now)
+        touched.formUnion(delta.removed.map(\.device))
+        if respec { touched.formUnion(replicas.values.lazy.filter { $0.workload == name }.map(\.device)) }
+        return desiredMessages(for: touched, into: &batch)
+    }
+
     /// Writes placements and removals to the replica rows; returns the devices whose replica
     /// set changed.
     @discardableResult

@@ -17,6 +17,7 @@ extension FleetState {
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
         let outcome: ApplyOutcome
         var record: WorkloadRecord
+        var newRevision = false
         var spec = spec
         if let existing = workloads[spec.name], let auto = spec.autoscale {
             // The autoscaler owns the count of an autoscaled workload: re-applying its
@@ -26,7 +27,7 @@ extension FleetState {
         if var existing = workloads[spec.name] {
             guard existing.spec != spec else { return (.unchanged, Effects()) }
             // A new template is a new revision; scale or placement changes are not.
-            let newRevision = existing.spec.templateKey != spec.templateKey
+            newRevision = existing.spec.templateKey != spec.templateKey
             // A new revision during (or after a failed) rollout starts from the last good one:
             // replicas told the unfinished revision go back, then the new one comes in waves.
             let previous = existing.lastGoodRevision
@@ -52,7 +53,8 @@ extension FleetState {
         workloads[spec.name] = record
         batch.workloads.append(record)
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)\(cause == "apply" ? "" : ", \(cause)")", into: &batch)
-        var messages = replan(into: &batch)
+        // What its replicas run changed only with a new revision: else only moves are sent.
+        var messages = replan(workload: spec.name, respec: newRevision, into: &batch)
         messages += advanceRollouts(into: &batch)
         try refuseOversized(messages, field: "spec")
         return (outcome, Effects(batch, publish: messages))
@@ -81,7 +83,7 @@ extension FleetState {
         workloads[name] = nil
         batch.deletedWorkloads.append(name)
         event("WorkloadDeleted", name, "workload \(name) deleted", into: &batch)
-        let messages = replan(into: &batch)
+        let messages = replan(workload: name, respec: false, into: &batch)
         return Effects(batch, publish: messages)
     }
 
@@ -99,7 +101,7 @@ extension FleetState {
         workloads[name] = record
         batch.workloads.append(record)
         event(reason == nil ? "WorkloadScaled" : "WorkloadAutoscaled", name, "workload \(name) scaled from \(from) to \(count)\(reason.map { " (\($0))" } ?? "")", into: &batch)
-        let messages = replan(into: &batch)
+        let messages = replan(workload: name, respec: false, into: &batch)
         try refuseOversized(messages, field: "replicas")
         return (record, Effects(batch, publish: messages))
     }

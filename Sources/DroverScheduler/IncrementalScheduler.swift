@@ -69,15 +69,7 @@ public final class IncrementalScheduler {
             removed.append(x.a)
             affected.insert(x.w)
         }
-        // Unplaced replicas are listed workload by workload: one comparison per entry.
-        var waiting = Set<String>()
-        var last: String?
-        for u in state.unplaced where u.workload != last {
-            waiting.insert(u.workload)
-            last = u.workload
-        }
         for (w, spec) in state.workloads.enumerated() {
-            if spec.mode == .every || waiting.contains(spec.name) { affected.insert(w) }
             // The device's own static fitness may have changed for every cached workload
             // (edited in place: copying a 100k-entry list per workload costs milliseconds).
             guard let at = candidateCache[w]?.insertionPoint(of: i) else { continue }
@@ -88,6 +80,46 @@ public final class IncrementalScheduler {
             } else if !fits, listed {
                 candidateCache[w]?.remove(at: at)
             }
+        }
+        return settle(affected: affected, removed: removed)
+    }
+
+    /// A workload was applied (new or changed), scaled, or deleted (`spec` nil): its replicas
+    /// that no longer qualify or fit move, replicas it pushed out of their device move, and
+    /// workloads with replicas still to place (or `mode: every`) try again. Gives what a full
+    /// plan of the new set of workloads would.
+    public func update(workload name: String, spec: WorkloadSpec?, now: Int64) -> PlanDelta {
+        state.now = now
+        state.preempted.removeAll()
+        let (released, gone, remap) = state.replace(workload: name, with: spec)
+        var cache: [Int: [Int32]] = [:]
+        for (w, known) in candidateCache where remap[w] >= 0 && state.workloads[remap[w]].name != name { cache[remap[w]] = known }
+        candidateCache = cache
+        var removed = gone
+        var affected = Set<Int>()
+        if let spec, let w = state.workloadIndex[spec.name] { affected.insert(w) }
+        for x in released.sorted(by: PlanState.keepOrder) {
+            if let d = state.deviceIndex[x.a.device], state.keep(workload: x.w, assignment: x.a, device: d) { continue }
+            removed.append(x.a)
+            affected.insert(x.w)
+        }
+        return settle(affected: affected, removed: removed)
+    }
+
+    /// Places again the `affected` workloads, those with replicas waiting and those of
+    /// `mode: every`, in priority order as a full plan would; returns what moved.
+    private func settle(affected: Set<Int>, removed: [Assignment]) -> PlanDelta {
+        var removed = removed
+        var affected = affected
+        // Unplaced replicas are listed workload by workload: one comparison per entry.
+        var waiting = Set<String>()
+        var last: String?
+        for u in state.unplaced where u.workload != last {
+            waiting.insert(u.workload)
+            last = u.workload
+        }
+        for (w, spec) in state.workloads.enumerated() where spec.mode == .every || waiting.contains(spec.name) {
+            affected.insert(w)
         }
         let names = Set(affected.map { state.workloads[$0].name })
         state.unplaced.removeAll { names.contains($0.workload) }

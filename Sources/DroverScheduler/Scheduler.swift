@@ -21,8 +21,8 @@ struct PlanState {
     var devices: [DeviceSnapshot]
     var deviceIndex: [String: Int32]
     /// Priority descending, then name.
-    let workloads: [WorkloadSpec]
-    let workloadIndex: [String: Int]
+    var workloads: [WorkloadSpec]
+    var workloadIndex: [String: Int]
     /// The time `keepRejection` compares offline devices against (tolerateOffline).
     var now: Int64
     let current: [Assignment]

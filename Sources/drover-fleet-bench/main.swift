@@ -1,7 +1,8 @@
 // What placement costs through the controller itself: the Fleet actor with its SQLite store,
-// replica rows and per-device desired state, as device events arrive. A device loss or join
-// goes through the incremental scheduler; a scale change runs a full plan, the baseline in the
-// same run. Run through tools/bench (release build). Prints figures; never fails on a time.
+// replica rows and per-device desired state, as workloads change and device events arrive.
+// Workload and device changes go through the incremental scheduler; the baseline in the same
+// run is a full plan of the same fleet (the periodic reconciliation). Run through tools/bench
+// (release build). Prints figures; never fails on a time.
 import DroverController
 import DroverCore
 import DroverProtocol
@@ -39,20 +40,22 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     let joinAll = millis(start)
 
     let count = 20
-    start = ContinuousClock.now
+    var applies: [Double] = []
     for k in 0..<count {
         var w = WorkloadSpec(name: "workload-\(k)", replicas: total / count, resources: Resources(cpuMillis: 100, memoryBytes: 64 << 20), command: ["/bin/true"])
         if k % 5 == 0 { w.spread = SpreadConstraint(labelKey: "site", maxSkew: 1) }
         if k % 5 == 1 { w.selector = LabelSelector(matchLabels: ["role": "gateway"]) }
         w.maxPerDevice = max(1, (total / count + n - 1) / n)
         w.connectivity.tolerateOfflineSeconds = 0
+        start = ContinuousClock.now
         _ = try await fleet.apply(w)
+        applies.append(millis(start))
     }
-    let applyAll = millis(start)
+    let changes = try await workloadChanges(fleet, perWorkload: total / count)
 
-    // Baseline: a scale change runs a full plan (and rewrites nothing else).
+    // Baseline: the periodic reconciliation, a full plan of the same fleet (moving nothing).
     start = ContinuousClock.now
-    _ = try await fleet.scale(workload: "workload-1", replicas: total / count + 1)
+    await fleet.checkPresence(now: Fleet.nowMillis() + 300_001)
     let fullPlan = millis(start)
 
     var losses: [Double] = []
@@ -71,9 +74,37 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     }
     let stats = await fleet.summary().placement
     let f = { (xs: [Double]) in xs.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
-    return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); 20 applies %.1f s; full plan (scale) %.0f ms; ", n, total, n, joinAll / 1000, joinAll / Double(n), applyAll / 1000, fullPlan)
+    let sorted = applies.sorted()
+    return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); ", n, total, n, joinAll / 1000, joinAll / Double(n))
+        + String(format: "apply a new workload of %d replicas: median %.0f ms, max %.0f ms; ", total / count, sorted[sorted.count / 2], sorted.last ?? 0)
+        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms; ", fullPlan)
         + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
         + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental"
+}
+
+/// Applying and scaling through the incremental scheduler: each change timed through the
+/// Fleet actor, store transaction included.
+func workloadChanges(_ fleet: Fleet, perWorkload: Int) async throws -> String {
+    func timed(_ body: () async throws -> Void) async rethrows -> String {
+        let start = ContinuousClock.now
+        try await body()
+        let plan = await fleet.summary().placement.lastIncrementalMillis
+        return String(format: "%.1f (placement %.1f)", millis(start), plan)
+    }
+    var small = WorkloadSpec(name: "small", replicas: 10, resources: Resources(cpuMillis: 100, memoryBytes: 64 << 20), command: ["/bin/true"])
+    let create = try await timed { _ = try await fleet.apply(small) }
+    small.priority = 5
+    let priority = try await timed { _ = try await fleet.apply(small) }
+    let scaleOne = try await timed { _ = try await fleet.scale(workload: "workload-1", replicas: perWorkload + 1) }
+    let scaleUp = try await timed { _ = try await fleet.scale(workload: "workload-1", replicas: perWorkload + perWorkload / 10) }
+    let scaleDown = try await timed { _ = try await fleet.scale(workload: "workload-1", replicas: perWorkload) }
+    let delete = try await timed { try await fleet.delete(workload: "small") }
+    var revised = try await fleet.workload("workload-2").spec
+    revised.command = ["/bin/sleep", "1"]
+    let revision = try await timed { _ = try await fleet.apply(revised) }
+    return "new workload of 10 replicas \(create) ms, its priority changed \(priority) ms, deleted \(delete) ms; "
+        + "scale \(perWorkload) by +1 \(scaleOne) ms, +10 % \(scaleUp) ms, -10 % \(scaleDown) ms; "
+        + "new revision of \(perWorkload) replicas (all at once) \(revision) ms; "
 }
 
 let sizes = CommandLine.arguments.contains("--quick") ? [(1_000, 10_000)] : [(1_000, 10_000), (10_000, 100_000)]

@@ -30,7 +30,7 @@ struct FleetPlacementTests {
     }
 
     /// Checks what must hold after every event.
-    static func checkConsistent(_ fleet: Fleet, _ context: String) async throws {
+    static func checkConsistent(_ fleet: Fleet, _ context: String, specs: [WorkloadSpec] = workloads()) async throws {
         let desired = Dictionary(uniqueKeysWithValues: await fleet.allDesired().map { ($0.device, $0) })
         var rows = 0
         for view in await fleet.deviceList() {
@@ -41,7 +41,7 @@ struct FleetPlacementTests {
             rows += ids.count
         }
         #expect(rows == (await fleet.workloadList()).map(\.replicas.count).reduce(0, +), "\(context): every row is on a known device")
-        for spec in workloads() {
+        for spec in specs {
             // A full plan of the fleet as it stands moves nothing: the incremental result is its fixed point.
             let preview = try await fleet.preview(spec)
             #expect(preview.changes.isEmpty, "\(context): a full plan would still \(preview.changes.map { "\($0.action) \($0.replica) on \($0.device)" })")
@@ -86,6 +86,60 @@ struct FleetPlacementTests {
         let after = await again.workloadList().map { ($0.spec.name, $0.replicas.map(\.device)) }
         #expect(before.map(\.0) == after.map(\.0) && before.map(\.1) == after.map(\.1), "the store holds what memory held")
         #expect(await again.allDesired().map(\.generation) == (await fleet.allDesired()).map(\.generation))
+    }
+
+    @Test("random workload changes go through the incremental scheduler and keep rows, desired state and a full re-plan in agreement")
+    func randomWorkloadChanges() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(600))
+        for i in 0..<9 { await fleet.hello(FleetFixture.hello("gw-\(i)", labels: ["site": Self.sites[i % 3]])) }
+        var specs = Dictionary(uniqueKeysWithValues: Self.workloads().map { ($0.name, $0) })
+        for spec in specs.values.sorted(by: { $0.name < $1.name }) { _ = try await fleet.apply(spec) }
+        let fullPlans = await fleet.summary().placement.fullPlans
+        var rng = SplitMix64(state: 7)
+        for step in 0..<40 {
+            try await Self.changeWorkload(fleet, &specs, step: step, &rng)
+            try await Self.checkConsistent(fleet, "step \(step)", specs: Array(specs.values))
+        }
+        #expect(await fleet.summary().placement.fullPlans == fullPlans, "no workload change ran a full plan")
+        // A new revision reaches every device that runs the workload, and only those.
+        var revised = FleetFixture.workload("revised", replicas: 5)
+        _ = try await fleet.apply(revised)
+        let sent = publisher.all.count
+        revised.command = ["/bin/sleep", "2"]
+        _ = try await fleet.apply(revised)
+        let hosts = Set(try await fleet.workload("revised").replicas.map(\.device))
+        #expect(!hosts.isEmpty)
+        #expect(Set(publisher.all.dropFirst(sent).map(\.device)) == hosts)
+        #expect(publisher.all.dropFirst(sent).allSatisfy { d in d.replicas.filter { $0.workload == "revised" }.allSatisfy { $0.command == ["/bin/sleep", "2"] } })
+    }
+
+    /// One random change: a scale, a new size or priority, a new workload, or a deletion.
+    static func changeWorkload(_ fleet: Fleet, _ specs: inout [String: WorkloadSpec], step: Int, _ rng: inout SplitMix64) async throws {
+        let names = specs.keys.sorted()
+        guard let name = names.randomElement(using: &rng), Int.random(in: 0..<6, using: &rng) != 0 else {
+            var fresh = FleetFixture.workload("new-\(step)", replicas: Int.random(in: 1...6, using: &rng))
+            fresh.priority = Int.random(in: 0...12, using: &rng)
+            specs[fresh.name] = fresh
+            _ = try await fleet.apply(fresh)
+            return
+        }
+        guard var spec = specs[name] else { return }
+        switch Int.random(in: 0..<5, using: &rng) {
+        case 0:
+            specs[name] = nil
+            try await fleet.delete(workload: name)
+            return
+        case 1:
+            spec.replicas = Int.random(in: 0...8, using: &rng)
+            _ = try await fleet.scale(workload: name, replicas: spec.replicas)
+            specs[name] = spec
+            return
+        case 2: spec.resources.cpuMillis = Int.random(in: 100...1200, using: &rng)
+        case 3: spec.priority = Int.random(in: 0...12, using: &rng)
+        default: spec.maxPerDevice = Int.random(in: 1...3, using: &rng)
+        }
+        specs[name] = spec
+        _ = try await fleet.apply(spec)
     }
 
     @Test("losing a device re-publishes only the devices whose replicas changed; a join places without a full plan")

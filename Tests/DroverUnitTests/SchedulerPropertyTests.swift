@@ -15,6 +15,14 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
+extension [String: Assignment] {
+    /// What a controller does with a delta: removals first, then additions.
+    mutating func apply(_ delta: PlanDelta) {
+        for a in delta.removed { self[a.id] = nil }
+        for a in delta.added { self[a.id] = a }
+    }
+}
+
 enum RandomFleet {
     static func make(seed: Int) -> SchedulingInput {
         var rng = SplitMix64(state: UInt64(truncatingIfNeeded: seed))
@@ -32,25 +40,28 @@ enum RandomFleet {
                 connectivity: ConnectivityRecord(linkClass: LinkClass.allCases.randomElement(using: &rng) ?? .wired, uptimeRatio: Double.random(in: 0.5...1, using: &rng),
                     lastSeen: Int64.random(in: 0...1_000_000, using: &rng)))
         }
-        let workloads = (0..<Int.random(in: 1...8, using: &rng)).map { i in
-            var w = WorkloadSpec(
-                name: "w\(i)", replicas: Int.random(in: 0...12, using: &rng),
-                resources: Resources(cpuMillis: Int.random(in: 50...1500, using: &rng), memoryBytes: Int64.random(in: 16...1024, using: &rng) << 20),
-                command: ["/bin/true"])
-            if Bool.random(using: &rng) { w.selector = LabelSelector(matchLabels: ["role": Bool.random(using: &rng) ? "gw" : "cam"]) }
-            if Int.random(in: 0..<3, using: &rng) == 0 { w.selector.matchExpressions = [.init(key: "site", operator: .notIn, values: ["c"])] }
-            if Int.random(in: 0..<3, using: &rng) == 0 { w.arch = ["arm64"] }
-            if Int.random(in: 0..<4, using: &rng) == 0 { w.resources.devices = ["gpu": 1] }
-            if Int.random(in: 0..<3, using: &rng) == 0 { w.spread = SpreadConstraint(labelKey: "site", maxSkew: Int.random(in: 1...2, using: &rng)) }
-            if Int.random(in: 0..<4, using: &rng) == 0 { w.connectivity = ConnectivityNeeds(minLinkClass: .wifi, minUptime: 0.7) }
-            if Int.random(in: 0..<3, using: &rng) == 0 { w.connectivity.tolerateOfflineSeconds = Int.random(in: 0...900, using: &rng) }
-            if Int.random(in: 0..<5, using: &rng) == 0 { w.mode = .every }
-            w.priority = Int.random(in: 0...3, using: &rng)
-            w.maxPerDevice = Int.random(in: 1...2, using: &rng)
-            w.strategy = Bool.random(using: &rng) ? .binPack : .spreadLoad
-            return w
-        }
+        let workloads = (0..<Int.random(in: 1...8, using: &rng)).map { i in workload("w\(i)", &rng) }
         return SchedulingInput(devices: devices, workloads: workloads, current: [], now: 1_000_000)
+    }
+
+    /// One random workload: any mix of constraints, priorities, modes and strategies.
+    static func workload(_ name: String, _ rng: inout SplitMix64) -> WorkloadSpec {
+        var w = WorkloadSpec(
+            name: name, replicas: Int.random(in: 0...12, using: &rng),
+            resources: Resources(cpuMillis: Int.random(in: 50...1500, using: &rng), memoryBytes: Int64.random(in: 16...1024, using: &rng) << 20),
+            command: ["/bin/true"])
+        if Bool.random(using: &rng) { w.selector = LabelSelector(matchLabels: ["role": Bool.random(using: &rng) ? "gw" : "cam"]) }
+        if Int.random(in: 0..<3, using: &rng) == 0 { w.selector.matchExpressions = [.init(key: "site", operator: .notIn, values: ["c"])] }
+        if Int.random(in: 0..<3, using: &rng) == 0 { w.arch = ["arm64"] }
+        if Int.random(in: 0..<4, using: &rng) == 0 { w.resources.devices = ["gpu": 1] }
+        if Int.random(in: 0..<3, using: &rng) == 0 { w.spread = SpreadConstraint(labelKey: "site", maxSkew: Int.random(in: 1...2, using: &rng)) }
+        if Int.random(in: 0..<4, using: &rng) == 0 { w.connectivity = ConnectivityNeeds(minLinkClass: .wifi, minUptime: 0.7) }
+        if Int.random(in: 0..<3, using: &rng) == 0 { w.connectivity.tolerateOfflineSeconds = Int.random(in: 0...900, using: &rng) }
+        if Int.random(in: 0..<5, using: &rng) == 0 { w.mode = .every }
+        w.priority = Int.random(in: 0...3, using: &rng)
+        w.maxPerDevice = Int.random(in: 1...2, using: &rng)
+        w.strategy = Bool.random(using: &rng) ? .binPack : .spreadLoad
+        return w
     }
 
     /// How many devices an unplaced replica's reasons count, and how many they should: one for
@@ -189,9 +200,7 @@ struct IncrementalSchedulerTests {
                 // at once may land elsewhere than one full plan would put them: that is the new start.
                 input.now += Int64.random(in: 0...400_000, using: &rng)
                 for d in input.devices where d.presence == .unreachable {
-                    let delta = incremental.update(device: d, now: input.now)
-                    for a in delta.removed { applied[a.id] = nil }
-                    for a in delta.added { applied[a.id] = a }
+                    applied.apply(incremental.update(device: d, now: input.now))
                 }
                 input.current = incremental.plan.assignments
                 #expect(Set(applied.values) == Set(input.current), "seed \(seed) step \(step): the sweep's deltas add up")
@@ -206,10 +215,7 @@ struct IncrementalSchedulerTests {
                     Self.change(&device, now: input.now, &rng)
                     input.devices = input.devices.map { $0.id == device.id ? device : $0 }
                 }
-                let delta = incremental.update(device: device, now: input.now)
-                // What a controller does with a delta: removals first, then additions.
-                for a in delta.removed { applied[a.id] = nil }
-                for a in delta.added { applied[a.id] = a }
+                applied.apply(incremental.update(device: device, now: input.now))
                 let full = Scheduler.plan(input)
                 #expect(incremental.plan.assignments == full.assignments, "seed \(seed) step \(step)")
                 // The same replicas wait. Their reasons may differ in counts and "most free"
