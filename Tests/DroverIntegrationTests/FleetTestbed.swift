@@ -141,9 +141,10 @@ final class FleetTestbed: @unchecked Sendable {
     func agentDir(_ id: String) -> String { dir + "/agents/" + id }
 
     /// `netns`: run the agent inside this network namespace, reaching the broker at `broker`.
+    /// `executable`: another build of the agent (the device build of `tools/build-agent`).
     /// On the managed broker an agent enrolls, as an operator would set it up: a token from
     /// `drover devices enroll`, handed over in a file, the first time its data dir is used.
-    func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = [], netns: String? = nil, broker: String? = nil) throws {
+    func startAgent(_ id: String, labels: String, capacity: String, extra: [String] = [], netns: String? = nil, broker: String? = nil, executable: String? = nil) throws {
         // Fault tests judge silence in seconds: beats at least every second (the default is
         // every 5 minutes, with presence from the broker session and the will).
         var arguments = ["--id", id, "--data-dir", agentDir(id), "--labels", labels, "--capacity", capacity, "--beat-interval", "0.5", "--idle-beat-interval", "1"]
@@ -152,9 +153,9 @@ final class FleetTestbed: @unchecked Sendable {
             arguments += ["--controller", controllerURL, "--token-file", try enrollmentTokenFile(id)]
         }
         arguments += extra
-        let (executable, full) = netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, Harness.binary("drover-agent")] + arguments) }
-            ?? (Harness.binary("drover-agent"), arguments)
-        agents[id] = try TestProcess(executable, full, log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
+        let agent = executable ?? Harness.binary("drover-agent")
+        let (program, full) = netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, agent] + arguments) } ?? (agent, arguments)
+        agents[id] = try TestProcess(program, full, log: dir + "/agent-\(id)-\(agentStarts).log", environment: environment)
         agentStarts += 1
     }
 

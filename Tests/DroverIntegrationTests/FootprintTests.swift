@@ -2,9 +2,54 @@ import Foundation
 import Testing
 
 /// The agent runs on small devices: it links FoundationEssentials only, never full
-/// Foundation, and neither GRDB nor Yams (DESIGN.md, "The agent stays small").
+/// Foundation, and neither GRDB nor Yams (DESIGN.md, "The agent stays small"); and the device
+/// build (`tools/build-agent`) stays within its size and memory budgets.
 @Suite("Agent footprint")
 struct FootprintTests {
+    /// Ceilings the device build must stay under: what it measures today plus a few percent,
+    /// lowered as the agent shrinks. Issue 12's targets are 15 MB and 10 MiB; today the
+    /// agent is at about 17.2 MB and 15.3 MiB (README, "Footprint").
+    static let sizeBudget = 17_500_000
+    static let idlePSSBudgetKiB = 16 * 1024
+
+    /// The agent as it goes to a device, built by `tools/build-agent` (which `tools/test` runs).
+    static func deviceBuild() throws -> String {
+        let path = Harness.repoRoot + "/.build-static/drover-agent"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw HarnessError("\(path) is missing: tools/test builds it (tools/build-agent)")
+        }
+        return path
+    }
+
+    @Test("the device build of drover-agent (static, stripped) stays within its size budget")
+    func sizeBudget() throws {
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: Self.deviceBuild())[.size] as? Int)
+        #expect(size > 1_000_000, "the check must see the real binary")
+        #expect(size <= Self.sizeBudget, "drover-agent is \(size) bytes, over its budget of \(Self.sizeBudget)")
+    }
+
+    @Test("an idle agent of the device build, enrolled and online with the default beats, stays within its memory budget (PSS)")
+    func idleMemoryBudget() async throws {
+        let agent = try Self.deviceBuild()
+        // The binary's pages start out of the page cache, as after a device boots: what the
+        // agent maps then is what it reads, not what a build or an earlier run left cached.
+        let fd = open(agent, O_RDONLY)
+        #expect(fd >= 0)
+        fsync(fd)
+        posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
+        close(fd)
+        try await FleetTestbed.run("footprint") { bed in
+            try bed.startAgent("gw-idle", labels: "site=a", capacity: "cpu=1,memory=256Mi", extra: ["--beat-interval", "5", "--idle-beat-interval", "300"], executable: agent)
+            try await bed.waitForDevices(online: 1)
+            try await Task.sleep(for: .seconds(10))
+            let pid = try #require(bed.agents["gw-idle"]?.pid)
+            let rollup = try String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)
+            let pss = try #require(rollup.split(separator: "\n").first { $0.hasPrefix("Pss:") }.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") })
+            #expect(pss > 1024, "the check must see the agent's memory: \(rollup)")
+            #expect(pss <= Self.idlePSSBudgetKiB, "an idle drover-agent takes \(pss) KiB of PSS, over its budget of \(Self.idlePSSBudgetKiB) KiB:\n\(rollup)")
+        }
+    }
+
     static func output(_ executable: String, _ arguments: [String]) throws -> String {
         try Harness.run(executable, arguments).output
     }
