@@ -6,7 +6,13 @@ extension PlanState {
     /// far cheaper than a full plan; afterwards the state is exactly what a full plan over the
     /// larger fleet would have built. Returns the new device's index.
     mutating func insert(device d: DeviceSnapshot) -> Int32 {
-        let at = devices.map(\.id).insertionPoint(of: d.id)
+        // (Binary search on the records themselves: mapping 100,000 ids first cost milliseconds a join.)
+        var (low, high) = (0, devices.count)
+        while low < high {
+            let mid = (low + high) / 2
+            if devices[mid].id < d.id { low = mid + 1 } else { high = mid }
+        }
+        let at = low
         let index = Int32(at)
         @inline(__always) func shifted(_ i: Int32) -> Int32 { i >= index ? i + 1 : i }
 

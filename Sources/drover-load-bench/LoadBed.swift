@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import DroverPOSIX
+import DroverProtocol
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -51,6 +52,34 @@ final class LoadBed: @unchecked Sendable {
         usleep(300_000)
     }
 
+    /// `count` edge brokers, each bridged to the core broker (`startBroker`), where the
+    /// controller is: devices connect to the edges. mosquitto has no clustering; a bridge is
+    /// how several broker processes serve one fleet. What devices publish goes up to the core
+    /// once; what the controller publishes to devices comes down to every edge (each keeps
+    /// the retained desired state of the whole fleet). The bridges speak MQTT 3.1.1: Debian
+    /// 12's mosquitto 2.0.11 refuses its own MQTT 5 bridge (a protocol error), and 3.1.1 drops
+    /// MQTT 5 properties, so commands (response topic, correlation data) do not cross it.
+    /// Returns the edges' URLs.
+    func startEdgeBrokers(_ count: Int) throws -> [String] {
+        let up = Topic.controllerSubscriptions.map { "topic \($0) out 1" }
+        let down = ["topic \(Topic.prefix)dev/+/\(Topic.Channel.desired.rawValue) in 1", "topic \(Topic.prefix)dev/+/\(Topic.Channel.cmd.rawValue) in 1", "topic \(Topic.controllerState) in 1"]
+        var urls: [String] = []
+        for k in 0..<count {
+            let port = try Self.freePort()
+            let conf = [
+                "listener \(port) 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 1000000", "max_inflight_messages 0",
+                "connection edge-\(k)", "address 127.0.0.1:\(brokerPort)", "bridge_protocol_version mqttv311", "cleansession true", "try_private true", "notifications false",
+            ] + up + down
+            try (conf.joined(separator: "\n") + "\n").write(toFile: "\(dir)/edge-\(k).conf", atomically: true, encoding: .utf8)
+            try start("edge-\(k)", "/usr/sbin/mosquitto", ["-c", "\(dir)/edge-\(k).conf"])
+            urls.append("mqtt://127.0.0.1:\(port)")
+        }
+        usleep(500_000)
+        return urls
+    }
+
+    var brokerNames: [String] { pids.keys.filter { $0 == "mosquitto" || $0.hasPrefix("edge-") }.sorted() }
+
     func startController() async throws {
         try start("controller", bin + "/drover-controller", ["--data-dir", dir + "/controller", "--listen", "127.0.0.1:\(apiPort)", "--broker", brokerURL])
         for _ in 0..<200 {
@@ -64,12 +93,15 @@ final class LoadBed: @unchecked Sendable {
     }
 
     /// `devices` simulated devices, in processes of at most 6,000 (each device takes three
-    /// open files; a process may have 20,000 here): `sim`, `sim-1`, ...
-    func startSim(devices: Int, _ arguments: [String]) throws {
+    /// open files; a process may have 20,000 here): `sim`, `sim-1`, ..., each on one of
+    /// `brokers` in turn (the core broker by default).
+    func startSim(devices: Int, brokers: [String]? = nil, _ arguments: [String]) throws {
         let perProcess = 6_000
+        let brokers = brokers ?? [brokerURL]
         for (n, first) in stride(from: 0, to: devices, by: perProcess).enumerated() {
             let count = min(perProcess, devices - first)
-            try start(n == 0 ? "sim" : "sim-\(n)", bin + "/drover-sim", ["--broker", brokerURL, "--stats-every", "1", "--json", "--devices", "\(count)", "--first", "\(first)"] + arguments)
+            let broker = brokers[n % brokers.count]
+            try start(n == 0 ? "sim" : "sim-\(n)", bin + "/drover-sim", ["--broker", broker, "--stats-every", "1", "--json", "--devices", "\(count)", "--first", "\(first)"] + arguments)
         }
     }
 
@@ -99,7 +131,7 @@ final class LoadBed: @unchecked Sendable {
     }
 
     func stopAll() {
-        for name in simNames + ["controller", "mosquitto"] { stop(name) }
+        for name in simNames + ["controller"] + brokerNames { stop(name) }
         for name in Array(pids.keys) { stop(name) }
         try? FileManager.default.removeItem(atPath: dir)
     }

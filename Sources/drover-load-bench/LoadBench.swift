@@ -106,32 +106,46 @@ struct FleetBench: AsyncParsableCommand {
     @Option(help: "The devices' --idle-beat-interval (300 is the default; 1 makes every device beat each second).")
     var idleBeat: Double = 300
 
+    @Option(help: "Edge brokers bridged to the controller's broker, for the devices (0: devices on the controller's broker).")
+    var edgeBrokers: Int = 0
+
     func run() async throws {
         let n = common.devices
         let bed = try LoadBed(bin: common.bin)
         defer { bed.stopAll() }
         try bed.startBroker()
         try await bed.startController()
+        let edges = edgeBrokers > 0 ? try bed.startEdgeBrokers(edgeBrokers) : nil
         let joinStart = ContinuousClock.now
-        try bed.startSim(devices: n, ["--connect-rate", "2000", "--idle-beat-interval", "\(idleBeat)", "--beat-interval", "\(min(5, idleBeat))"])
-        try await fleetOnline(bed, n, within: .seconds(300))
+        try bed.startSim(devices: n, brokers: edges, ["--connect-rate", "2000", "--idle-beat-interval", "\(idleBeat)", "--beat-interval", "\(min(5, idleBeat))"])
+        try await fleetOnline(bed, n, within: .seconds(max(300, n / 200)))
         let joined = Double(micros(since: joinStart)) / 1e6
-        guard let controller = bed.pids["controller"], let broker = bed.pids["mosquitto"] else { throw BenchError("lost a process") }
+        guard let controller = bed.pids["controller"] else { throw BenchError("lost a process") }
+        let brokers = bed.brokerNames.compactMap { bed.pids[$0] }
         let before = LoadBed.usage(controller)
-        let brokerBefore = LoadBed.usage(broker)
+        let brokerBefore = brokers.map(LoadBed.usage)
         try await Task.sleep(for: .seconds(seconds))
         let after = LoadBed.usage(controller)
-        let brokerAfter = LoadBed.usage(broker)
+        let brokerAfter = brokers.map(LoadBed.usage)
         // Stopped, the simulator sends nothing more; what the broker acknowledged arrives.
         let sims = bed.simNames
         for name in sims { bed.stop(name) }
-        try await Task.sleep(for: .seconds(3))
+        // What the brokers (and bridges) still hold arrives: until the count stands still for 3 s.
+        var received = -1.0
+        var still = 0
+        for _ in 0..<120 where still < 3 {
+            try await Task.sleep(for: .seconds(1))
+            let now = try await bed.metric("drover_messages_received_total{channel=\"beat\"}")
+            still = now == received ? still + 1 : 0
+            received = now
+        }
         let sent = bed.simStats(sims)["beats"] ?? 0
-        let received = try await bed.metric("drover_messages_received_total{channel=\"beat\"}")
         let cpu = (after.cpu - before.cpu) / Double(seconds) * 100
-        let brokerCPU = (brokerAfter.cpu - brokerBefore.cpu) / Double(seconds) * 100
+        let brokerCPU = zip(brokerAfter, brokerBefore).map { $0.cpu - $1.cpu }.reduce(0, +) / Double(seconds) * 100
+        let brokerRSS = brokerAfter.map(\.rss).reduce(0, +)
+        let brokersUsed = edges.map { "\($0.count) edge brokers bridged to the controller's" } ?? "one broker"
         print(
-            "| \(n) devices, idle beat \(Int(idleBeat)) s | all online in \(String(format: "%.1f", joined)) s | controller CPU \(String(format: "%.1f", cpu)) % of a core, RSS \(after.rss >> 20) MiB (peak \(after.peak >> 20) MiB) | beats \(Int(sent)) sent, \(Int(received)) received, \(max(0, Int(sent - received))) lost | broker CPU \(String(format: "%.1f", brokerCPU)) %, RSS \(brokerAfter.rss >> 20) MiB |"
+            "| \(n) devices (\(brokersUsed)), idle beat \(Int(idleBeat)) s | all online in \(String(format: "%.1f", joined)) s | controller CPU \(String(format: "%.1f", cpu)) % of a core, RSS \(after.rss >> 20) MiB (peak \(after.peak >> 20) MiB) | beats \(Int(sent)) sent, \(Int(received)) received, \(max(0, Int(sent - received))) lost | brokers: CPU \(String(format: "%.1f", brokerCPU)) %, RSS \(brokerRSS >> 20) MiB |"
         )
     }
 }
