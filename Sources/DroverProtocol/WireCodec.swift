@@ -86,6 +86,12 @@ public enum WireCodec {
         guard payload.count <= limit(M.self) else {
             throw WireError(.oversized, "\(payload.count) bytes, limit \(limit(M.self))")
         }
+        // Beats, the most frequent message, have a reader of their own; what it does not
+        // take, JSONDecoder judges.
+        if M.self == Beat.self, let beat = BeatDecoder.decode(payload) as? M {
+            guard beat.v == wireVersion else { throw WireError(.unknownVersion, "v=\(beat.v), this build speaks v=\(wireVersion)") }
+            return try checked(beat, topicDevice: topicDevice)
+        }
         let envelope: Envelope<M>
         do {
             envelope = try JSONDecoder().decode(Envelope<M>.self, from: Data(payload))
@@ -95,13 +101,20 @@ public enum WireCodec {
             // Not JSON at all fails before the envelope is looked at.
             throw WireError(.malformed, "no valid envelope (v, device): \(describe(error))")
         }
-        guard envelope.device == topicDevice else {
-            throw WireError(.deviceMismatch, "payload device '\(envelope.device)' on the topic of '\(topicDevice)'")
-        }
-        let message: M
         switch envelope.message {
-        case .success(let decoded): message = decoded
-        case .failure(let error): throw WireError(.malformed, describe(error))
+        case .success(let decoded): return try checked(decoded, topicDevice: topicDevice)
+        case .failure(let error):
+            guard envelope.device == topicDevice else {
+                throw WireError(.deviceMismatch, "payload device '\(envelope.device)' on the topic of '\(topicDevice)'")
+            }
+            throw WireError(.malformed, describe(error))
+        }
+    }
+
+    /// The checks after decoding: the device is the topic's, every field in range.
+    static func checked<M: DeviceMessage>(_ message: M, topicDevice: String) throws(WireError) -> M {
+        guard message.device == topicDevice else {
+            throw WireError(.deviceMismatch, "payload device '\(message.device)' on the topic of '\(topicDevice)'")
         }
         let problems = message.validate()
         guard problems.isEmpty else {
