@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", "CDroverTLS", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "DroverStore", dependencies: ["DroverCore", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "DroverStore", dependencies: ["DroverCore", "DroverProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore"]),
         .target(name: "DroverScheduler", dependencies: ["DroverCore"]),
         .target(

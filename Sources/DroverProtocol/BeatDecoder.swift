@@ -90,7 +90,12 @@ struct JSONReader {
 
     mutating func int64() -> Int64? { number(integer: true).flatMap { Int64($0) } }
 
-    mutating func double() -> Double? { number(integer: false).flatMap { Double($0) }.flatMap { $0.isFinite ? $0 : nil } }
+    /// A plain decimal of at most 24 characters: an exponent (`1e-3002` underflows to 0 here,
+    /// where JSONDecoder refuses it) or a very long number goes to JSONDecoder.
+    mutating func double() -> Double? {
+        guard let text = number(integer: false), text.utf8.count <= 24, !text.utf8.contains(where: { $0 == 0x65 || $0 == 0x45 }) else { return nil }
+        return Double(text).flatMap { $0.isFinite ? $0 : nil }
+    }
 
     /// An object: `field` is called with each key, the reader before its value; it reads the
     /// value and says whether it could. (Each caller fails a key it has seen already.)

@@ -1,4 +1,5 @@
 import DroverCore
+import DroverProtocol
 import Foundation
 import GRDB
 
@@ -104,36 +105,34 @@ public final class SQLiteFleetStore: FleetStore {
         try queue.inDatabase { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// Each row's statement is prepared once per connection (GRDB's statement cache): preparing
+    /// it for every row cost more than the insert itself in writes of thousands of rows.
     private func writeRows(_ batch: StoreBatch, _ db: Database) throws {
         for d in batch.devices {
-            try db.execute(sql: "INSERT OR REPLACE INTO devices (id, record) VALUES (?, ?)", arguments: [d.id, json(d)])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO devices (id, record) VALUES (?, ?)").execute(arguments: [d.id, json(d)])
         }
         for name in batch.deletedWorkloads {
-            try db.execute(sql: "DELETE FROM workloads WHERE name = ?", arguments: [name])
+            try db.cachedStatement(sql: "DELETE FROM workloads WHERE name = ?").execute(arguments: [name])
         }
         for w in batch.workloads {
-            try db.execute(sql: "INSERT OR REPLACE INTO workloads (name, record) VALUES (?, ?)", arguments: [w.spec.name, json(w)])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO workloads (name, record) VALUES (?, ?)").execute(arguments: [w.spec.name, json(w)])
         }
         for id in batch.deletedReplicas {
-            try db.execute(sql: "DELETE FROM replicas WHERE id = ?", arguments: [id])
+            try db.cachedStatement(sql: "DELETE FROM replicas WHERE id = ?").execute(arguments: [id])
         }
         for r in batch.replicas {
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)",
-                arguments: [r.id, r.workload, r.device, json(r)])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)").execute(arguments: [r.id, r.workload, r.device, json(r)])
         }
         for d in batch.desired {
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)",
-                arguments: [d.device, d.generation, json(d)])
+            // (The same JSON as the record's Codable form, spliced from replica templates.)
+            let record = String(decoding: DesiredJSON.encode(device: d.device, generation: d.generation, replicas: d.replicas, version: nil), as: UTF8.self)
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)").execute(arguments: [d.device, d.generation, record])
         }
         for (key, value) in batch.meta {
-            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, value])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").execute(arguments: [key, value])
         }
         for e in batch.events {
-            try db.execute(
-                sql: "INSERT INTO events (time, kind, subject, message) VALUES (?, ?, ?, ?)",
-                arguments: [e.time, e.kind, e.subject, e.message])
+            try db.cachedStatement(sql: "INSERT INTO events (time, kind, subject, message) VALUES (?, ?, ?, ?)").execute(arguments: [e.time, e.kind, e.subject, e.message])
         }
         // Keep the event log bounded: the newest 100,000, none older than 30 days.
         if let newest = batch.events.last {

@@ -13,7 +13,7 @@ struct BeatDecoderTests {
         var beat = Beat(device: ["gw-1", "dev-ü", "d", String(repeating: "x", count: 40)].randomElement(using: &rng) ?? "d", time: Int64.random(in: -5...Int64.max, using: &rng))
         if Bool.random(using: &rng) {
             beat.usage = Usage(
-                cpuPercent: [0, 100, 12.345678901234, 1e-300, 99.99].randomElement(using: &rng) ?? 0, memoryUsedBytes: Int64.random(in: 0...Int64.max, using: &rng),
+                cpuPercent: [0, 100, 12.345678901234, 0.001, 99.99].randomElement(using: &rng) ?? 0, memoryUsedBytes: Int64.random(in: 0...Int64.max, using: &rng),
                 memoryTotalBytes: 1 << 30, diskUsedBytes: 0, diskTotalBytes: Int64.random(in: -1...1, using: &rng))
         }
         if Bool.random(using: &rng) { beat.phases = ["running": Int.random(in: 0...1000, using: &rng), "failed": 0] }
@@ -72,6 +72,8 @@ struct BeatDecoderTests {
             (#"{"v":1,"device":"gw-1","time":05}"#, false),
             (#"{"v":1,"device":"gw-1","time":99999999999999999999}"#, false),
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e999}"#, false),
+            (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-3002}"#, false),  // underflows where JSONDecoder refuses
+            (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-5}"#, false),  // an exponent
             (#"{"v":1,"device":"gw-1"}"#, false),
             (#"{"v":1,"device":"gw-1","time":5}x"#, false),
         ]

@@ -1,0 +1,88 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import DroverCore
+import Synchronization
+
+/// A device's desired state as JSON, byte for byte what `JSONEncoder` with sorted keys writes,
+/// for a fraction of the cost: the replicas of one workload revision differ only in their
+/// id, so each distinct spec without its id (a template) is encoded once, kept, and the id
+/// spliced in. A change to one workload re-sends the whole desired state of every device
+/// it touches, most of it other workloads' replicas (the store keeps it, the wire carries
+/// it); encoding every spec of it again took most of the controller's time in large applies.
+public enum DesiredJSON {
+    /// `version`: the wire message (`Desired`, with `v`); nil: the stored record.
+    public static func encode(device: String, generation: Int64, replicas: [ReplicaSpec], version: Int?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + replicas.count * 512)
+        out += Array(#"{"device":"#.utf8)
+        string(device, into: &out)
+        out += Array(#","generation":\#(generation),"replicas":["#.utf8)
+        for (k, replica) in replicas.enumerated() {
+            if k > 0 { out.append(0x2C) }
+            spec(replica, into: &out)
+        }
+        out.append(0x5D)
+        if let version { out += Array(#","v":\#(version)"#.utf8) }
+        out.append(0x7D)
+        return out
+    }
+
+    /// JSON of one string, as JSONEncoder writes it: names are written as they are; anything
+    /// else goes through JSONEncoder (escapes, `\/`, non-ASCII).
+    static func string(_ s: String, into out: inout [UInt8]) {
+        let plain = s.utf8.allSatisfy { c in (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c) || c == 0x2D || c == 0x2E || c == 0x5F }
+        if plain {
+            out.append(0x22)
+            out += s.utf8
+            out.append(0x22)
+        } else {
+            out += encoded(s)
+        }
+    }
+
+    static func encoded<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Our own value types hold only strings, numbers and collections of them.
+        return (try? Array(encoder.encode(value))) ?? []
+    }
+
+    /// Per template (a spec whose id is the marker): its JSON before and after the id.
+    private static let templates = Mutex<[ReplicaSpec: (before: [UInt8], after: [UInt8])]>([:])
+    static let templatesKept = 4096
+    private static let marker = "\u{1}"
+    private static let markedID = Array(#""id":"\u0001""#.utf8)
+
+    static func spec(_ replica: ReplicaSpec, into out: inout [UInt8]) {
+        var template = replica
+        template.id = marker
+        if let known = templates.withLock({ $0[template] }) {
+            out += known.before
+            string(replica.id, into: &out)
+            out += known.after
+            return
+        }
+        let bytes = encoded(template)
+        // The marker once, as the spec's own id (an env value could hold it too): else no template.
+        guard let at = bytes.firstRange(of: markedID), bytes[at.upperBound...].firstRange(of: markedID) == nil else {
+            out += encoded(replica)
+            return
+        }
+        let split = (before: Array(bytes[..<(at.lowerBound + 5)]), after: Array(bytes[(at.upperBound)...]))
+        templates.withLock { cache in
+            if cache.count >= templatesKept { cache.removeAll(keepingCapacity: true) }
+            cache[template] = split
+        }
+        out += split.before
+        string(replica.id, into: &out)
+        out += split.after
+    }
+}
+
+extension DesiredJSON {
+    /// Templates kept now (for tests).
+    static var templateCount: Int { templates.withLock { $0.count } }
+}
