@@ -17,7 +17,8 @@ extension FleetState {
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
         let outcome: ApplyOutcome
         var record: WorkloadRecord
-        var newRevision = false
+        // Whether what the replicas run changed (a new revision, or resources a revision does not count).
+        var respec = false
         var spec = spec
         if let existing = workloads[spec.name], let auto = spec.autoscale {
             // The autoscaler owns the count of an autoscaled workload: re-applying its
@@ -27,7 +28,8 @@ extension FleetState {
         if var existing = workloads[spec.name] {
             guard existing.spec != spec else { return (.unchanged, Effects()) }
             // A new template is a new revision; scale or placement changes are not.
-            newRevision = existing.spec.templateKey != spec.templateKey
+            let newRevision = existing.spec.templateKey != spec.templateKey
+            respec = newRevision || existing.spec.replica(id: "-") != spec.replica(id: "-")
             // A new revision during (or after a failed) rollout starts from the last good one:
             // replicas told the unfinished revision go back, then the new one comes in waves.
             let previous = existing.lastGoodRevision
@@ -53,8 +55,8 @@ extension FleetState {
         workloads[spec.name] = record
         batch.workloads.append(record)
         event("WorkloadApplied", spec.name, "workload \(spec.name) \(outcome.rawValue) (revision \(record.revision), \(spec.replicas) replicas)\(cause == "apply" ? "" : ", \(cause)")", into: &batch)
-        // What its replicas run changed only with a new revision: else only moves are sent.
-        var messages = replan(workload: spec.name, respec: newRevision, into: &batch)
+        // Devices whose replicas stay where they are hear of it only when what those run changed.
+        var messages = replan(workload: spec.name, respec: respec, into: &batch)
         messages += advanceRollouts(into: &batch)
         try refuseOversized(messages, field: "spec")
         return (outcome, Effects(batch, publish: messages))
@@ -83,6 +85,8 @@ extension FleetState {
         workloads[name] = nil
         batch.deletedWorkloads.append(name)
         event("WorkloadDeleted", name, "workload \(name) deleted", into: &batch)
+        // A workload made again under this name must not get the old one's encoded specs.
+        DesiredJSON.forget(workload: name)
         let messages = replan(workload: name, respec: false, into: &batch)
         return Effects(batch, publish: messages)
     }

@@ -50,16 +50,30 @@ public enum DesiredJSON {
         return (try? Array(encoder.encode(value))) ?? []
     }
 
-    /// Per template (a spec whose id is the marker): its JSON before and after the id.
-    private static let templates = Mutex<[ReplicaSpec: (before: [UInt8], after: [UInt8])]>([:])
+    /// Per template (a spec whose id is the marker): its JSON before and after the id, and
+    /// the bytes kept in all. Swift compares strings by Unicode equivalence, not bytes: a
+    /// workload deleted and made again with the same text in another normal form would find
+    /// the old bytes, so a deletion forgets its workload's templates (`forget`); while a
+    /// workload lives, a spec equal to its own is never applied anew.
+    private static let templates = Mutex<(cache: [ReplicaSpec: (before: [UInt8], after: [UInt8])], bytes: Int)>(([:], 0))
+    /// Bounds on what is kept: the cache starts afresh past either.
     static let templatesKept = 4096
+    static let bytesKept = 32 << 20
+
+    /// Drops the templates of workload `name` (deleted).
+    public static func forget(workload name: String) {
+        templates.withLock { kept in
+            kept.cache = kept.cache.filter { $0.key.workload != name }
+            kept.bytes = kept.cache.values.reduce(0) { $0 + $1.before.count + $1.after.count }
+        }
+    }
     private static let marker = "\u{1}"
     private static let markedID = Array(#""id":"\u0001""#.utf8)
 
     static func spec(_ replica: ReplicaSpec, into out: inout [UInt8]) {
         var template = replica
         template.id = marker
-        if let known = templates.withLock({ $0[template] }) {
+        if let known = templates.withLock({ $0.cache[template] }) {
             out += known.before
             string(replica.id, into: &out)
             out += known.after
@@ -72,9 +86,11 @@ public enum DesiredJSON {
             return
         }
         let split = (before: Array(bytes[..<(at.lowerBound + 5)]), after: Array(bytes[(at.upperBound)...]))
-        templates.withLock { cache in
-            if cache.count >= templatesKept { cache.removeAll(keepingCapacity: true) }
-            cache[template] = split
+        templates.withLock { kept in
+            let size = split.before.count + split.after.count
+            if kept.cache.count >= templatesKept || kept.bytes + size > bytesKept { kept = ([:], 0) }
+            kept.cache[template] = split
+            kept.bytes += size
         }
         out += split.before
         string(replica.id, into: &out)
@@ -84,5 +100,5 @@ public enum DesiredJSON {
 
 extension DesiredJSON {
     /// Templates kept now (for tests).
-    static var templateCount: Int { templates.withLock { $0.count } }
+    static var templateCount: Int { templates.withLock { $0.cache.count } }
 }

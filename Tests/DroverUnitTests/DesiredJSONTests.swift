@@ -40,4 +40,17 @@ struct DesiredJSONTests {
         }
         #expect(DesiredJSON.templateCount > 0, "templates are used, not only the fallback")
     }
+
+    @Test("a workload deleted and made again with the same text in another Unicode form gets its own bytes")
+    func forgetOnDelete() throws {
+        var w = WorkloadSpec(name: "unicode-forms", replicas: 1, resources: Resources(cpuMillis: 100, memoryBytes: 1 << 20), command: ["/bin/true"])
+        w.env["X"] = "caf\u{E9}"
+        let composed = w.replica(id: "unicode-forms-0")
+        w.env["X"] = "cafe\u{301}"
+        let decomposed = w.replica(id: "unicode-forms-0")
+        #expect(composed == decomposed, "Swift calls them equal: the reason for forget")
+        #expect(DesiredJSON.encode(device: "gw", generation: 1, replicas: [composed], version: nil) == (try Self.sorted(DesiredRecord(device: "gw", generation: 1, replicas: [composed]))))
+        DesiredJSON.forget(workload: "unicode-forms")
+        #expect(DesiredJSON.encode(device: "gw", generation: 1, replicas: [decomposed], version: nil) == (try Self.sorted(DesiredRecord(device: "gw", generation: 1, replicas: [decomposed]))))
+    }
 }

@@ -91,7 +91,12 @@ struct FleetPlacementTests {
     @Test("random workload changes go through the incremental scheduler and keep rows, desired state and a full re-plan in agreement")
     func randomWorkloadChanges() async throws {
         let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(600))
-        for i in 0..<9 { await fleet.hello(FleetFixture.hello("gw-\(i)", labels: ["site": Self.sites[i % 3]])) }
+        for i in 0..<9 {
+            // Devices with storage to offer, so that a workload's storage can change and still fit.
+            var hello = FleetFixture.hello("gw-\(i)", labels: ["site": Self.sites[i % 3]])
+            hello.facts.capacity.storageBytes = 8 << 30
+            await fleet.hello(hello)
+        }
         var specs = Dictionary(uniqueKeysWithValues: Self.workloads().map { ($0.name, $0) })
         for spec in specs.values.sorted(by: { $0.name < $1.name }) { _ = try await fleet.apply(spec) }
         let fullPlans = await fleet.summary().placement.fullPlans
@@ -103,6 +108,7 @@ struct FleetPlacementTests {
         #expect(await fleet.summary().placement.fullPlans == fullPlans, "no workload change ran a full plan")
         // A new revision reaches every device that runs the workload, and only those.
         var revised = FleetFixture.workload("revised", replicas: 5)
+        revised.resources.storageBytes = 1 << 30
         _ = try await fleet.apply(revised)
         let sent = publisher.all.count
         revised.command = ["/bin/sleep", "2"]
@@ -111,6 +117,13 @@ struct FleetPlacementTests {
         #expect(!hosts.isEmpty)
         #expect(Set(publisher.all.dropFirst(sent).map(\.device)) == hosts)
         #expect(publisher.all.dropFirst(sent).allSatisfy { d in d.replicas.filter { $0.workload == "revised" }.allSatisfy { $0.command == ["/bin/sleep", "2"] } })
+        // So does a change of what they run that is not a new revision (storage, devices).
+        let again = publisher.all.count
+        revised.resources.storageBytes = 512 << 20
+        _ = try await fleet.apply(revised)
+        #expect(try await fleet.workload("revised").replicas.map(\.device).sorted() == hosts.sorted(), "nothing moved")
+        #expect(Set(publisher.all.dropFirst(again).map(\.device)) == hosts)
+        #expect(publisher.all.dropFirst(again).allSatisfy { d in d.replicas.filter { $0.workload == "revised" }.allSatisfy { $0.resources.storageBytes == 512 << 20 } })
     }
 
     /// One random change: a scale, a new size or priority, a new workload, or a deletion.
