@@ -17,7 +17,7 @@ extension FleetState {
         let request = Double(record.spec.resources.cpuMillis > 0 ? record.spec.resources.cpuMillis : 1000)
         // A figure stands while its device is online (beats carry only figures that moved);
         // one from a device the replica has left says nothing.
-        let utilization = replicas.values.filter { $0.workload == name && $0.phase == .running }.compactMap { row in
+        let utilization = rows(of: name).filter { $0.phase == .running }.compactMap { row in
             replicaCPU[row.id].flatMap { $0.device == row.device && devices[row.device]?.presence == .online ? Double($0.millis) / request * 100 : nil }
         }
         var scaler = autoscalers[name] ?? Autoscaler()

@@ -74,7 +74,7 @@ extension FleetState {
         let stopped = Set(delta.removed.map(\.id)).subtracting(placedIDs)
         var touched = record(placed: delta.added, stopped: stopped, preempted: delta.preempted, into: &batch, now: now)
         touched.formUnion(delta.removed.map(\.device))
-        if respec { touched.formUnion(replicas.values.lazy.filter { $0.workload == name }.map(\.device)) }
+        if respec { touched.formUnion(rows(of: name).map(\.device)) }
         return desiredMessages(for: touched, into: &batch)
     }
 
@@ -86,6 +86,7 @@ extension FleetState {
         for id in stopped.sorted() {
             guard let row = replicas.removeValue(forKey: id) else { continue }
             replicasOn[row.device]?.remove(id)
+            replicasOf[row.workload]?.remove(id)
             touched.insert(row.device)
             batch.deletedReplicas.append(id)
         }
@@ -99,6 +100,7 @@ extension FleetState {
             let row = ReplicaRow(id: a.id, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: now)
             replicas[row.id] = row
             replicasOn[a.device, default: []].insert(a.id)
+            replicasOf[a.workload, default: []].insert(a.id)
             touched.insert(a.device)
             batch.replicas.append(row)
             event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch)

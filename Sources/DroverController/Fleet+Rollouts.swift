@@ -13,7 +13,7 @@ extension FleetState {
         let active = (only.map { Array($0) } ?? Array(workloads.keys)).filter { workloads[$0]?.rollout?.isActive == true }
         for name in active.sorted() {
             guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
-            let rows = replicas.values.filter { $0.workload == name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
+            let rows = self.rows(of: name)
             let spec = record.spec.rollout ?? RolloutSpec()
             // A second instance on the host network would claim the same ports, and its http or
             // tcp probes would reach the first one: no surge then.
@@ -127,7 +127,7 @@ extension FleetState {
         workloads[name] = record
         batch.workloads.append(record)
         event("Rollout", name, "\(name): rollout to revision \(state.to) \(action.rawValue)d", into: &batch)
-        let devices = Set(replicas.values.filter { $0.workload == name }.map(\.device))
+        let devices = Set(rows(of: name).map(\.device))
         let messages = desiredMessages(for: devices, into: &batch)
         let stepped = advanceRollouts(into: &batch)
         return (record, Effects(batch, publish: messages + stepped))

@@ -39,7 +39,7 @@ extension FleetState {
                 existing.addRevision(spec, cause: cause, now: now)
                 // With a rollout and replicas out there, the new revision goes live in waves;
                 // without, everywhere at once.
-                let placed = replicas.values.contains { $0.workload == spec.name }
+                let placed = !(replicasOf[spec.name] ?? []).isEmpty
                 existing.rollout = spec.rollout != nil && placed && existing.history.contains { $0.revision == previous }
                     ? RolloutState(from: previous, to: existing.revision, now: now) : nil
             } else if !existing.history.isEmpty {
@@ -162,7 +162,7 @@ extension FleetState {
     }
 
     func view(_ record: WorkloadRecord) -> WorkloadView {
-        let rows = replicas.values.filter { $0.workload == record.spec.name }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
+        let rows = self.rows(of: record.spec.name)
         // The scheduler keeps what waits, with its reasons, from its last plan or update.
         let pending = (scheduler?.unplaced ?? []).filter { $0.workload == record.spec.name }.map {
             PendingReplica(id: $0.id, reasons: $0.reasons)

@@ -201,7 +201,7 @@ public actor Fleet {
     /// A workload's last rollout and how it is asked for.
     public func rollout(_ name: String) throws(FleetError) -> RolloutView {
         guard let record = state.workloads[name] else { throw .notFound(kind: "workload", name: name) }
-        let rows = state.replicas.values.filter { $0.workload == name }
+        let rows = state.rows(of: name)
         var counts: [String: Int] = [:]
         for row in rows {
             let key = row.revision.map { "revision \($0)" } ?? "unknown"

@@ -34,6 +34,9 @@ struct FleetState {
     var desired: [String: DesiredRecord] = [:]
     /// Replica ids by the device they are placed on.
     var replicasOn: [String: Set<String>] = [:]
+    /// Replica ids by their workload: rollouts, autoscaling and views look at one workload's
+    /// replicas on every report or request, which a scan of the whole fleet made O(fleet).
+    var replicasOf: [String: Set<String>] = [:]
     /// Placement state kept between plans, so that a device change re-plans only what it
     /// touched. nil when it must be built afresh: workloads changed, or the store was reloaded.
     var scheduler: IncrementalScheduler?
@@ -88,8 +91,14 @@ struct FleetState {
         replicas = Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         desired = Dictionary(s.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
         replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
+        replicasOf = replicas.values.reduce(into: [:]) { $0[$1.workload, default: []].insert($1.id) }
         scheduler = nil
         placementVersion &+= 1
+    }
+
+    /// A workload's replicas, by ordinal then id.
+    func rows(of workload: String) -> [ReplicaRow] {
+        (replicasOf[workload] ?? []).compactMap { replicas[$0] }.sorted { ($0.ordinal, $0.id) < ($1.ordinal, $1.id) }
     }
 
     func event(_ kind: String, _ subject: String, _ message: String, into batch: inout StoreBatch) {
