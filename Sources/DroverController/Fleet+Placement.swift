@@ -48,13 +48,7 @@ extension FleetState {
             removed += delta.removed
             preempted += delta.preempted
         }
-        placementStats.incrementalPlans += 1
-        placementStats.lastIncrementalMillis = Self.millis(since: start)
-        placementRuns.append((full: false, millis: placementStats.lastIncrementalMillis))
-        let placedIDs = Set(added.map(\.id))
-        let stopped = Set(removed.map(\.id)).subtracting(placedIDs)
-        var touched = record(placed: added, stopped: stopped, preempted: preempted, into: &batch, now: now)
-        touched.formUnion(removed.map(\.device))
+        let touched = recordIncremental(PlanDelta(added: added, removed: removed, preempted: preempted), since: start, into: &batch, now: now)
         return desiredMessages(for: touched, into: &batch)
     }
 
@@ -67,15 +61,21 @@ extension FleetState {
         guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
         let start = ContinuousClock.now
         let delta = scheduler.update(workload: name, spec: workloads[name]?.spec, now: now)
+        var touched = recordIncremental(delta, since: start, into: &batch, now: now)
+        if respec { touched.formUnion(rows(of: name).map(\.device)) }
+        return desiredMessages(for: touched, into: &batch)
+    }
+
+    /// Counts an incremental plan begun at `start` and writes what it moved (a replica removed
+    /// and placed again is a move); returns the devices whose replica set changed.
+    private mutating func recordIncremental(_ delta: PlanDelta, since start: ContinuousClock.Instant, into batch: inout StoreBatch, now: Int64) -> Set<String> {
         placementStats.incrementalPlans += 1
         placementStats.lastIncrementalMillis = Self.millis(since: start)
         placementRuns.append((full: false, millis: placementStats.lastIncrementalMillis))
-        let placedIDs = Set(delta.added.map(\.id))
-        let stopped = Set(delta.removed.map(\.id)).subtracting(placedIDs)
+        let stopped = Set(delta.removed.map(\.id)).subtracting(delta.added.map(\.id))
         var touched = record(placed: delta.added, stopped: stopped, preempted: delta.preempted, into: &batch, now: now)
         touched.formUnion(delta.removed.map(\.device))
-        if respec { touched.formUnion(rows(of: name).map(\.device)) }
-        return desiredMessages(for: touched, into: &batch)
+        return touched
     }
 
     /// Writes placements and removals to the replica rows; returns the devices whose replica

@@ -6,6 +6,10 @@ public struct PlanDelta: Sendable {
     public var removed: [Assignment]
     /// Those of `removed` that made room for a higher-priority replica.
     public var preempted: [Assignment]
+
+    public init(added: [Assignment], removed: [Assignment], preempted: [Assignment]) {
+        (self.added, self.removed, self.preempted) = (added, removed, preempted)
+    }
 }
 
 /// Placement that keeps its state between plans, so that a change to one device re-plans
