@@ -49,10 +49,12 @@ let package = Package(
             dependencies: ["CSystemd", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log")]),
         .target(name: "DroverAPI", dependencies: ["DroverCore"]),
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
-        .target(name: "DroverProtocol", dependencies: ["DroverCore"], exclude: ["README.md"]),
+        // JSON for Codable values without Foundation: the agent links none.
+        .target(name: "DroverJSON"),
+        .target(name: "DroverProtocol", dependencies: ["DroverCore", "DroverJSON"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", "CDroverTLS", .product(name: "Logging", package: "swift-log")]),
         .target(name: "DroverStore", dependencies: ["DroverCore", "DroverProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore"]),
+        .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore", "DroverJSON"]),
         .target(name: "DroverScheduler", dependencies: ["DroverCore"]),
         .target(
             name: "DroverController",
@@ -77,7 +79,7 @@ let package = Package(
         .target(
             name: "DroverAgent",
             dependencies: [
-                "DroverCore", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "DroverPOSIX", "CDroverSys", "CDroverTLS", "DroverAPI",
+                "DroverCore", "DroverJSON", "DroverProtocol", "DroverMQTT", "DroverAgentStore", "DroverSystemd", "DroverPOSIX", "CDroverSys", "CDroverTLS", "DroverAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -88,7 +90,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "drover-agent",
-            dependencies: ["DroverAgent", "DroverAPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DroverAgent", "DroverAPI"]
         ),
         .executableTarget(
             name: "drover",
@@ -138,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "DroverUnitTests",
             dependencies: [
-                "DroverCore", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
+                "DroverCore", "DroverJSON", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
                 "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI", "DroverSim",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PropertyBased", package: "swift-property-based"),

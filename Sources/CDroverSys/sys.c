@@ -2,6 +2,9 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
+#include <link.h>
+#include <unistd.h>
 #include "CDroverSys.h"
 
 int drover_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
@@ -228,4 +231,43 @@ pid_t drover_spawn_as(const struct drover_spawn_as_request *r) {
 
 int drover_accept_cloexec(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static int advise_main_program(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    long *result = data;
+    int advice = (int)result[1];
+    // The first object is the program itself. Writable segments hold data (and relocated
+    // pointers): never advised, DONTNEED would lose them.
+    for (int k = 0; k < info->dlpi_phnum; k++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+        if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W)) continue;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        // Only whole pages inside the segment: its first and last pages may be shared with
+        // a writable neighbour.
+        uintptr_t start = (info->dlpi_addr + ph->p_vaddr + page - 1) & ~(page - 1);
+        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+        if (end <= start) continue;
+        if (madvise((void *)start, end - start, advice) != 0) {
+            result[0] = -1;
+            return 1;
+        }
+        result[0] += (long)(end - start);
+    }
+    return 1;
+}
+
+static long advise_own_code(int advice) {
+    long result[2] = {0, advice};
+    dl_iterate_phdr(advise_main_program, result);
+    return result[0];
+}
+
+long drover_unmap_own_code(void) {
+    // Out of the page cache where the kernel can (it keeps large folios it cannot split),
+    // then out of this process's page tables.
+#ifdef MADV_PAGEOUT
+    (void)advise_own_code(MADV_PAGEOUT);
+#endif
+    return advise_own_code(MADV_DONTNEED);
 }

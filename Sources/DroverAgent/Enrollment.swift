@@ -1,7 +1,7 @@
 import CDroverTLS
 import DroverAPI
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 import Glibc
 
 public enum EnrollmentError: Error, CustomStringConvertible, Equatable {
@@ -32,17 +32,17 @@ public enum StoredCredentials {
     public static func load(dataDir: String) throws(EnrollmentError) -> DeviceCredentials? {
         guard access(path(dataDir), F_OK) == 0 else { return nil }
         guard let text = POSIX.readFile(path(dataDir)) else { throw .storage("cannot read \(path(dataDir))") }
-        do { return try JSONDecoder().decode(DeviceCredentials.self, from: Data(text.utf8)) } catch {
+        do { return try JSON.decode(DeviceCredentials.self, from: Array(text.utf8)) } catch {
             throw .storage("\(path(dataDir)) is damaged (\(error)); enroll again with a new token after removing it")
         }
     }
 
     static func save(_ credentials: DeviceCredentials, dataDir: String) throws(EnrollmentError) {
         POSIX.makeDirectories(dataDir, mode: 0o711)
-        let json: Data
-        do { json = try JSONEncoder().encode(credentials) } catch { throw .storage("cannot encode credentials: \(error)") }
+        let json: [UInt8]
+        do { json = try JSON.encode(credentials) } catch { throw .storage("cannot encode credentials: \(error)") }
         try writeOwnerOnly(Array(credentials.ca.utf8), to: caPath(dataDir))
-        try writeOwnerOnly(Array(json), to: path(dataDir))
+        try writeOwnerOnly(json, to: path(dataDir))
     }
 
     /// Owner-only, never half-written (see `OwnerOnlyFile`).
@@ -68,7 +68,7 @@ public enum Enroller {
         // First contact: the CA is public, so it may travel unverified; what counts is that
         // its fingerprint is the one in the token.
         let first = try HTTPExchange(endpoint: endpoint, caPEM: nil, verify: false).send("GET", "/v1/enroll/ca")
-        guard first.status == 200, let info = try? JSONDecoder().decode(CAInfo.self, from: Data(first.body)) else {
+        guard first.status == 200, let info = try? JSON.decode(CAInfo.self, from: Array(first.body)) else {
             throw .protocolError("GET /v1/enroll/ca answered \(first.status): \(message(first.body))")
         }
         let presented = try fingerprint(ofPEM: info.certificate)
@@ -76,10 +76,10 @@ public enum Enroller {
             throw .wrongController("the controller at \(controller) has CA sha256:\(presented), but the token names sha256:\(token.caFingerprint): not enrolling (another controller, or someone in between)")
         }
         let body: [UInt8]
-        do { body = Array(try JSONEncoder().encode(EnrollExchange(token: token.text, device: expectedDevice))) } catch { throw .protocolError("\(error)") }
+        do { body = try JSON.encode(EnrollExchange(token: token.text, device: expectedDevice)) } catch { throw .protocolError("\(error)") }
         let answer = try HTTPExchange(endpoint: endpoint, caPEM: info.certificate, verify: true).send("POST", "/v1/enroll", json: body)
         guard answer.status == 200 else { throw .refused(message(answer.body)) }
-        guard var credentials = try? JSONDecoder().decode(DeviceCredentials.self, from: Data(answer.body)) else {
+        guard var credentials = try? JSON.decode(DeviceCredentials.self, from: Array(answer.body)) else {
             throw .protocolError("POST /v1/enroll answered with something that is not credentials")
         }
         if let expectedDevice, expectedDevice != credentials.device {
@@ -108,7 +108,7 @@ public enum Enroller {
     /// The `message` of an API error, or the start of the body.
     static func message(_ body: [UInt8]) -> String {
         struct APIMessage: Decodable { var message: String }
-        if let m = try? JSONDecoder().decode(APIMessage.self, from: Data(body)) { return m.message }
+        if let m = try? JSON.decode(APIMessage.self, from: Array(body)) { return m.message }
         return String(decoding: body.prefix(200), as: UTF8.self)
     }
 }

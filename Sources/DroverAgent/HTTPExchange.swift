@@ -1,6 +1,6 @@
 import CDroverTLS
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 
 /// One HTTP/1.1 request and its answer, over TCP or TLS through the system's OpenSSL
 /// (`CDroverTLS`): all the agent needs to talk to the controller's API once, to enroll.
@@ -56,7 +56,7 @@ struct HTTPExchange {
 
     static let maxResponse = 1 << 20
 
-    var hostHeader: String { endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)" }
+    var hostHeader: String { endpoint.host.containsBytes(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)" }
 
     /// The request head, with `Connection: close` (the answer ends with the connection).
     func head(_ method: String, _ path: String, headers: [(String, String)]) -> String {
@@ -126,7 +126,7 @@ struct HTTPExchange {
         }
         guard withBody else { return Response(status: status, headers: headers, body: []) }
         var body = Array(bytes[(end + 4)...])
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+        if headers["transfer-encoding"]?.lowercased().containsBytes("chunked") == true {
             body = try dechunk(body)
         } else if let text = headers["content-length"] {
             guard let length = Int(text), length >= 0, length <= body.count else { throw .protocolError("the controller's answer was cut short") }

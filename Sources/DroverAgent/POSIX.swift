@@ -1,11 +1,21 @@
+import CDroverSys
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Small file-system helpers on plain POSIX calls: the agent links no full Foundation, and
 /// /proc files report a size of 0, so they are read until EOF.
-enum POSIX {
-    static func readFile(_ path: String, limit: Int = 1 << 20) -> String? {
+public enum POSIX {
+    /// Unmaps the agent's own code and constants (not its data): what runs afterwards is
+    /// mapped again from the page cache, so only the code in use stays mapped, and code used
+    /// once (start-up, an image pull) becomes plain page cache the kernel may reclaim.
+    public static func trimOwnCode() -> Bool {
+        drover_unmap_own_code() >= 0
+    }
+
+    /// Up to about `limit` bytes (whole reads of 8 KiB), as UTF-8; nil when the file cannot be
+    /// opened or read (a directory opens, then fails to read).
+    public static func readFile(_ path: String, limit: Int = 1 << 20) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -14,6 +24,7 @@ enum POSIX {
         while bytes.count < limit {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { return nil }
             guard n > 0 else { break }
             bytes.append(contentsOf: buffer[0..<n])
         }

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import DroverJSON
 import DroverCore
 import Synchronization
 
@@ -225,11 +221,9 @@ public final class AgentStore: Sendable {
 }
 
 func encodeJSON<T: Encodable>(_ value: T) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    (try? JSON.encodeText(value)) ?? "{}"
 }
 
 func decodeJSON<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
-    try? JSONDecoder().decode(type, from: Data(text.utf8))
+    try? JSON.decode(type, from: Array(text.utf8))
 }

@@ -1,11 +1,12 @@
 import DroverCore
 
 /// The controller's fast path for beats, its most frequent message: a reader of exactly the
-/// JSON a beat is, without the generic machinery of `JSONDecoder` (which took two fifths of
-/// the controller's CPU under a flood of beats). Anything it does not expect (an escape in a
-/// string, a number that is not plain, a key given twice, a value of another type, trailing
-/// bytes) makes it give up and return nil: `JSONDecoder` then decides, and names the problem.
-/// A differential test checks that whenever this returns a beat, `JSONDecoder` returns the same.
+/// JSON a beat is, without the generic machinery of `Codable` (Foundation's `JSONDecoder` took
+/// two fifths of the controller's CPU under a flood of beats). Anything it does not expect (an
+/// escape in a string, a number that is not plain, a key given twice, a value of another type,
+/// trailing bytes) makes it give up and return nil: the general decoder (`JSON.decode`) then
+/// decides, and names the problem. A differential test checks that whenever this returns a
+/// beat, the general decoder returns the same.
 enum BeatDecoder {
     static func decode(_ bytes: [UInt8]) -> Beat? {
         bytes.withUnsafeBufferPointer { buffer in
@@ -83,7 +84,7 @@ struct JSONReader {
                 guard digits(&self) > 0 else { return nil }
             }
         }
-        // A fraction or exponent where an integer is wanted: JSONDecoder decides.
+        // A fraction or exponent where an integer is wanted: the general decoder decides.
         guard i == bytes.count || ![0x2E, 0x65, 0x45].contains(bytes[i]) else { return nil }
         return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
     }
@@ -91,7 +92,7 @@ struct JSONReader {
     mutating func int64() -> Int64? { number(integer: true).flatMap { Int64($0) } }
 
     /// A plain decimal of at most 24 characters: an exponent (`1e-3002` underflows to 0 here,
-    /// where JSONDecoder refuses it) or a very long number goes to JSONDecoder.
+    /// where the general decoder refuses it) or a very long number goes to the general decoder.
     mutating func double() -> Double? {
         guard let text = number(integer: false), text.utf8.count <= 24, !text.utf8.contains(where: { $0 == 0x65 || $0 == 0x45 }) else { return nil }
         return Double(text).flatMap { $0.isFinite ? $0 : nil }
@@ -171,7 +172,7 @@ struct JSONReader {
             case "reportSeq": return Self.first(7, &seen) && r.optional(&beat.reportSeq) { $0.int64() }
             case "digest": return Self.first(8, &seen) && r.optional(&beat.digest) { $0.string() }
             case "rtt": return Self.first(9, &seen) && r.optional(&beat.rtt) { $0.double() }
-            // Other keys: JSONDecoder skips them; so does it, by giving up.
+            // Other keys: the general decoder skips them; so does it, by giving up.
             default: return false
             }
         }

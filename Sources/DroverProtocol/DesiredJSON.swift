@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import DroverJSON
 import DroverCore
 import Synchronization
 
@@ -44,10 +40,8 @@ public enum DesiredJSON {
     }
 
     static func encoded<T: Encodable>(_ value: T) -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         // Our own value types hold only strings, numbers and collections of them.
-        return (try? Array(encoder.encode(value))) ?? []
+        (try? JSON.encode(value)) ?? []
     }
 
     /// Per template (a spec whose id is the marker): its JSON before and after the id, and
@@ -81,7 +75,7 @@ public enum DesiredJSON {
         }
         let bytes = encoded(template)
         // The marker once, as the spec's own id (an env value could hold it too): else no template.
-        guard let at = bytes.firstRange(of: markedID), bytes[at.upperBound...].firstRange(of: markedID) == nil else {
+        guard let at = bytes.firstOccurrence(of: markedID), bytes[at.upperBound...].firstOccurrence(of: markedID) == nil else {
             out += encoded(replica)
             return
         }

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import DroverJSON
 import DroverCore
 
 /// Why an incoming message was dropped. Each is counted; none crashes anything.
@@ -54,11 +50,9 @@ public enum WireCodec {
     public static func encode<M: Encodable>(_ message: M) -> [UInt8] {
         // The largest message, sent by the thousand in a large change: spliced from templates.
         if let d = message as? Desired { return DesiredJSON.encode(device: d.device, generation: d.generation, replicas: d.replicas, version: d.v) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         // Encoding our own value types cannot fail: they hold only strings, numbers and
         // collections of them, and every Double is checked finite before it is built.
-        return (try? Array(encoder.encode(message))) ?? []
+        return (try? JSON.encode(message)) ?? []
     }
 
     /// The envelope (`v`, `device`) checked first, then the message, in one pass over the
@@ -89,14 +83,14 @@ public enum WireCodec {
             throw WireError(.oversized, "\(payload.count) bytes, limit \(limit(M.self))")
         }
         // Beats, the most frequent message, have a reader of their own; what it does not
-        // take, JSONDecoder judges.
+        // take, the general decoder judges.
         if M.self == Beat.self, let beat = BeatDecoder.decode(payload) as? M {
             guard beat.v == wireVersion else { throw WireError(.unknownVersion, "v=\(beat.v), this build speaks v=\(wireVersion)") }
             return try checked(beat, topicDevice: topicDevice)
         }
         let envelope: Envelope<M>
         do {
-            envelope = try JSONDecoder().decode(Envelope<M>.self, from: Data(payload))
+            envelope = try JSON.decode(Envelope<M>.self, from: payload)
         } catch let error as WireError {
             throw error
         } catch {
@@ -154,6 +148,6 @@ extension WireCodec {
 extension WireCodec {
     /// Decodes a value that is not an envelope (e.g. a stored list of statuses).
     public static func decodeValue<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
+        try JSON.decode(type, from: Array(text.utf8))
     }
 }

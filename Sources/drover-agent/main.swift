@@ -1,4 +1,3 @@
-import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,72 +7,119 @@ import DroverCore
 import DroverMQTT
 import Logging
 
+/// Parses, validates and runs, with ArgumentParser's outcomes (which the agent used before, and
+/// which scripts and tests rely on): help on stdout and exit 0; a refused command line as
+/// `Error: ...` plus the usage on stderr, exit 64; a failure to run as `Error: ...`, exit 1.
 @main
-struct DroverAgentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "drover-agent", abstract: "Drover device agent: runs the workloads the controller places on this device.",
-        subcommands: [RunAgent.self, PullImage.self], defaultSubcommand: RunAgent.self)
+struct DroverAgentCommand {
+    static let tool = CommandLineTool(
+        "drover-agent", abstract: "Drover device agent: runs the workloads the controller places on this device.",
+        commands: [RunAgent.command, PullImage.command], defaultCommand: RunAgent.command.name)
+
+    static func main() async {
+        let options: ParsedOptions
+        do {
+            switch try tool.parse(Array(CommandLine.arguments.dropFirst())) {
+            case .help(let text):
+                print(text)
+                exit(0)
+            case .run(let parsed): options = parsed
+            }
+        } catch {
+            CommandLineTool.exit(withError: error)
+        }
+        do {
+            if options.command.name == PullImage.command.name {
+                try await PullImage(options).run()
+            } else {
+                let agent = try RunAgent(options)
+                try agent.validate()
+                try await agent.run()
+            }
+        } catch let error as ValidationError {
+            CommandLineTool.exit(withError: CommandLineError(error.message, usage: options.usage))
+        } catch {
+            CommandLineTool.exit(withError: error)
+        }
+    }
 }
 
-struct RunAgent: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Run the agent (the default: drover-agent --data-dir D ... runs it).")
+/// An option value the agent refuses: reported with the usage, as a command-line error.
+struct ValidationError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
 
-    @Option(help: "Device id; also the MQTT username. Letters, digits, '.', '_' or '-'. Taken from the enrollment when enrolled.")
+struct RunAgent {
+    static let command = CommandSpec(
+        "run", abstract: "Run the agent (the default: drover-agent --data-dir D ... runs it).",
+        options: [
+            OptionSpec("id", help: "Device id; also the MQTT username. Letters, digits, '.', '_' or '-'. Taken from the enrollment when enrolled."),
+            OptionSpec("broker", help: "Broker URL, e.g. mqtt://127.0.0.1:1883; default: the one given at enrollment."),
+            OptionSpec("controller", help: "Controller API URL to enroll with, e.g. http://127.0.0.1:7070 (with --token or --token-file)."),
+            OptionSpec("token", help: "One-time enrollment token (drover devices enroll ID); used once, when the data dir holds no credentials yet."),
+            OptionSpec("token-file", help: "File holding the enrollment token (keeps it off the command line)."),
+            OptionSpec("data-dir", required: true, help: "Directory for agent.db and replica logs."),
+            OptionSpec("labels", default: "", help: "Device labels, e.g. site=plant-a,zone=z1."),
+            OptionSpec("capacity", default: "", help: "Capacity to offer instead of what the machine has, e.g. cpu=2,memory=1Gi."),
+            OptionSpec("link", default: "wired", help: "How this device reaches the broker: wired, wifi, cellular or satellite."),
+            OptionSpec("beat-interval", default: "5.0",
+                       help: "Seconds between looks for something to tell the controller (0.1-3600); a beat goes out only when something changed."),
+            OptionSpec("idle-beat-interval", default: "300.0",
+                       help: "Seconds the agent stays silent at most when nothing changes (1-86400, at least --beat-interval): the controller notices a hung agent this long plus its --unreachable-after after the last beat."),
+            OptionSpec("keepalive", default: "15",
+                       help: "MQTT keepalive in seconds (5-3600): the broker notices a dead link, and fires this device's last will, within 1.5 times this."),
+            OptionSpec("log-limit", default: "1Mi", help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi."),
+            OptionSpec("stop-grace", default: "5.0", help: "Seconds a replica gets to exit after SIGTERM before its process group is killed."),
+            OptionSpec("metrics-listen",
+                       help: "Serve the agent's Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; off unless given). PORT or 127.0.0.1:PORT."),
+            OptionSpec("image-budget", default: "2Gi", help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi."),
+            OptionSpec("workload-user", default: "drover",
+                       help: "User that replicas run as unless their manifest names one (spec.user); root only when a manifest says so. Used when the agent runs as root."),
+            OptionSpec("cgroup-parent", help: "cgroup under which containers get theirs (PARENT/REPLICA); default /drover/DEVICE-ID."),
+        ])
+
     var id: String?
-
-    @Option(help: "Broker URL, e.g. mqtt://127.0.0.1:1883; default: the one given at enrollment.")
     var broker: String?
-
-    @Option(help: "Controller API URL to enroll with, e.g. http://127.0.0.1:7070 (with --token or --token-file).")
     var controller: String?
-
-    @Option(help: "One-time enrollment token (drover devices enroll ID); used once, when the data dir holds no credentials yet.")
     var token: String?
-
-    @Option(help: "File holding the enrollment token (keeps it off the command line).")
     var tokenFile: String?
-
-    @Option(help: "Directory for agent.db and replica logs.")
     var dataDir: String
-
-    @Option(help: "Device labels, e.g. site=plant-a,zone=z1.")
-    var labels: String = ""
-
-    @Option(help: "Capacity to offer instead of what the machine has, e.g. cpu=2,memory=1Gi.")
-    var capacity: String = ""
-
-    @Option(help: "How this device reaches the broker: wired, wifi, cellular or satellite.")
-    var link: String = "wired"
-
-    @Option(help: "Seconds between looks for something to tell the controller (0.1-3600); a beat goes out only when something changed.")
-    var beatInterval: Double = 5
-
-    @Option(help: "Seconds the agent stays silent at most when nothing changes (1-86400, at least --beat-interval): the controller notices a hung agent this long plus its --unreachable-after after the last beat.")
-    var idleBeatInterval: Double = 300
-
-    @Option(help: "MQTT keepalive in seconds (5-3600): the broker notices a dead link, and fires this device's last will, within 1.5 times this.")
-    var keepalive: Int = 15
-
-    @Option(help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi.")
-    var logLimit: String = "1Mi"
-
-    @Option(help: "Seconds a replica gets to exit after SIGTERM before its process group is killed.")
-    var stopGrace: Double = 5
-
-    @Option(help: "Serve the agent's Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; off unless given). PORT or 127.0.0.1:PORT.")
+    var labels: String
+    var capacity: String
+    var link: String
+    var beatInterval: Double
+    var idleBeatInterval: Double
+    var keepalive: Int
+    var logLimit: String
+    var stopGrace: Double
     var metricsListen: String?
-
-    @Option(help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi.")
-    var imageBudget: String = "2Gi"
-
-    @Option(help: "User that replicas run as unless their manifest names one (spec.user); root only when a manifest says so. Used when the agent runs as root.")
-    var workloadUser: String = "drover"
-
-    @Option(help: "cgroup under which containers get theirs (PARENT/REPLICA); default /drover/DEVICE-ID.")
+    var imageBudget: String
+    var workloadUser: String
     var cgroupParent: String?
 
-    mutating func validate() throws {
+    init(_ options: ParsedOptions) throws(CommandLineError) {
+        id = options.optionalString("id")
+        broker = options.optionalString("broker")
+        controller = options.optionalString("controller")
+        token = options.optionalString("token")
+        tokenFile = options.optionalString("token-file")
+        dataDir = try options.string("data-dir")
+        labels = try options.string("labels")
+        capacity = try options.string("capacity")
+        link = try options.string("link")
+        beatInterval = try options.double("beat-interval")
+        idleBeatInterval = try options.double("idle-beat-interval")
+        keepalive = try options.int("keepalive")
+        logLimit = try options.string("log-limit")
+        stopGrace = try options.double("stop-grace")
+        metricsListen = options.optionalString("metrics-listen")
+        imageBudget = try options.string("image-budget")
+        workloadUser = try options.string("workload-user")
+        cgroupParent = options.optionalString("cgroup-parent")
+    }
+
+    func validate() throws(ValidationError) {
         guard (Quantity.parseMemory(imageBudget) ?? -1) >= 0 else {
             throw ValidationError("--image-budget: '\(imageBudget)' must be a size, e.g. 512Mi or 2Gi")
         }
@@ -110,7 +156,7 @@ struct RunAgent: AsyncParsableCommand {
     }
 
     /// `PORT`, `127.0.0.1:PORT` or `localhost:PORT`: metrics are for this device only.
-    func parsedMetricsPort() throws -> UInt16? {
+    func parsedMetricsPort() throws(ValidationError) -> UInt16? {
         guard let metricsListen else { return nil }
         let parts = metricsListen.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
         let host = parts.count == 2 ? String(parts[0]) : "127.0.0.1"
@@ -121,21 +167,21 @@ struct RunAgent: AsyncParsableCommand {
         return port
     }
 
-    func parsedLabels() throws -> [String: String] {
+    func parsedLabels() throws(ValidationError) -> [String: String] {
         let parsed = Names.parseLabels(labels)
         if let bad = parsed.bad { throw ValidationError("--labels: '\(bad)' is not key=value with a valid key and value") }
         return parsed.labels
     }
 
-    func parsedCapacity() throws -> (cpu: Int?, memory: Int64?) {
+    func parsedCapacity() throws(ValidationError) -> (cpu: Int?, memory: Int64?) {
         do { return try Quantity.parseCapacity(capacity) } catch { throw ValidationError("--capacity: \(error.path) \(error.reason)") }
     }
 
-    /// The enrollment token, from --token or --token-file.
-    func enrollmentToken() throws -> String? {
+    /// The enrollment token, from --token or --token-file (small: 64 KiB is plenty).
+    func enrollmentToken() throws(StartError) -> String? {
         if let token { return token }
         guard let tokenFile else { return nil }
-        guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw StartError("cannot read --token-file \(tokenFile)") }
+        guard let text = POSIX.readFile(tokenFile, limit: 64 << 10) else { throw StartError("cannot read --token-file \(tokenFile)") }
         return text
     }
 
@@ -188,15 +234,19 @@ struct StartError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-struct PullImage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "pull", abstract: "Pull an image into this device's image store (verified, resumed where a download stopped), and exit.")
+struct PullImage {
+    static let command = CommandSpec(
+        "pull", abstract: "Pull an image into this device's image store (verified, resumed where a download stopped), and exit.",
+        options: [OptionSpec("data-dir", required: true, help: "The agent's data directory (its credentials reach the controller's registry).")],
+        arguments: [ArgumentSpec("image", help: "NAME[:TAG][@sha256:DIGEST] from the controller's registry, or HOST[:PORT]/NAME... from another.")])
 
-    @Option(help: "The agent's data directory (its credentials reach the controller's registry).")
     var dataDir: String
-
-    @Argument(help: "NAME[:TAG][@sha256:DIGEST] from the controller's registry, or HOST[:PORT]/NAME... from another.")
     var image: String
+
+    init(_ options: ParsedOptions) throws(CommandLineError) {
+        dataDir = try options.string("data-dir")
+        image = try options.argument("image")
+    }
 
     func run() async throws {
         signal(SIGPIPE, SIG_IGN)

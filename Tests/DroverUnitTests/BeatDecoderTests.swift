@@ -1,12 +1,14 @@
 import DroverCore
+import DroverJSON
 import Foundation
 import PropertyBased
 import Testing
 
 @testable import DroverProtocol
 
-/// The controller's own beat reader against JSONDecoder: whenever it takes a payload, it must
-/// give what JSONDecoder gives; what it does not take goes to JSONDecoder.
+/// The controller's own beat reader against the general decoder (`JSON.decode`): whenever it
+/// takes a payload, it must give what the general decoder gives; what it does not take goes
+/// to the general decoder.
 @Suite("Beat decoder")
 struct BeatDecoderTests {
     static func randomBeat(_ rng: inout SplitMix64) -> Beat {
@@ -43,13 +45,13 @@ struct BeatDecoderTests {
     }
 
     static func check(_ bytes: [UInt8], _ context: String) {
-        let slow = try? JSONDecoder().decode(Beat.self, from: Data(bytes))
+        let slow = try? JSON.decode(Beat.self, from: bytes)
         guard let fast = BeatDecoder.decode(bytes) else { return }
         #expect(fast == slow, "\(context): \(String(decoding: bytes, as: UTF8.self))")
     }
 
-    @Test("what it takes, JSONDecoder decodes the same: whole beats, and beats with bytes changed")
-    func sameAsJSONDecoder() async {
+    @Test("what it takes, the general decoder decodes the same: whole beats, and beats with bytes changed")
+    func sameAsGeneralDecoder() async {
         await propertyCheck(count: 2000, input: SchedulerPropertyTests.seeds) { seed in
             var rng = SplitMix64(state: UInt64(truncatingIfNeeded: seed))
             let beat = Self.randomBeat(&rng)
@@ -60,7 +62,7 @@ struct BeatDecoderTests {
         }
     }
 
-    @Test("what it does not expect goes to JSONDecoder, which names the problem")
+    @Test("what it does not expect goes to the general decoder, which names the problem")
     func fallsBack() throws {
         let cases: [(String, Bool)] = [
             (#"{"v":1,"device":"gw-1","time":5}"#, true),
@@ -72,7 +74,7 @@ struct BeatDecoderTests {
             (#"{"v":1,"device":"gw-1","time":05}"#, false),
             (#"{"v":1,"device":"gw-1","time":99999999999999999999}"#, false),
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e999}"#, false),
-            (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-3002}"#, false),  // underflows where JSONDecoder refuses
+            (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-3002}"#, false),  // underflows where the general decoder refuses
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-5}"#, false),  // an exponent
             (#"{"v":1,"device":"gw-1"}"#, false),
             (#"{"v":1,"device":"gw-1","time":5}x"#, false),

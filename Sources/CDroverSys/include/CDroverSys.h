@@ -45,4 +45,11 @@ struct drover_spawn_as_request {
     int group_count;
 };
 pid_t drover_spawn_as(const struct drover_spawn_as_request *request);
+
+// The agent's working-set trim. This kernel reads a whole executable into the page cache at
+// exec, and maps 64 KiB around each fault from it, so after a start nearly all of the agent's
+// code and constants are mapped (and count in its PSS), though idle it runs a few percent.
+// Drops this process's mappings of its own read-only segments: later use maps again, from
+// the page cache, only what runs. Returns the bytes advised, or -1 with errno set.
+long drover_unmap_own_code(void);
 #endif

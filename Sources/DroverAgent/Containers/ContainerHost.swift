@@ -59,7 +59,7 @@ enum KernelLog {
             let n = record.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EPIPE { continue }  // records overwritten while reading
             guard n > 0 else { return false }
-            if String(decoding: record[0..<n], as: UTF8.self).contains(needle) { return true }
+            if String(decoding: record[0..<n], as: UTF8.self).containsBytes(needle) { return true }
         }
         return false
     }

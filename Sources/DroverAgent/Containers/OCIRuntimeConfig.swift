@@ -1,6 +1,6 @@
 import DroverCore
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 
 /// The parts of an image config (OCI image spec, `config` object) a container starts from.
 struct ImageConfig: Decodable, Sendable {
@@ -157,7 +157,7 @@ struct OCIRuntimeConfig: Encodable {
 
     func encoded() throws(RuntimeError) -> [UInt8] {
         do {
-            return Array(try JSONEncoder().encode(self))
+            return try JSON.encode(self)
         } catch {
             throw RuntimeError("cannot encode the runtime config: \(error)")
         }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import DroverCore
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 
 /// Runs replicas as containers through podman (for devices that have it), with the semantics
 /// of the runc driver: the image comes through the agent's own store (verified, resumable) and
@@ -91,11 +91,11 @@ public struct PodmanDriver: RuntimeDriver {
         for blob in [manifestHex, configHex] + pulled.layers.compactMap(OCI.hex(ofDigest:)) {
             if symlink(images.blobPath(blob), layout + "/blobs/sha256/" + blob) != 0 { return "cannot link \(blob) into the layout: \(POSIX.errorText(errno))" }
         }
-        let mediaType = (try? JSONDecoder().decode(MediaTyped.self, from: Data(manifest.utf8)))?.mediaType ?? "application/vnd.oci.image.manifest.v1+json"
+        let mediaType = (try? JSON.decode(MediaTyped.self, from: Array(manifest.utf8)))?.mediaType ?? "application/vnd.oci.image.manifest.v1+json"
         let index = LayoutIndex(manifests: [.init(mediaType: mediaType, digest: pulled.manifest, size: manifest.utf8.count, annotations: ["org.opencontainers.image.ref.name": "drover"])])
         do {
             try OwnerOnlyFile.write(#"{"imageLayoutVersion":"1.0.0"}"#, to: layout + "/oci-layout")
-            try OwnerOnlyFile.write(Array(JSONEncoder().encode(index)), to: layout + "/index.json")
+            try OwnerOnlyFile.write(JSON.encode(index), to: layout + "/index.json")
         } catch {
             return "\(error)"
         }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import DroverCore
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 
 /// Runs replicas as OCI containers under runc, each watched by its own `conmon`: conmon runs
 /// `runc create`, holds the container's stdio (written to the replica's log) and, when the
@@ -71,7 +71,7 @@ public struct RuncDriver: RuntimeDriver {
         guard let digest = spec.image.flatMap(ImageReference.init(parsing:))?.digest, let unpacked = images.unpackedPath(digest) else {
             throw RuntimeError("the image \(spec.image ?? "(none)") is not on this device yet")
         }
-        let imageConfig = POSIX.readFile(unpacked + "/config.json", limit: 4 << 20).flatMap { try? JSONDecoder().decode(ImageConfig.self, from: Data($0.utf8)) }
+        let imageConfig = POSIX.readFile(unpacked + "/config.json", limit: 4 << 20).flatMap { try? JSON.decode(ImageConfig.self, from: Array($0.utf8)) }
         guard let imageConfig else { throw RuntimeError("the image config of \(digest) is unreadable") }
         let rootfs = unpacked + "/rootfs"
         let user = try ContainerUser.resolve(spec: spec.user, image: imageConfig.config?.User, workloadUser: host.workloadUser, rootfs: rootfs)
@@ -130,9 +130,9 @@ public struct RuncDriver: RuntimeDriver {
     /// The last error runc logged (its `--log` is JSON-free text: `time=… level=error msg="…"`).
     func runcError(_ state: String) -> String {
         let lines = HostCommand.tail(state + "/runc.log").split(separator: "\n").map(String.init)
-        guard let line = lines.last(where: { $0.contains("level=error") }) ?? lines.last else { return "no error logged (see \(state)/conmon.log)" }
-        if let range = line.firstRange(of: "msg=\"") {
-            return String(line[range.upperBound...].dropLast(line.hasSuffix("\"") ? 1 : 0)).replacing("\\\"", with: "\"")
+        guard let line = lines.last(where: { $0.containsBytes("level=error") }) ?? lines.last else { return "no error logged (see \(state)/conmon.log)" }
+        if let range = line.range(ofBytes: "msg=\"") {
+            return String(line[range.upperBound...].dropLast(line.hasSuffix("\"") ? 1 : 0)).replacingBytes("\\\"", with: "\"")
         }
         return String(line.prefix(500))
     }

@@ -1,7 +1,7 @@
 import CDroverTLS
 import DroverCore
 import DroverPOSIX
-import FoundationEssentials
+import DroverJSON
 import Glibc
 
 extension ImageStore {

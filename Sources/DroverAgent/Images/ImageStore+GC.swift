@@ -1,5 +1,5 @@
 import DroverCore
-import FoundationEssentials
+import DroverJSON
 import Glibc
 
 extension ImageStore {
@@ -15,7 +15,7 @@ extension ImageStore {
         var queue = Array(keep.compactMap(OCI.hex(ofDigest:)))
         while let hex = queue.popLast() {
             guard kept.insert(hex).inserted, let text = POSIX.readFile(blobPath(hex), limit: 4 << 20),
-                let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(text.utf8))
+                let manifest = try? JSON.decode(Manifest.self, from: Array(text.utf8))
             else { continue }
             let named = (manifest.config.map { [$0] } ?? []) + (manifest.layers ?? []) + (manifest.manifests ?? [])
             queue += named.compactMap { OCI.hex(ofDigest: $0.digest) }

@@ -1,7 +1,7 @@
 import CDroverTLS
 import DroverAPI
 import DroverCore
-import FoundationEssentials
+import DroverJSON
 import Glibc
 
 /// The agent's image store, under `<data dir>/images/`: blobs by digest (`blobs/sha256/<hex>`),
@@ -105,7 +105,7 @@ public struct ImageStore: Sendable {
         }
         var authorization: [(String, String)] = []
         if let credentials {
-            authorization = [("Authorization", "Basic " + Data("\(credentials.username):\(credentials.password)".utf8).base64EncodedString())]
+            authorization = [("Authorization", "Basic " + Base64.encode(Array("\(credentials.username):\(credentials.password)".utf8)))]
         }
         return Source(exchange: HTTPExchange(endpoint: endpoint, caPEM: endpoint.tls ? caPEM : nil, verify: true), authorization: authorization, label: controller)
     }
@@ -120,7 +120,7 @@ public struct ImageStore: Sendable {
         guard response.status == 200 else { throw .registry("\(source.label) answered \(response.status) for \(name):\(reference)") }
         let digest = "sha256:" + Self.sha256(response.body)
         if let expected, expected != digest { throw .digestMismatch("the manifest \(name)@\(expected) from \(source.label) hashes to \(digest)") }
-        guard let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(response.body)) else { throw .registry("\(name):\(reference) is not an image manifest") }
+        guard let manifest = try? JSON.decode(Manifest.self, from: Array(response.body)) else { throw .registry("\(name):\(reference) is not an image manifest") }
         try write(response.body, toBlob: digest)
         return (digest, manifest)
     }
