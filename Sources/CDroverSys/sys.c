@@ -233,41 +233,63 @@ int drover_accept_cloexec(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 }
 
-static int advise_main_program(struct dl_phdr_info *info, size_t size, void *data) {
-    (void)size;
-    long *result = data;
-    int advice = (int)result[1];
-    // The first object is the program itself. Writable segments hold data (and relocated
-    // pointers): never advised, DONTNEED would lose them.
+/// Whether the program's dynamic section asks the loader to patch its code (text
+/// relocations): such code pages are private copies that unmapping would lose.
+static int has_text_relocations(struct dl_phdr_info *info) {
     for (int k = 0; k < info->dlpi_phnum; k++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+        if (ph->p_type != PT_DYNAMIC) continue;
+        for (const ElfW(Dyn) *d = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr); d->d_tag != DT_NULL; d++) {
+            if (d->d_tag == DT_TEXTREL) return 1;
+            if (d->d_tag == DT_FLAGS && (d->d_un.d_val & DF_TEXTREL)) return 1;
+        }
+    }
+    return 0;
+}
+
+struct code_ranges {
+    int count;
+    uintptr_t start[16], end[16];
+};
+
+static int find_main_program_code(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct code_ranges *ranges = data;
+    // The first object is the program itself.
+    if (has_text_relocations(info)) {
+        ranges->count = -1;
+        return 1;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int k = 0; k < info->dlpi_phnum && ranges->count < 16; k++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+        // Writable segments hold data (and relocated pointers, RELRO included: it is
+        // writable in the program header): never touched.
         if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W)) continue;
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-        // Only whole pages inside the segment: its first and last pages may be shared with
-        // a writable neighbour.
+        // Whole pages inside the segment only (over-cautious: segments do not share pages).
         uintptr_t start = (info->dlpi_addr + ph->p_vaddr + page - 1) & ~(page - 1);
         uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
         if (end <= start) continue;
-        if (madvise((void *)start, end - start, advice) != 0) {
-            result[0] = -1;
-            return 1;
-        }
-        result[0] += (long)(end - start);
+        ranges->start[ranges->count] = start;
+        ranges->end[ranges->count] = end;
+        ranges->count++;
     }
     return 1;
 }
 
-static long advise_own_code(int advice) {
-    long result[2] = {0, advice};
-    dl_iterate_phdr(advise_main_program, result);
-    return result[0];
-}
-
 long drover_unmap_own_code(void) {
-    // Out of the page cache where the kernel can (it keeps large folios it cannot split),
-    // then out of this process's page tables.
-#ifdef MADV_PAGEOUT
-    (void)advise_own_code(MADV_PAGEOUT);
-#endif
-    return advise_own_code(MADV_DONTNEED);
+    struct code_ranges ranges = {0};
+    dl_iterate_phdr(find_main_program_code, &ranges);
+    if (ranges.count < 0) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    // Outside the loader's lock. MADV_DONTNEED drops this process's mappings only: the
+    // pages stay in the page cache, and what runs next maps them again from there.
+    long advised = 0;
+    for (int k = 0; k < ranges.count; k++) {
+        if (madvise((void *)ranges.start[k], ranges.end[k] - ranges.start[k], MADV_DONTNEED) != 0) return -1;
+        advised += (long)(ranges.end[k] - ranges.start[k]);
+    }
+    return advised;
 }

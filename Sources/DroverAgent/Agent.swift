@@ -81,8 +81,8 @@ public enum Agent {
                 images.collect(keep: await supervisor.desiredImages(), budget: config.imageBudget)
             },
             WatchdogService(notifier: SystemdNotifier()),
-            CodeTrimService(logger: logger),
         ]
+        if let interval = config.codeTrimInterval { services.append(CodeTrimService(interval: interval, logger: logger)) }
         if let port = config.metricsPort {
             services.append(AgentMetricsService(port: port, render: { await link.metricsText() }, logger: logger))
         }

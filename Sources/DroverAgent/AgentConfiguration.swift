@@ -37,6 +37,8 @@ public struct AgentConfiguration: Sendable {
     public var cgroupParent: String?
     /// The port on 127.0.0.1 serving `/metrics`; nil: none (the default).
     public var metricsPort: UInt16?
+    /// How often the agent unmaps its own code (`CodeTrimService`); nil: never.
+    public var codeTrimInterval: Duration? = .seconds(600)
 
     public init(
         deviceID: String, broker: BrokerAddress, dataDir: String, labels: [String: String] = [:], capacityCPU: Int? = nil,

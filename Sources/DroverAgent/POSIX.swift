@@ -9,8 +9,16 @@ public enum POSIX {
     /// Unmaps the agent's own code and constants (not its data): what runs afterwards is
     /// mapped again from the page cache, so only the code in use stays mapped, and code used
     /// once (start-up, an image pull) becomes plain page cache the kernel may reclaim.
-    public static func trimOwnCode() -> Bool {
-        drover_unmap_own_code() >= 0
+    /// Not while a debugger traces the agent: its breakpoints are patched copies of code
+    /// pages, which unmapping would drop (uprobes, e.g. `perf probe`, are dropped too).
+    /// Returns why it did not trim, or nil.
+    public static func trimOwnCode() -> String? {
+        let status = readFile("/proc/self/status") ?? ""
+        if let tracer = status.split(separator: "\n").first(where: { $0.hasPrefix("TracerPid:") }), tracer.split(separator: "\t").last.map({ $0 != "0" }) ?? false {
+            return "a debugger traces the agent"
+        }
+        guard drover_unmap_own_code() >= 0 else { return errno == ENOTSUP ? "the agent's code has text relocations" : "madvise failed (errno \(errno))" }
+        return nil
     }
 
     /// Up to about `limit` bytes (whole reads of 8 KiB), as UTF-8; nil when the file cannot be

@@ -17,19 +17,21 @@ struct ValueDecoder: Decoder {
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer { SingleDecoder(value: value, codingPath: codingPath) }
 
-    static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue, at path: [any CodingKey]) throws -> T {
+    /// The path is built only for an error or a nested value: most fields are scalars, which
+    /// need none unless they fail.
+    static func decode<T: Decodable>(_ type: T.Type, from value: JSONValue, at path: @autoclosure () -> [any CodingKey]) throws -> T {
         if let scalar = try scalar(type, from: value, at: path) { return scalar }
-        return try T(from: ValueDecoder(value: value, codingPath: path))
+        return try T(from: ValueDecoder(value: value, codingPath: path()))
     }
 
     /// Strings, numbers and booleans without a decoder of their own.
-    static func scalar<T>(_ type: T.Type, from value: JSONValue, at path: [any CodingKey]) throws -> T? {
+    static func scalar<T>(_ type: T.Type, from value: JSONValue, at path: () -> [any CodingKey]) throws -> T? {
         if type == String.self {
-            guard case .string(let s) = value else { throw mismatch(type, value, path) }
+            guard case .string(let s) = value else { throw mismatch(type, value, path()) }
             return s as? T
         }
         if type == Bool.self {
-            guard case .bool(let b) = value else { throw mismatch(type, value, path) }
+            guard case .bool(let b) = value else { throw mismatch(type, value, path()) }
             return b as? T
         }
         if type == Int.self { return try integer(Int.self, value, path) as? T }
@@ -44,18 +46,19 @@ struct ValueDecoder: Decoder {
         if type == Int8.self { return try integer(Int8.self, value, path) as? T }
         if type == UInt.self { return try integer(UInt.self, value, path) as? T }
         if type == Float.self {
-            let f = Float(try double(value, path))
-            guard f.isFinite else { throw unrepresentable(value, type, path) }
+            // Read as a Float directly (through a Double it could round twice).
+            guard case .number(let text) = value else { throw mismatch(type, value, path()) }
+            guard let f = Float(text), f.isFinite, f != 0 || !mantissaIsNonZero(text) else { throw unrepresentable(value, type, path()) }
             return f as? T
         }
         return nil
     }
 
     /// An integer, also from `1.0` or `1e3`, as Foundation reads them; never rounded.
-    static func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: [any CodingKey]) throws -> T {
-        guard case .number(let text) = value else { throw mismatch(type, value, path) }
+    static func integer<T: FixedWidthInteger>(_ type: T.Type, _ value: JSONValue, _ path: () -> [any CodingKey]) throws -> T {
+        guard case .number(let text) = value else { throw mismatch(type, value, path()) }
         if let n = T(text) ?? exactInteger(text, T.self) { return n }
-        throw unrepresentable(value, type, path)
+        throw unrepresentable(value, type, path())
     }
 
     /// `12.50e1` as the integer it is, digit by digit (a Double would round past 2^53);
@@ -77,8 +80,12 @@ struct ValueDecoder: Decoder {
             let sign = bytes[k] == UInt8(ascii: "-") ? -1 : 1
             if bytes[k] == UInt8(ascii: "-") || bytes[k] == UInt8(ascii: "+") { k += 1 }
             var e = 0
-            // Past a few thousand, any exponent means zero digits kept or an overflow.
-            while k < bytes.count { e = min(e * 10 + Int(bytes[k] - UInt8(ascii: "0")), 100_000); k += 1 }
+            // Capped past any digit count a payload can have (so the checks below stay exact)
+            // and far from overflowing.
+            while k < bytes.count {
+                if e < 1 << 40 { e = e * 10 + Int(bytes[k] - UInt8(ascii: "0")) }
+                k += 1
+            }
             exponent += sign * e
         }
         if digits.allSatisfy({ $0 == UInt8(ascii: "0") }) { return 0 }
@@ -102,10 +109,10 @@ struct ValueDecoder: Decoder {
 
     /// A finite Double. A number too large, or one that is not zero but too small to be told
     /// from it, is an error rather than an infinity or a silent zero.
-    static func double(_ value: JSONValue, _ path: [any CodingKey]) throws -> Double {
-        guard case .number(let text) = value else { throw mismatch(Double.self, value, path) }
-        guard let d = Double(text), d.isFinite else { throw unrepresentable(value, Double.self, path) }
-        if d == 0, mantissaIsNonZero(text) { throw unrepresentable(value, Double.self, path) }
+    static func double(_ value: JSONValue, _ path: () -> [any CodingKey]) throws -> Double {
+        guard case .number(let text) = value else { throw mismatch(Double.self, value, path()) }
+        guard let d = Double(text), d.isFinite else { throw unrepresentable(value, Double.self, path()) }
+        if d == 0, mantissaIsNonZero(text) { throw unrepresentable(value, Double.self, path()) }
         return d
     }
 
@@ -193,7 +200,7 @@ private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     }
 
     func superDecoder() throws -> any Decoder {
-        ValueDecoder(value: Key(stringValue: "super").flatMap(find) ?? .null, codingPath: codingPath + [JSONKey("super")])
+        ValueDecoder(value: object["super"] ?? .null, codingPath: codingPath + [JSONKey("super")])
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {

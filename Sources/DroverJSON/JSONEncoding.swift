@@ -67,14 +67,15 @@ final class ValueEncoder: Encoder {
     func singleValueContainer() -> any SingleValueEncodingContainer { SingleEncoder(encoder: self) }
 
     /// A value's node: scalars directly, anything else through a child encoder.
-    static func node<T: Encodable>(_ value: T, at path: [any CodingKey]) throws -> EncodedNode {
+    /// The path is built only for an error or a nested value (see `ValueDecoder.decode`).
+    static func node<T: Encodable>(_ value: T, at path: @autoclosure () -> [any CodingKey]) throws -> EncodedNode {
         if let scalar = try scalar(value, at: path) { return .value(scalar) }
-        let child = ValueEncoder(codingPath: path)
+        let child = ValueEncoder(codingPath: path())
         try value.encode(to: child)
         return child.result ?? .object(EncodedObject())
     }
 
-    static func scalar<T: Encodable>(_ value: T, at path: [any CodingKey]) throws -> JSONValue? {
+    static func scalar<T: Encodable>(_ value: T, at path: () -> [any CodingKey]) throws -> JSONValue? {
         switch value {
         case let s as String: return .string(s)
         case let b as Bool: return .bool(b)
@@ -94,9 +95,9 @@ final class ValueEncoder: Encoder {
         }
     }
 
-    static func number(_ text: String?, _ value: Any, _ path: [any CodingKey]) throws -> String {
+    static func number(_ text: String?, _ value: Any, _ path: () -> [any CodingKey]) throws -> String {
         guard let text else {
-            throw EncodingError.invalidValue(value, EncodingError.Context(codingPath: path, debugDescription: "\(value) is not a JSON number"))
+            throw EncodingError.invalidValue(value, EncodingError.Context(codingPath: path(), debugDescription: "\(value) is not a JSON number"))
         }
         return text
     }

@@ -4,7 +4,8 @@
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
-    /// The number's text, checked against JSON's grammar.
+    /// The number's text, checked against JSON's grammar when parsed. `JSONWriter` writes it
+    /// as it is: a value made by hand must hold a JSON number.
     case number(String)
     case string(String)
     case array([JSONValue])
@@ -14,8 +15,9 @@ public enum JSONValue: Sendable, Equatable {
 /// An object's members in the order they came. A key given twice counts with its first
 /// value, as Foundation's `JSONDecoder` reads it.
 public struct JSONObject: Sendable, Equatable {
-    public var keys: [String] = []
-    public var values: [JSONValue] = []
+    /// Kept in step by the parser: read-only outside it.
+    public internal(set) var keys: [String] = []
+    public internal(set) var values: [JSONValue] = []
 
     public init() {}
 

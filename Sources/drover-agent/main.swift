@@ -71,6 +71,8 @@ struct RunAgent {
                        help: "MQTT keepalive in seconds (5-3600): the broker notices a dead link, and fires this device's last will, within 1.5 times this."),
             OptionSpec("log-limit", default: "1Mi", help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi."),
             OptionSpec("stop-grace", default: "5.0", help: "Seconds a replica gets to exit after SIGTERM before its process group is killed."),
+            OptionSpec("code-trim-interval", default: "600",
+                       help: "Seconds between unmappings of the agent's own code, the first 10 s after start, so that only the code in use stays mapped (60-86400; 0: never)."),
             OptionSpec("metrics-listen",
                        help: "Serve the agent's Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; off unless given). PORT or 127.0.0.1:PORT."),
             OptionSpec("image-budget", default: "2Gi", help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi."),
@@ -93,6 +95,7 @@ struct RunAgent {
     var keepalive: Int
     var logLimit: String
     var stopGrace: Double
+    var codeTrimInterval: Int
     var metricsListen: String?
     var imageBudget: String
     var workloadUser: String
@@ -113,6 +116,7 @@ struct RunAgent {
         keepalive = try options.int("keepalive")
         logLimit = try options.string("log-limit")
         stopGrace = try options.double("stop-grace")
+        codeTrimInterval = try options.int("code-trim-interval")
         metricsListen = options.optionalString("metrics-listen")
         imageBudget = try options.string("image-budget")
         workloadUser = try options.string("workload-user")
@@ -150,6 +154,7 @@ struct RunAgent {
             throw ValidationError("--log-limit: '\(logLimit)' must be a size of at least 1Ki, e.g. 512Ki or 1Mi")
         }
         guard (0...3600).contains(stopGrace) else { throw ValidationError("--stop-grace must be 0 to 3600 seconds") }
+        guard codeTrimInterval == 0 || (60...86400).contains(codeTrimInterval) else { throw ValidationError("--code-trim-interval must be 0 (never) or 60 to 86400 seconds") }
         _ = try parsedMetricsPort()
         _ = try parsedLabels()
         _ = try parsedCapacity()
@@ -223,6 +228,7 @@ struct RunAgent {
         configuration.controllerURL = controller ?? credentials?.controller
         configuration.credentials = credentials
         configuration.cgroupParent = cgroupParent
+        configuration.codeTrimInterval = codeTrimInterval == 0 ? nil : .seconds(codeTrimInterval)
         configuration.metricsPort = try parsedMetricsPort()
         try await Agent.serviceGroup(configuration: configuration, logger: logger).run()
     }

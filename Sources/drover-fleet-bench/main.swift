@@ -57,6 +57,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     start = ContinuousClock.now
     await fleet.checkPresence(now: Fleet.nowMillis() + 300_001)
     let fullPlan = millis(start)
+    let fullPlacement = await fleet.summary().placement.lastFullPlanMillis
 
     var losses: [Double] = []
     var joins: [Double] = []
@@ -77,7 +78,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     let sorted = applies.sorted()
     return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); ", n, total, n, joinAll / 1000, joinAll / Double(n))
         + String(format: "apply a new workload of %d replicas: median %.0f ms, max %.0f ms; ", total / count, sorted[sorted.count / 2], sorted.last ?? 0)
-        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms; ", fullPlan)
+        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement %.0f); ", fullPlan, fullPlacement)
         + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
         + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental"
 }

@@ -26,9 +26,9 @@ struct CodeTrimTests {
     func trim() {
         let before = Self.ownCodeResidentKiB()
         #expect(before > 64, "the check must see the test binary's code: \(before) KiB")
-        #expect(POSIX.trimOwnCode())
+        #expect(POSIX.trimOwnCode() == nil)
         let after = Self.ownCodeResidentKiB()
-        #expect(after < before / 2, "\(before) KiB mapped before the trim, \(after) KiB after")
+        #expect(after < before * 3 / 4, "\(before) KiB mapped before the trim, \(after) KiB after")
         // Still working: a sort, a string, a dictionary, all through code mapped again.
         let words = ["gw-3", "gw-1", "gw-2"].sorted()
         #expect(words.joined(separator: ",") == "gw-1,gw-2,gw-3")

@@ -152,6 +152,13 @@ struct DroverJSONTests {
         #expect(throws: DecodingError.self) { try JSON.decode(Double.self, from: "1e-3002") }
         #expect(throws: DecodingError.self) { try JSON.decode(Int.self, from: "1.5") }
         #expect(try JSON.decode(Int.self, from: "1e3") == 1000)
+        // Exponents past any cap a short-cut would take: 5e-5 is no integer, 1e109 overflows.
+        #expect(throws: DecodingError.self) { try JSON.decode(Int.self, from: "5" + String(repeating: "0", count: 100_005) + "e-100010") }
+        #expect(throws: DecodingError.self) { try JSON.decode(Int.self, from: "0." + String(repeating: "0", count: 99_990) + "1e100100") }
+        #expect(try JSON.decode(Int.self, from: "1" + String(repeating: "0", count: 100_000) + "e-100000") == 1)
+        #expect(try JSON.decode(Int64.self, from: "-92233720368547758.08e2") == Int64.min)
+        #expect(try JSON.decode(Float.self, from: "0.1") == Float(0.1))
+        #expect(throws: DecodingError.self) { try JSON.decode(Float.self, from: "1e-50") }
         #expect(try JSON.decode(Double.self, from: "0e-999") == 0)
         #expect(try JSON.decode(Int64.self, from: "-9223372036854775808") == Int64.min)
         #expect(try JSON.decode([String: Int].self, from: #"{"a":1,"a":2}"#) == ["a": 1], "the first of a repeated key counts, as in JSONDecoder")
