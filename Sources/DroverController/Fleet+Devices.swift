@@ -197,14 +197,13 @@ extension FleetState {
             lastOfflineReplan = now
             changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
         }
-        let reconcile = now - lastFullPlan >= Self.reconcileInterval && !workloads.isEmpty
-        // Rollouts move on with time too (bakes, deadlines): stepped every pass.
-        guard !changed.isEmpty || reconcile else {
+        // Rollouts move on with time too (bakes, deadlines): stepped every pass. (The periodic
+        // full plan runs off the actor: `Fleet.reconcileIfDue`.)
+        guard !changed.isEmpty else {
             // (The messages first: they add to the batch.)
             let messages = advanceRollouts(into: &batch)
             return Effects(batch, publish: messages)
         }
-        // (A reconciliation is due: this runs a full plan.)
         var messages = replan(devices: Array(Set(changed)).sorted(), into: &batch, now: now)
         messages += advanceRollouts(into: &batch)
         return Effects(batch, publish: messages)

@@ -9,19 +9,25 @@ extension FleetState {
     /// connectivity (uptime ratio, RTT) drifts with time, and `minUptime` is a hard constraint.
     static let reconcileInterval: Int64 = 300_000
 
-    /// Plans the whole fleet afresh (workloads changed, the first plan after a start, the
-    /// periodic reconciliation) and turns the plan into replica rows and per-device desired state.
-    /// Only devices whose replica set changed get a new generation.
+    /// Plans the whole fleet afresh (the first plan after a start or a reload) and turns the
+    /// plan into replica rows and per-device desired state. Only devices whose replica set
+    /// changed get a new generation.
     mutating func replan(into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
         let now = now ?? clock
         let start = ContinuousClock.now
         let fresh = IncrementalScheduler(schedulingInput(workloads: workloads.values.map(\.spec), now: now))
+        return install(fresh, plan: fresh.plan, millis: Self.millis(since: start), into: &batch, now: now)
+    }
+
+    /// Makes `fresh`, a full plan, the placement: writes what it moved, and looks at every
+    /// device's desired state.
+    mutating func install(_ fresh: IncrementalScheduler, plan: PlacementPlan, millis: Double, into batch: inout StoreBatch, now: Int64) -> [Desired] {
         scheduler = fresh
         lastFullPlan = now
-        let plan = fresh.plan
+        reconciling = nil
         placementStats.fullPlans += 1
-        placementStats.lastFullPlanMillis = Self.millis(since: start)
-        placementRuns.append((full: true, millis: placementStats.lastFullPlanMillis))
+        placementStats.lastFullPlanMillis = millis
+        placementRuns.append((full: true, millis: millis))
         let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
         record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
         // Every device is looked at: one may have been left with a desired state it no longer has.
@@ -30,10 +36,11 @@ extension FleetState {
 
     /// Devices changed (presence, schedulability, facts) or joined: re-plans only the
     /// workloads they touched, through the incremental scheduler. Falls back to a full plan
-    /// when there is none yet or a reconciliation is due.
+    /// when there is none yet.
     mutating func replan(devices ids: [String], into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
         let now = now ?? clock
-        guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
+        guard let scheduler else { return replan(into: &batch, now: now) }
+        reconciling?.devices.formUnion(ids)
         let start = ContinuousClock.now
         var added: [Assignment] = []
         var removed: [Assignment] = []
@@ -54,11 +61,12 @@ extension FleetState {
 
     /// Workload `name` was applied, scaled or deleted: re-plans it, and what it pushes or
     /// frees, through the incremental scheduler. Falls back to a full plan when there is none
-    /// yet or a reconciliation is due. Devices hosting it are sent a new desired state when
-    /// `respec` (its replicas' spec may have changed), else only those whose replicas moved.
+    /// yet. Devices hosting it are sent a new desired state when `respec` (its replicas'
+    /// spec may have changed), else only those whose replicas moved.
     mutating func replan(workload name: String, respec: Bool, into batch: inout StoreBatch, now: Int64? = nil) -> [Desired] {
         let now = now ?? clock
-        guard let scheduler, now - lastFullPlan < Self.reconcileInterval else { return replan(into: &batch, now: now) }
+        guard let scheduler else { return replan(into: &batch, now: now) }
+        reconciling?.workloads.insert(name)
         let start = ContinuousClock.now
         let delta = scheduler.update(workload: name, spec: workloads[name]?.spec, now: now)
         var touched = recordIncremental(delta, since: start, into: &batch, now: now)

@@ -22,6 +22,8 @@ public actor Fleet {
     var publisher: (any DesiredPublisher)?
     var state: FleetState
     public let metrics = ControllerMetrics()
+    /// The periodic full plan under way (see `Fleet+Reconcile`).
+    var reconciliation: Task<Void, Never>?
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
         self.store = store
@@ -136,7 +138,10 @@ public actor Fleet {
         return snapshots
     }
 
-    public func checkPresence(now: Int64) { try? perform(fromDevices(state.checkPresence(now: now))) }
+    public func checkPresence(now: Int64) {
+        try? perform(fromDevices(state.checkPresence(now: now)))
+        reconcileIfDue(now: now)
+    }
     public func sightLost(now: Int64) { state.sightLost(now: now) }
     public func sightRestored(now: Int64) { state.sightRestored(now: now) }
 

@@ -42,6 +42,10 @@ struct FleetState {
     var scheduler: IncrementalScheduler?
     /// When placement last ran over the whole fleet (see `reconcileInterval`).
     var lastFullPlan: Int64 = 0
+    /// The periodic full plan being computed off the actor, and what changed since it began
+    /// (see `Fleet+Reconcile`); nil when none is.
+    var reconciling: Reconciliation?
+    var reconcileToken = 0
     var placementStats = PlacementStats()
     /// Placement runs since the fleet last took them for its metrics.
     var placementRuns: [(full: Bool, millis: Double)] = []
@@ -93,6 +97,8 @@ struct FleetState {
         replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
         replicasOf = replicas.values.reduce(into: [:]) { $0[$1.workload, default: []].insert($1.id) }
         scheduler = nil
+        // A plan computed from the state before this load must not land.
+        reconciling = nil
         placementVersion &+= 1
     }
 

@@ -53,10 +53,25 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     }
     let changes = try await workloadChanges(fleet, perWorkload: total / count)
 
-    // Baseline: the periodic reconciliation, a full plan of the same fleet (moving nothing).
+    // Baseline: the periodic reconciliation, a full plan of the same fleet (moving nothing),
+    // computed off the actor: how long anything else waits for the actor meanwhile.
+    let probe = Task {
+        var longest = Duration.zero
+        while !Task.isCancelled {
+            let asked = ContinuousClock.now
+            _ = await fleet.unreachableAfter
+            longest = max(longest, ContinuousClock.now - asked)
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return longest
+    }
+    try? await Task.sleep(for: .milliseconds(20))
     start = ContinuousClock.now
     await fleet.checkPresence(now: Fleet.nowMillis() + 300_001)
+    await fleet.reconciled()
     let fullPlan = millis(start)
+    probe.cancel()
+    let stall = await probe.value
     let fullPlacement = await fleet.summary().placement.lastFullPlanMillis
 
     var losses: [Double] = []
@@ -78,7 +93,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     let sorted = applies.sorted()
     return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); ", n, total, n, joinAll / 1000, joinAll / Double(n))
         + String(format: "apply a new workload of %d replicas: median %.0f ms, max %.0f ms; ", total / count, sorted[sorted.count / 2], sorted.last ?? 0)
-        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement %.0f); ", fullPlan, fullPlacement)
+        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement %.0f, off the actor; longest wait for the actor %.0f ms); ", fullPlan, fullPlacement, Double(stall.components.attoseconds) / 1e15 + Double(stall.components.seconds) * 1000)
         + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
         + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental"
 }

@@ -1,0 +1,87 @@
+import DroverCore
+import DroverProtocol
+import DroverScheduler
+import DroverStore
+
+/// The periodic full plan (every `reconcileInterval`), computed off the actor: at 10,000
+/// devices placement alone takes about half a second, which held every beat, report and API
+/// request behind it. The fleet's state goes on changing meanwhile; what changed is noted
+/// here and replayed through the fresh scheduler before it is installed, so that what lands
+/// is a full plan of the fleet as it is when it lands.
+struct Reconciliation {
+    let token: Int
+    /// Devices and workloads re-planned since the reconciliation began.
+    var devices: Set<String> = []
+    var workloads: Set<String> = []
+}
+
+/// A scheduler built off the actor and handed over whole: the task that built it keeps no
+/// reference, so the actor is its only user from then on.
+final class ComputedPlan: @unchecked Sendable {
+    let scheduler: IncrementalScheduler
+    let plan: PlacementPlan
+    let millis: Double
+
+    init(_ input: SchedulingInput) {
+        let start = ContinuousClock.now
+        scheduler = IncrementalScheduler(input)
+        plan = scheduler.plan
+        millis = FleetState.millis(since: start)
+    }
+}
+
+extension FleetState {
+    /// Starts a reconciliation when one is due and none runs: the input to plan from, and
+    /// the token its result must carry back. (Without a scheduler yet, the next change plans
+    /// the whole fleet anyway.)
+    mutating func beginReconciliation(now: Int64) -> (input: SchedulingInput, token: Int)? {
+        guard scheduler != nil, reconciling == nil, now - lastFullPlan >= Self.reconcileInterval, !workloads.isEmpty else { return nil }
+        reconcileToken &+= 1
+        reconciling = Reconciliation(token: reconcileToken)
+        lastFullPlan = now
+        return (schedulingInput(workloads: workloads.values.map(\.spec), now: now), reconcileToken)
+    }
+
+    /// Installs a reconciliation's plan, after replaying what changed while it was computed.
+    /// Dropped when the state was reloaded, or planned afresh, meanwhile.
+    mutating func finishReconciliation(_ computed: ComputedPlan, token: Int, now: Int64) -> Effects {
+        guard let r = reconciling, r.token == token else { return Effects() }
+        clock = max(clock, now)
+        let start = ContinuousClock.now
+        let fresh = computed.scheduler
+        var plan = computed.plan
+        if !r.workloads.isEmpty || !r.devices.isEmpty {
+            for name in r.workloads.sorted() { _ = fresh.update(workload: name, spec: workloads[name]?.spec, now: now) }
+            for id in r.devices.sorted() {
+                if let d = devices[id] { _ = fresh.update(device: snapshot(d, now: now), now: now) }
+            }
+            plan = fresh.plan
+        }
+        var batch = StoreBatch()
+        let messages = install(fresh, plan: plan, millis: computed.millis + Self.millis(since: start), into: &batch, now: now)
+        return Effects(batch, publish: messages)
+    }
+}
+
+extension Fleet {
+    /// Called by the periodic sweep: starts the reconciliation when one is due. Its plan is
+    /// computed on a task of its own and installed by `finishReconciliation`.
+    func reconcileIfDue(now: Int64) {
+        guard let (input, token) = state.beginReconciliation(now: now) else { return }
+        reconciliation = Task.detached(priority: .utility) { [weak self] in
+            let computed = ComputedPlan(input)
+            await self?.finishReconciliation(computed, token: token)
+        }
+    }
+
+    func finishReconciliation(_ computed: ComputedPlan, token: Int) {
+        do { try perform(state.finishReconciliation(computed, token: token, now: Self.nowMillis())) } catch {
+            logger.error("the reconciliation's plan could not be stored", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Waits for the reconciliation under way, if any (tests and benchmarks).
+    public func reconciled() async {
+        await reconciliation?.value
+    }
+}

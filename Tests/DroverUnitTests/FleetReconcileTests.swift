@@ -1,0 +1,95 @@
+import DroverAPI
+import DroverCore
+@testable import DroverController
+import DroverProtocol
+import DroverStore
+import Testing
+
+/// The periodic full plan is computed off the Fleet actor while the fleet goes on changing;
+/// what changed meanwhile is replayed before it lands.
+@Suite("Reconciliation")
+struct FleetReconcileTests {
+    static let start: Int64 = 1_000_000
+
+    /// Nine devices over three sites and the placement tests' workloads, planned.
+    static func planned() throws -> FleetState {
+        var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: start)
+        s.sightRestored(now: start)
+        for i in 0..<9 { _ = s.hello(FleetFixture.hello("gw-\(i)", labels: ["site": FleetPlacementTests.sites[i % 3]]), now: start) }
+        for spec in FleetPlacementTests.workloads() { _ = try s.apply(spec, now: start).1 }
+        return s
+    }
+
+    /// Where every replica is.
+    static func placement(_ s: FleetState) -> [String: String] { s.replicas.mapValues(\.device) }
+
+    /// One change of the kind that reaches the scheduler: a device cordoned, drained or back,
+    /// a device joining, or a workload scaled.
+    static func change(_ s: inout FleetState, _ rng: inout SplitMix64, now: Int64) throws {
+        let device = "gw-\(Int.random(in: 0..<11, using: &rng))"
+        switch Int.random(in: 0..<3, using: &rng) {
+        case 0 where s.devices[device] != nil:
+            _ = try s.setSchedulability(device, [.normal, .cordoned, .draining].randomElement(using: &rng) ?? .normal, now: now)
+        case 1:
+            _ = s.hello(FleetFixture.hello(device, labels: ["site": FleetPlacementTests.sites.randomElement(using: &rng) ?? "north"]), now: now)
+        default:
+            let name = ["spread", "big", "small"].randomElement(using: &rng) ?? "small"
+            _ = try s.scale(workload: name, replicas: Int.random(in: 0...8, using: &rng), reason: nil, now: now)
+        }
+    }
+
+    @Test("changes made while the full plan is computed are replayed: what lands, a full plan of the fleet as it then stands leaves alone")
+    func replay() throws {
+        for seed in 0..<40 {
+            var rng = SplitMix64(state: UInt64(seed))
+            var s = try Self.planned()
+            let begun = Self.start + FleetState.reconcileInterval
+            let started = s.beginReconciliation(now: begun)
+            let (input, token) = try #require(started)
+            let second = s.beginReconciliation(now: begun + 1)
+            #expect(second == nil, "one reconciliation at a time")
+            for k in 0..<Int.random(in: 0...5, using: &rng) { try Self.change(&s, &rng, now: begun + Int64(k)) }
+            let fullPlans = s.placementStats.fullPlans
+            _ = s.finishReconciliation(ComputedPlan(input), token: token, now: begun + 100)
+            #expect(s.reconciling == nil)
+            #expect(s.placementStats.fullPlans == fullPlans + 1, "seed \(seed): it landed")
+            let landed = Self.placement(s)
+            var batch = StoreBatch()
+            _ = s.replan(into: &batch, now: begun + 100)
+            #expect(Self.placement(s) == landed, "seed \(seed): a full plan after it moved \(Self.placement(s).filter { landed[$0.key] != $0.value })")
+            for (device, ids) in s.replicasOn where !ids.isEmpty {
+                #expect(s.desired[device].map { Set($0.replicas.map(\.id)) } == ids, "seed \(seed): \(device)'s desired state is its rows")
+            }
+        }
+    }
+
+    @Test("a plan computed from a state that was reloaded meanwhile does not land")
+    func reloadDropsIt() throws {
+        var s = try Self.planned()
+        let begun = Self.start + FleetState.reconcileInterval
+        let started = s.beginReconciliation(now: begun)
+        let (input, token) = try #require(started)
+        var snapshot = FleetSnapshot()
+        (snapshot.devices, snapshot.workloads) = (Array(s.devices.values), Array(s.workloads.values))
+        (snapshot.replicas, snapshot.desired) = (Array(s.replicas.values), Array(s.desired.values))
+        s.load(snapshot)
+        let effects = s.finishReconciliation(ComputedPlan(input), token: token, now: begun + 1)
+        #expect(effects.batch.isEmpty && effects.publish.isEmpty)
+        #expect(s.scheduler == nil, "the next change plans afresh")
+    }
+
+    @Test("the fleet starts the periodic full plan from its sweep and installs it when it is computed")
+    func throughTheActor() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
+        for i in 0..<9 { await fleet.hello(FleetFixture.hello("gw-\(i)", labels: ["site": FleetPlacementTests.sites[i % 3]])) }
+        for spec in FleetPlacementTests.workloads() { _ = try await fleet.apply(spec) }
+        let before = await fleet.summary().placement.fullPlans
+        await fleet.checkPresence(now: Fleet.nowMillis())
+        await fleet.reconciled()
+        #expect(await fleet.summary().placement.fullPlans == before, "not due yet")
+        await fleet.checkPresence(now: Fleet.nowMillis() + FleetState.reconcileInterval + 1)
+        await fleet.reconciled()
+        #expect(await fleet.summary().placement.fullPlans == before + 1)
+        try await FleetPlacementTests.checkConsistent(fleet, "after the reconciliation")
+    }
+}
