@@ -135,18 +135,23 @@ actor AgentLink {
         }
     }
 
-    /// Answers a request on the response topic it names, echoing its correlation data. A
-    /// command this agent does not know is answered `ok: false`, so the asker need not wait.
+    /// Answers a request on the response topic it names, echoing its correlation data (the
+    /// MQTT 5 property, and the payload's). A request without a response topic crossed an
+    /// MQTT 3.1.1 bridge, which drops properties: it is answered on this device's reply
+    /// topic, the only one there is. A command this agent does not know is answered
+    /// `ok: false`, so the asker need not wait.
     private func answer(_ message: MQTTMessage) async {
         // Only this device's reply topic: a request cannot make the device publish elsewhere.
         let replyTopic = Topic.device(deviceID, .cmdReply)
-        guard message.responseTopic == replyTopic else {
+        guard message.responseTopic == nil || message.responseTopic == replyTopic else {
             drop(.invalidField, "\(message.topic): response topic must be \(replyTopic)")
             return
         }
-        let reply: CommandReply
+        var reply: CommandReply
+        var correlation: String?
         do {
             let command = try WireCodec.decode(Command.self, from: message.payload, topicDevice: deviceID)
+            correlation = command.correlation
             switch command.command {
             case .ping: reply = CommandReply(device: deviceID, command: command.command.rawValue, ok: true)
             case .snapshot:
@@ -162,27 +167,31 @@ actor AgentLink {
                 }
             }
         } catch {
-            guard let name = unknownCommand(message.payload) else {
+            guard let unknown = unknownCommand(message.payload) else {
                 drop(error.reason, "\(message.topic): \(error.detail)")
                 return
             }
-            reply = CommandReply(device: deviceID, command: name, ok: false, message: "unknown command")
+            reply = CommandReply(device: deviceID, command: unknown.name, ok: false, message: "unknown command")
+            correlation = unknown.correlation
         }
+        reply.correlation = correlation
         _ = try? await client.publish(replyTopic, WireCodec.encode(reply), qos: .atLeastOnce, correlationData: message.correlationData)
         if reply.command == Command.Name.snapshot.rawValue { await flushOutbox() }
     }
 
-    /// The name of a well-formed request whose command this agent does not know.
-    func unknownCommand(_ payload: [UInt8]) -> String? {
+    /// The name (and payload correlation) of a well-formed request whose command this agent
+    /// does not know.
+    func unknownCommand(_ payload: [UInt8]) -> (name: String, correlation: String?)? {
         struct Loose: Decodable {
             var v: Int
             var device: String
             var command: String
+            var correlation: String?
         }
         guard payload.count <= WireCodec.maxPayloadBytes, let loose = try? WireCodec.decodeValue(Loose.self, from: String(decoding: payload, as: UTF8.self)),
             loose.v == wireVersion, loose.device == deviceID, Command.Name(rawValue: loose.command) == nil, loose.command.utf8.count <= WireLimits.maxShortText
         else { return nil }
-        return loose.command
+        return (loose.command, loose.correlation.flatMap { Correlation.bytes($0) == nil ? nil : $0 })
     }
 
     private func drop(_ reason: DropReason, _ detail: String) {

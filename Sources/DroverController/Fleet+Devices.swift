@@ -197,9 +197,11 @@ extension FleetState {
             lastOfflineReplan = now
             changed += replicasOn.filter { !$0.value.isEmpty && devices[$0.key]?.presence == .unreachable }.keys.sorted()
         }
-        // Rollouts move on with time too (bakes, deadlines): stepped every pass. (The periodic
-        // full plan runs off the actor: `Fleet.reconcileIfDue`.)
-        guard !changed.isEmpty else {
+        // Rollouts move on with time too (bakes, deadlines): stepped every pass. The first
+        // plan after a start or a reload runs here, on the actor; the periodic one runs off it
+        // (`Fleet.reconcileIfDue`).
+        let firstPlan = scheduler == nil && !workloads.isEmpty
+        guard !changed.isEmpty || firstPlan else {
             // (The messages first: they add to the batch.)
             let messages = advanceRollouts(into: &batch)
             return Effects(batch, publish: messages)

@@ -10,6 +10,8 @@ import DroverStore
 /// is a full plan of the fleet as it is when it lands.
 struct Reconciliation {
     let token: Int
+    /// When it began: the time its plan was computed for.
+    let began: Int64
     /// Devices and workloads re-planned since the reconciliation began.
     var devices: Set<String> = []
     var workloads: Set<String> = []
@@ -32,12 +34,13 @@ final class ComputedPlan: @unchecked Sendable {
 
 extension FleetState {
     /// Starts a reconciliation when one is due and none runs: the input to plan from, and
-    /// the token its result must carry back. (Without a scheduler yet, the next change plans
-    /// the whole fleet anyway.)
+    /// the token its result must carry back. Not while the controller is blind (presence is
+    /// not judged then), nor before the first plan after a start or a reload (the sweep runs
+    /// that one).
     mutating func beginReconciliation(now: Int64) -> (input: SchedulingInput, token: Int)? {
-        guard scheduler != nil, reconciling == nil, now - lastFullPlan >= Self.reconcileInterval, !workloads.isEmpty else { return nil }
+        guard scheduler != nil, reconciling == nil, !sight.isBlind, now - lastFullPlan >= Self.reconcileInterval, !workloads.isEmpty else { return nil }
         reconcileToken &+= 1
-        reconciling = Reconciliation(token: reconcileToken)
+        reconciling = Reconciliation(token: reconcileToken, began: now)
         lastFullPlan = now
         return (schedulingInput(workloads: workloads.values.map(\.spec), now: now), reconcileToken)
     }
@@ -46,16 +49,21 @@ extension FleetState {
     /// Dropped when the state was reloaded, or planned afresh, meanwhile.
     mutating func finishReconciliation(_ computed: ComputedPlan, token: Int, now: Int64) -> Effects {
         guard let r = reconciling, r.token == token else { return Effects() }
+        // Never before the time it was planned for (tests and benchmarks sweep ahead of the clock).
+        let now = max(now, r.began)
         clock = max(clock, now)
         let start = ContinuousClock.now
         let fresh = computed.scheduler
         var plan = computed.plan
         if !r.workloads.isEmpty || !r.devices.isEmpty {
-            for name in r.workloads.sorted() { _ = fresh.update(workload: name, spec: workloads[name]?.spec, now: now) }
+            // Each update reports only its own preemptions: all of them get their events.
+            var preempted = plan.preempted
+            for name in r.workloads.sorted() { preempted += fresh.update(workload: name, spec: workloads[name]?.spec, now: now).preempted }
             for id in r.devices.sorted() {
-                if let d = devices[id] { _ = fresh.update(device: snapshot(d, now: now), now: now) }
+                if let d = devices[id] { preempted += fresh.update(device: snapshot(d, now: now), now: now).preempted }
             }
             plan = fresh.plan
+            plan.preempted = preempted
         }
         var batch = StoreBatch()
         let messages = install(fresh, plan: plan, millis: computed.millis + Self.millis(since: start), into: &batch, now: now)
@@ -75,9 +83,8 @@ extension Fleet {
     }
 
     func finishReconciliation(_ computed: ComputedPlan, token: Int) {
-        do { try perform(state.finishReconciliation(computed, token: token, now: Self.nowMillis())) } catch {
-            logger.error("the reconciliation's plan could not be stored", metadata: ["error": "\(error)"])
-        }
+        // A failed write is logged by `perform`, which reloads the state: the next sweep plans afresh.
+        try? perform(state.finishReconciliation(computed, token: token, now: Self.nowMillis()))
     }
 
     /// Waits for the reconciliation under way, if any (tests and benchmarks).

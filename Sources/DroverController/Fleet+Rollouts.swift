@@ -10,6 +10,7 @@ extension FleetState {
     /// what changed.
     mutating func advanceRollouts(into batch: inout StoreBatch, only: Set<String>? = nil) -> [Desired] {
         var touched = Set<String>()
+        var reverted: [String] = []
         let active = (only.map { Array($0) } ?? Array(workloads.keys)).filter { workloads[$0]?.rollout?.isActive == true }
         for name in active.sorted() {
             guard var record = workloads[name], let state = record.rollout, state.isActive else { continue }
@@ -38,7 +39,10 @@ extension FleetState {
                 workloads[name] = record
                 continue
             }
-            if step.state.phase == .rollingBack, state.phase != .rollingBack { revert(&record, to: step.state) }
+            if step.state.phase == .rollingBack, state.phase != .rollingBack {
+                revert(&record, to: step.state)
+                reverted.append(name)
+            }
             if step.state.phase == .failed, state.phase != .rollingBack, let i = record.history.firstIndex(where: { $0.revision == state.to }) {
                 record.history[i].outcome = "failed: \(step.state.message)"
             }
@@ -55,7 +59,11 @@ extension FleetState {
                 }
             }
         }
-        return touched.isEmpty ? [] : desiredMessages(for: touched, into: &batch)
+        // A rollback puts the old revision's resources, runtime, ports and volumes back: the
+        // scheduler re-plans the workload with them (and a reconciliation under way replays it).
+        var moved: [Desired] = []
+        for name in reverted { moved += replan(workload: name, respec: false, into: &batch) }
+        return moved + (touched.isEmpty ? [] : desiredMessages(for: touched, into: &batch))
     }
 
     /// What each device has left for a second instance of a replica: its capacity less what
@@ -127,8 +135,10 @@ extension FleetState {
         workloads[name] = record
         batch.workloads.append(record)
         event("Rollout", name, "\(name): rollout to revision \(state.to) \(action.rawValue)d", into: &batch)
+        // An abort puts the old revision's template back: re-planned with it (see `advanceRollouts`).
+        let moved = action == .abort ? replan(workload: name, respec: false, into: &batch) : []
         let devices = Set(rows(of: name).map(\.device))
-        let messages = desiredMessages(for: devices, into: &batch)
+        let messages = moved + desiredMessages(for: devices, into: &batch)
         let stepped = advanceRollouts(into: &batch)
         return (record, Effects(batch, publish: messages + stepped))
     }

@@ -97,7 +97,8 @@ struct FleetState {
         replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
         replicasOf = replicas.values.reduce(into: [:]) { $0[$1.workload, default: []].insert($1.id) }
         scheduler = nil
-        // A plan computed from the state before this load must not land.
+        // A plan computed from the state before this load must not land; the next sweep
+        // plans afresh.
         reconciling = nil
         placementVersion &+= 1
     }

@@ -98,7 +98,10 @@ extension Ingest {
             case .beat: return .beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device))
             case .report: return .report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
             case .cmdReply:
-                return .reply(try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device), device: device, correlation: message.correlationData)
+                // The correlation from the MQTT 5 property, else from the payload (the reply
+                // crossed an MQTT 3.1.1 bridge, which drops properties).
+                let reply = try WireCodec.decode(CommandReply.self, from: message.payload, topicDevice: device)
+                return .reply(reply, device: device, correlation: message.correlationData ?? reply.correlation.flatMap(Correlation.bytes))
             case .desired, .cmd: return nil
             }
         } catch {

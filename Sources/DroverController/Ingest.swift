@@ -70,7 +70,7 @@ public final class Ingest: Sendable {
 
     /// Asks a device for a full report of its replicas (it queues one in its outbox).
     func askSnapshot(_ device: String) async {
-        let request = WireCodec.encode(Command(device: device, command: .snapshot))
+        let request = WireCodec.encode(Command(device: device, command: .snapshot, correlation: Correlation.text([0])))
         _ = try? await client.publish(
             Topic.device(device, .cmd), request, qos: .atLeastOnce, responseTopic: Topic.device(device, .cmdReply), correlationData: [0])
     }
@@ -81,12 +81,15 @@ public final class Ingest: Sendable {
         var generator = SystemRandomNumberGenerator()
         // Pings carry 8 bytes; requests 16, so the two never meet.
         let correlation = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var correlated = command
+        correlated.correlation = Correlation.text(correlation)
+        let payload = WireCodec.encode(correlated)
         return await withCheckedContinuation { continuation in
             waiting.withLock { $0[correlation] = (command.device, continuation) }
             Task {
                 do {
                     try await client.publish(
-                        Topic.device(command.device, .cmd), WireCodec.encode(command), qos: .atLeastOnce,
+                        Topic.device(command.device, .cmd), payload, qos: .atLeastOnce,
                         responseTopic: Topic.device(command.device, .cmdReply), correlationData: correlation)
                 } catch {
                     self.answer(correlation, with: nil)
@@ -115,7 +118,7 @@ public final class Ingest: Sendable {
     /// Measures every online device's round trip with an MQTT 5 request/response ping.
     func pingAll() async {
         for (device, correlation) in await fleet.startPings() {
-            let ping = WireCodec.encode(Command(device: device, command: .ping))
+            let ping = WireCodec.encode(Command(device: device, command: .ping, correlation: Correlation.text(correlation)))
             _ = try? await client.publish(
                 Topic.device(device, .cmd), ping, qos: .atLeastOnce, responseTopic: Topic.device(device, .cmdReply), correlationData: correlation)
         }

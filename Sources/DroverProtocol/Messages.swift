@@ -245,7 +245,9 @@ public struct Desired: DeviceMessage, Hashable {
 }
 
 /// `dev/<id>/cmd`, QoS 1: a request to the device. The MQTT 5 response topic and correlation
-/// data say where to answer and how the controller matches the answer.
+/// data say where to answer and how the controller matches the answer. The correlation also
+/// travels in the payload (`correlation`): MQTT 3.1.1 bridges between brokers drop MQTT 5
+/// properties, and a request that crossed one still gets its answer matched.
 public struct Command: DeviceMessage, Hashable {
     public enum Name: String, Codable, Sendable {
         /// Answer at once; the controller measures the round trip.
@@ -265,13 +267,16 @@ public struct Command: DeviceMessage, Hashable {
     /// For `logs`, to follow a log: what was written from this byte offset on (an offset the
     /// device gave in `CommandReply.offset`), instead of the tail.
     public var since: Int64?
+    /// The correlation data in lowercase hex (see `Correlation`), echoed in the reply.
+    public var correlation: String?
 
-    public init(device: String, command: Name, replica: String? = nil, tail: Int? = nil, since: Int64? = nil) {
+    public init(device: String, command: Name, replica: String? = nil, tail: Int? = nil, since: Int64? = nil, correlation: String? = nil) {
         self.device = device
         self.command = command
         self.replica = replica
         self.tail = tail
         self.since = since
+        self.correlation = correlation
     }
 
     public static let maxTail = 10_000
@@ -282,6 +287,7 @@ public struct Command: DeviceMessage, Hashable {
         if let tail { check.range("tail", Int64(tail), 1...Int64(Self.maxTail)) }
         if let since { check.range("since", since, 0...WireLimits.maxCounter) }
         if command == .logs { check.require(replica != nil, "replica", "is required for logs") }
+        if let correlation { check.require(Correlation.bytes(correlation) != nil, "correlation", Correlation.rule) }
         return check.errors
     }
 }
@@ -298,14 +304,17 @@ public struct CommandReply: DeviceMessage, Hashable {
     public var output: String?
     /// For `logs`: the log's byte offset just past `output`, to ask `since` next time.
     public var offset: Int64?
+    /// The request's `correlation`, echoed.
+    public var correlation: String?
 
-    public init(device: String, command: String, ok: Bool, message: String? = nil, output: String? = nil, offset: Int64? = nil) {
+    public init(device: String, command: String, ok: Bool, message: String? = nil, output: String? = nil, offset: Int64? = nil, correlation: String? = nil) {
         self.device = device
         self.command = command
         self.ok = ok
         self.message = message
         self.output = output
         self.offset = offset
+        self.correlation = correlation
     }
 
     public static let maxOutput = 128 * 1024
@@ -316,6 +325,37 @@ public struct CommandReply: DeviceMessage, Hashable {
         check.text("message", message ?? "", max: WireLimits.maxMessageText)
         check.text("output", output ?? "", max: Self.maxOutput)
         if let offset { check.range("offset", offset, 0...WireLimits.maxCounter) }
+        if let correlation { check.require(Correlation.bytes(correlation) != nil, "correlation", Correlation.rule) }
         return check.errors
+    }
+}
+
+/// Correlation data in a payload: 1 to 32 bytes as lowercase hex.
+public enum Correlation {
+    static let rule = "must be 2 to 64 lowercase hex digits, an even number"
+
+    public static func text(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 0xF)]] }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func bytes(_ text: String) -> [UInt8]? {
+        let t = Array(text.utf8)
+        guard (2...64).contains(t.count), t.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        for k in stride(from: 0, to: t.count, by: 2) {
+            guard let hi = nibble(t[k]), let lo = nibble(t[k + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+        }
+        return out
     }
 }

@@ -107,9 +107,12 @@ public struct SimDevice: Sendable {
             guard let desired = try? WireCodec.decode(Desired.self, from: payload, topicDevice: id) else { return [] }
             return apply(desired, now: now)
         case .cmd:
-            guard responseTopic == Topic.device(id, .cmdReply), let command = try? WireCodec.decode(Command.self, from: payload, topicDevice: id) else { return [] }
+            // No response topic: the request crossed an MQTT 3.1.1 bridge (see `Command`).
+            guard responseTopic == nil || responseTopic == Topic.device(id, .cmdReply),
+                let command = try? WireCodec.decode(Command.self, from: payload, topicDevice: id)
+            else { return [] }
             var out: [SimPublish] = []
-            let reply: CommandReply
+            var reply: CommandReply
             switch command.command {
             case .ping: reply = CommandReply(device: id, command: command.command.rawValue, ok: true)
             case .snapshot:
@@ -117,6 +120,7 @@ public struct SimDevice: Sendable {
                 reply = CommandReply(device: id, command: command.command.rawValue, ok: true)
             case .logs: reply = CommandReply(device: id, command: command.command.rawValue, ok: false, message: "a simulated device keeps no logs")
             }
+            reply.correlation = command.correlation
             out.insert(SimPublish(topic: Topic.device(id, .cmdReply), payload: WireCodec.encode(reply), correlation: correlation ?? []), at: 0)
             return out
         default:

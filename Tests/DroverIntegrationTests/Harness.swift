@@ -159,7 +159,8 @@ final class TestBroker: @unchecked Sendable {
 
     /// `alsoOn`: another address to listen on (a veth the test made), same port.
     /// `tls`: serve TLS only, with this certificate and key (PEM files).
-    init(dir: String, port: Int? = nil, alsoOn: String? = nil, tls: (certificate: String, key: String)? = nil) throws {
+    /// `extra`: more configuration lines (a bridge).
+    init(dir: String, port: Int? = nil, alsoOn: String? = nil, tls: (certificate: String, key: String)? = nil, extra: [String] = []) throws {
         self.dir = dir
         self.port = try port ?? Harness.freePort()
         let config = dir + "/mosquitto.conf"
@@ -167,6 +168,7 @@ final class TestBroker: @unchecked Sendable {
         if let alsoOn { lines.insert("listener \(self.port) \(alsoOn)", at: 1) }
         if let tls { lines.insert(contentsOf: ["certfile \(tls.certificate)", "keyfile \(tls.key)"], at: 1) }
         if geteuid() == 0 { lines.append("user root") }
+        lines += extra
         try lines.joined(separator: "\n").appending("\n").write(toFile: config, atomically: true, encoding: .utf8)
         process = try Self.start(config: config, dir: dir)
         try Self.waitForListener(port: self.port)

@@ -106,6 +106,7 @@ struct BeatTests {
         #expect(try await fleet.device("b").record.presence == .unreachable)
         #expect(try await fleet.device("a").record.presence == .online)
         await fleet.checkPresence(now: Fleet.nowMillis() + 331_000)
+        await fleet.reconciled()
         #expect(try await fleet.device("a").record.presence == .unreachable)
     }
 

@@ -78,6 +78,7 @@ struct FleetPlacementTests {
             default:
                 offset += Int64.random(in: 0...40_000, using: &rng)
                 await fleet.checkPresence(now: Fleet.nowMillis() + offset)
+                await fleet.reconciled()
             }
             try await Self.checkConsistent(fleet, context)
         }

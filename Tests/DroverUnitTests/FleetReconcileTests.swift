@@ -88,8 +88,51 @@ struct FleetReconcileTests {
         await fleet.reconciled()
         #expect(await fleet.summary().placement.fullPlans == before, "not due yet")
         await fleet.checkPresence(now: Fleet.nowMillis() + FleetState.reconcileInterval + 1)
+        // Changes while it is computed (or just after it landed: either way the same must hold).
+        _ = try await fleet.setSchedulability("gw-4", .draining)
+        _ = try await fleet.scale(workload: "small", replicas: 7)
         await fleet.reconciled()
         #expect(await fleet.summary().placement.fullPlans == before + 1)
-        try await FleetPlacementTests.checkConsistent(fleet, "after the reconciliation")
+        var specs = FleetPlacementTests.workloads()
+        if let k = specs.firstIndex(where: { $0.name == "small" }) { specs[k].replicas = 7 }
+        try await FleetPlacementTests.checkConsistent(fleet, "after the reconciliation", specs: specs)
+        #expect(try await fleet.device("gw-4").replicas.isEmpty, "the drain held")
+    }
+
+    @Test("after a restart, the first sweep plans the fleet: a quiet fleet has no other event that would")
+    func firstPlanAfterRestart() async throws {
+        let (fleet, _, dir) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
+        for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 4))
+        let placed = try await fleet.workload("w").replicas.map(\.id).sorted()
+        #expect(!placed.isEmpty)
+        let (again, _, _) = try await FleetFixture.fleet(dir: dir, unreachableAfter: .seconds(3600))
+        #expect(await again.summary().placement.fullPlans == 0)
+        await again.checkPresence(now: Fleet.nowMillis())
+        #expect(await again.summary().placement.fullPlans == 1, "planned at once, on the actor")
+        #expect(try await again.workload("w").replicas.map(\.id).sorted() == placed, "the same placement, now held by a scheduler")
+    }
+
+    @Test("an aborted rollout puts the old revision's resources back in the plan: what the new one booked is free again")
+    func abortReplans() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
+        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
+        var w = FleetFixture.workload("w", replicas: 2)
+        w.maxPerDevice = 1
+        w.rollout = RolloutSpec()
+        _ = try await fleet.apply(w)
+        var big = w
+        big.resources.cpuMillis = 1500
+        big.command = ["/bin/sleep", "2000"]
+        _ = try await fleet.apply(big)
+        #expect(try await fleet.rollout("w").state?.isActive == true)
+        _ = try await fleet.control(rollout: "w", .abort)
+        // 100 + 1800 fit a device of 2000; 1500 + 1800 would not.
+        var filler = FleetFixture.workload("filler", replicas: 2)
+        filler.maxPerDevice = 1
+        filler.resources.cpuMillis = 1800
+        _ = try await fleet.apply(filler)
+        #expect(try await fleet.workload("filler").replicas.count == 2, "the rollback freed what revision 2 booked")
+        #expect(try await fleet.preview(w).changes.isEmpty, "a full plan of the fleet as it stands moves nothing")
     }
 }
