@@ -1,4 +1,5 @@
 import DroverCore
+import DroverJSON
 import DroverProtocol
 import Foundation
 import GRDB
@@ -52,14 +53,10 @@ public final class SQLiteFleetStore: FleetStore {
         return m
     }
 
-    private static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
-
+    /// What Foundation's `JSONEncoder` with sorted keys writes, in a fraction of its time
+    /// (`DroverJSON`): replica rows are written by the thousand in a large change.
     func json<T: Encodable>(_ value: T) throws -> String {
-        String(decoding: try Self.encoder.encode(value), as: UTF8.self)
+        try JSON.encodeText(value)
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ rows: [Row]) throws -> [T] {
