@@ -11,10 +11,25 @@ public enum FleetError: Error, Sendable {
 }
 
 extension FleetState {
+    /// A `mode: every` workload's replicas are `NAME-DEVICE`: another workload whose name is
+    /// `NAME-` and more could have the same replica ids (`cam` on device `gw-1` and ordinal 1
+    /// of `cam-gw` are both `cam-gw-1`). Such a pair is refused, whichever comes second.
+    func replicaIDClash(_ spec: WorkloadSpec) -> FieldError? {
+        for other in workloads.values.map(\.spec) where other.name != spec.name {
+            let (short, long) = spec.name.utf8.count < other.name.utf8.count ? (spec, other) : (other, spec)
+            guard short.mode == .every, long.name.utf8.starts(with: (short.name + "-").utf8) else { continue }
+            return FieldError(
+                path: "metadata.name",
+                reason: "'\(spec.name)' cannot live beside '\(other.name)': replicas of \(short.name) (mode: every) are named \(short.name)-DEVICE, and could take the names of \(long.name)'s; rename one")
+        }
+        return nil
+    }
+
     mutating func apply(_ spec: WorkloadSpec, now: Int64, cause: String = "apply") throws(FleetError) -> (ApplyOutcome, Effects) {
         clock = now
         let problems = spec.validate()
         guard problems.isEmpty else { throw .invalid(ValidationFailure(problems)) }
+        if let clash = replicaIDClash(spec) { throw .invalid(ValidationFailure([clash])) }
         let outcome: ApplyOutcome
         var record: WorkloadRecord
         // Whether what the replicas run changed (a new revision, or resources a revision does not count).

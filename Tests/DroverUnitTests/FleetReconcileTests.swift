@@ -136,3 +136,40 @@ struct FleetReconcileTests {
         #expect(try await fleet.preview(w).changes.isEmpty, "a full plan of the fleet as it stands moves nothing")
     }
 }
+
+/// Replica ids of a `mode: every` workload (`NAME-DEVICE`) must not be able to meet another
+/// workload's.
+@Suite("Replica id clashes")
+struct ReplicaIDClashTests {
+    @Test("a mode: every workload and one whose name extends its name with '-' are refused together, in either order, naming the field")
+    func refused() async throws {
+        for (first, second) in [("cam", "cam-gw"), ("cam-gw", "cam")] {
+            let (fleet, _, _) = try await FleetFixture.fleet()
+            await fleet.hello(FleetFixture.hello("gw-1"))
+            await fleet.hello(FleetFixture.hello("1"))
+            var a = FleetFixture.workload(first, replicas: first == "cam" ? 0 : 2)
+            if first == "cam" { a.mode = .every }
+            var b = FleetFixture.workload(second, replicas: second == "cam" ? 0 : 2)
+            if second == "cam" { b.mode = .every }
+            _ = try await fleet.apply(a)
+            do {
+                _ = try await fleet.apply(b)
+                Issue.record("\(second) was applied beside \(first)")
+            } catch {
+                guard case .invalid(let failure) = error else { Issue.record("\(error)"); continue }
+                #expect(failure.errors.map(\.path) == ["metadata.name"] && failure.description.contains("mode: every"), "\(failure)")
+            }
+            let ids = await fleet.deviceList().flatMap { $0.replicas.map(\.id) }
+            #expect(Set(ids).count == ids.count, "no two replicas share an id: \(ids)")
+        }
+        // Names that only share a prefix without '-', or workloads of ordinals only, live together.
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        await fleet.hello(FleetFixture.hello("gw-1"))
+        var cam = FleetFixture.workload("cam", replicas: 0)
+        cam.mode = .every
+        _ = try await fleet.apply(cam)
+        _ = try await fleet.apply(FleetFixture.workload("camera", replicas: 1))
+        _ = try await fleet.apply(FleetFixture.workload("web", replicas: 1))
+        _ = try await fleet.apply(FleetFixture.workload("web-1", replicas: 1))
+    }
+}
