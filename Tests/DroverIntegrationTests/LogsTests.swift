@@ -8,9 +8,8 @@ struct LogsTests {
         try await FleetTestbed.run("logs", unreachableAfter: 1, Self.body)
     }
 
-    static func body(_ bed: FleetTestbed) async throws {
-        try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=256Mi")
-        try await bed.waitForDevices(online: 1)
+    /// Runs `talker` (a line every 50 ms) on the one device and asks for its last 3 lines.
+    static func tailOfTalker(_ bed: FleetTestbed) async throws {
         try await bed.apply(AgentTests.manifest("talker", command: "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.05; done"))
         #expect(await Harness.eventually { (try? await bed.running("talker").count) == 1 })
         try await Task.sleep(for: .seconds(1))
@@ -19,6 +18,12 @@ struct LogsTests {
         #expect(status == 0 && lines.count == 3 && lines.allSatisfy { $0.hasPrefix("line ") }, "\(output)")
         let numbers = lines.compactMap { Int($0.dropFirst(5)) }
         #expect(numbers.count == 3 && numbers[1] == numbers[0] + 1 && numbers[2] == numbers[1] + 1, "consecutive, newest last: \(output)")
+    }
+
+    static func body(_ bed: FleetTestbed) async throws {
+        try bed.startAgent("gw-1", labels: "role=gateway", capacity: "cpu=1,memory=256Mi")
+        try await bed.waitForDevices(online: 1)
+        try await tailOfTalker(bed)
         let unknown = try bed.drover(["logs", "talker", "--replica", "talker-7"])
         #expect(unknown.status != 0 && unknown.output.contains("no placed replica talker-7"), "\(unknown.output)")
 
