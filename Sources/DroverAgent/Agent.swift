@@ -1,3 +1,4 @@
+import CDroverSys
 import DroverAgentStore
 import DroverCore
 import DroverMQTT
@@ -5,7 +6,6 @@ import DroverProtocol
 import DroverSystemd
 import Logging
 import ServiceLifecycle
-import CDroverSys
 
 /// The device daemon as a `ServiceGroup` of real services, started in this order and stopped
 /// in reverse: supervision (restart policies, the outbox), the MQTT link, beats and the

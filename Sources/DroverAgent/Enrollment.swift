@@ -1,7 +1,8 @@
 import CDroverTLS
 import DroverAPI
-import DroverPOSIX
+import DroverCore
 import DroverJSON
+import DroverPOSIX
 import Glibc
 
 public enum EnrollmentError: Error, CustomStringConvertible, Equatable {

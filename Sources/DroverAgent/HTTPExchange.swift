@@ -1,6 +1,6 @@
 import CDroverTLS
-import DroverPOSIX
 import DroverJSON
+import DroverPOSIX
 
 /// One HTTP/1.1 request and its answer, over TCP or TLS through the system's OpenSSL
 /// (`CDroverTLS`): all the agent needs to talk to the controller's API once, to enroll.

@@ -1,5 +1,5 @@
-import DroverJSON
 import DroverCore
+import DroverJSON
 import Synchronization
 
 /// What the agent remembers about one replica across its own restarts.

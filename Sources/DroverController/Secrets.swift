@@ -1,4 +1,5 @@
 import Crypto
+import DroverCore
 import DroverPOSIX
 import Foundation
 

@@ -42,13 +42,3 @@ public func isLoopbackHost(_ host: String) -> Bool {
         || (parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil })
 }
 
-/// Lowercase hex of bytes (digests, random secrets).
-public func hexString(_ bytes: some Sequence<UInt8>) -> String {
-    let digits = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    for b in bytes {
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xF)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}

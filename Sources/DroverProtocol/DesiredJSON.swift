@@ -1,5 +1,5 @@
-import DroverJSON
 import DroverCore
+import DroverJSON
 import Synchronization
 
 /// A device's desired state as JSON, byte for byte what `JSONEncoder` with sorted keys writes,

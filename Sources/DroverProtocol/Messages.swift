@@ -334,12 +334,7 @@ public struct CommandReply: DeviceMessage, Hashable {
 public enum Correlation {
     static let rule = "must be 2 to 64 lowercase hex digits, an even number"
 
-    public static func text(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 0xF)]] }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func text(_ bytes: [UInt8]) -> String { hexString(bytes) }
 
     public static func bytes(_ text: String) -> [UInt8]? {
         let t = Array(text.utf8)

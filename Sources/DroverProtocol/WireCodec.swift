@@ -1,5 +1,5 @@
-import DroverJSON
 import DroverCore
+import DroverJSON
 
 /// Why an incoming message was dropped. Each is counted; none crashes anything.
 public enum DropReason: String, Codable, Sendable, CaseIterable, Error {

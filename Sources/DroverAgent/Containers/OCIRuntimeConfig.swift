@@ -1,6 +1,6 @@
 import DroverCore
-import DroverPOSIX
 import DroverJSON
+import DroverPOSIX
 
 /// The parts of an image config (OCI image spec, `config` object) a container starts from.
 struct ImageConfig: Decodable, Sendable {

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import DroverCore
-import DroverPOSIX
 import DroverJSON
+import DroverPOSIX
 
 /// Runs replicas as containers through podman (for devices that have it), with the semantics
 /// of the runc driver: the image comes through the agent's own store (verified, resumable) and

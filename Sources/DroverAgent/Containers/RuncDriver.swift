@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import DroverCore
-import DroverPOSIX
 import DroverJSON
+import DroverPOSIX
 
 /// Runs replicas as OCI containers under runc, each watched by its own `conmon`: conmon runs
 /// `runc create`, holds the container's stdio (written to the replica's log) and, when the

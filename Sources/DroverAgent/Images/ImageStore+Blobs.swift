@@ -1,7 +1,7 @@
 import CDroverTLS
 import DroverCore
-import DroverPOSIX
 import DroverJSON
+import DroverPOSIX
 import Glibc
 
 extension ImageStore {
