@@ -142,6 +142,7 @@ let package = Package(
             dependencies: [
                 "DroverCore", "DroverJSON", "DroverManifest", "DroverProtocol", "DroverMQTT", "DroverScheduler",
                 "DroverAgentStore", "DroverAgent", "DroverController", "DroverStore", "DroverAPI", "DroverSim",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Yams", package: "Yams"),

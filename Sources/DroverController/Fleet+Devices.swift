@@ -38,10 +38,11 @@ extension FleetState {
         // store was restored from an older copy) would ignore everything until the counter
         // caught up: jump past it, sending the whole state, which may well be empty.
         if m.lastAppliedGeneration > (desired[m.device]?.generation ?? 0) {
-            var record = desired[m.device] ?? DesiredRecord(device: m.device, generation: 0, replicas: [])
+            let previous = desired[m.device]
+            var record = previous ?? DesiredRecord(device: m.device, generation: 0, replicas: [])
             record.generation = m.lastAppliedGeneration + 1
             desired[m.device] = record
-            batch.desired.append(record)
+            batch.desired.append(DesiredWrite(record, previous: previous))
             messages.removeAll { $0.device == m.device }
             messages.append(Desired(device: m.device, generation: record.generation, replicas: record.replicas))
             event("GenerationResynced", m.device, "device \(m.device) had applied generation \(m.lastAppliedGeneration); desired state resent as \(record.generation)", into: &batch)

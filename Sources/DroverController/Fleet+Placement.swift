@@ -86,11 +86,19 @@ extension FleetState {
         return touched
     }
 
+    /// Up to this many replicas of a workload placed at once get an event each; more get
+    /// one event that counts them (a 5,000-replica apply would otherwise write 5,000 events
+    /// and push older ones out of the bounded log).
+    static let placedEventsEach = 20
+
     /// Writes placements and removals to the replica rows; returns the devices whose replica
     /// set changed.
     @discardableResult
     private mutating func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
         var touched = Set<String>()
+        // Placements by workload, for their events.
+        var placedOf: [String: [Assignment]] = [:]
+        var placedOrder: [String] = []
         for id in stopped.sorted() {
             guard let row = replicas.removeValue(forKey: id) else { continue }
             replicasOn[row.device]?.remove(id)
@@ -111,7 +119,17 @@ extension FleetState {
             replicasOf[a.workload, default: []].insert(a.id)
             touched.insert(a.device)
             batch.replicas.append(row)
-            event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch)
+            if placedOf[a.workload] == nil { placedOrder.append(a.workload) }
+            placedOf[a.workload, default: []].append(a)
+        }
+        for workload in placedOrder {
+            let list = placedOf[workload] ?? []
+            guard list.count > Self.placedEventsEach else {
+                for a in list { event("ReplicaPlaced", a.workload, "replica \(a.id) placed on \(a.device)", into: &batch) }
+                continue
+            }
+            let shown = list.prefix(5).map { "\($0.id) on \($0.device)" }.joined(separator: ", ")
+            event("ReplicaPlaced", workload, "\(list.count) replicas of \(workload) placed on \(Set(list.map(\.device)).count) devices: \(shown), and \(list.count - 5) more", into: &batch)
         }
         for a in preempted {
             event("ReplicaPreempted", a.workload, "replica \(a.id) on \(a.device) preempted by a higher-priority workload", into: &batch)
@@ -122,17 +140,20 @@ extension FleetState {
     /// New desired state for those of `ids` whose replica set differs from what they were sent.
     mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
+        let specs = ReplicaSpecs(workloads)
         for id in ids.sorted() {
-            let specs = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { workloads[$0.workload]?.replicaSpec(id: r) } }
+            let mine = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }
                 .sorted { $0.id < $1.id }
             let previous = desired[id]
-            if let previous, previous.replicas == specs { continue }
-            if previous == nil, specs.isEmpty { continue }
+            if previous == nil, mine.isEmpty { continue }
             // Generation never decreases: a stale retained message must not resurrect a replica.
-            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: specs)
+            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: mine)
+            // (Every record here and from the store holds its replicas in id order.)
+            let write = DesiredWrite(record, previous: previous, inOrder: true)
+            if previous != nil, write.upserted.isEmpty, write.removed.isEmpty { continue }
             desired[id] = record
-            batch.desired.append(record)
-            messages.append(Desired(device: id, generation: record.generation, replicas: specs))
+            batch.desired.append(write)
+            messages.append(Desired(device: id, generation: record.generation, replicas: mine))
         }
         return messages
     }
@@ -157,5 +178,45 @@ extension FleetState {
             r.ordinal >= 0 ? Assignment(workload: r.workload, ordinal: r.ordinal, device: r.device) : Assignment(everyOf: r.workload, device: r.device)
         }
         return SchedulingInput(devices: devices.values.map { snapshot($0, now: now) }, workloads: specs, current: current, now: now)
+    }
+}
+
+/// Replica specs made from their workloads' templates: a change re-sends the whole desired
+/// state of every device it touches, mostly other workloads' replicas, and making each spec
+/// from its workload record anew (a copy of the record per replica) took most of the time of
+/// a large apply. Here each workload's record is looked up once and each template made once.
+final class ReplicaSpecs {
+    private let workloads: [String: WorkloadRecord]
+    private var made: [String: Templates] = [:]
+
+    /// One workload's record and the templates made from it so far.
+    final class Templates {
+        let record: WorkloadRecord
+        var byAssignment: [ReplicaAssignment: ReplicaSpec] = [:]
+        init(_ record: WorkloadRecord) { self.record = record }
+    }
+
+    init(_ workloads: [String: WorkloadRecord]) { self.workloads = workloads }
+
+    /// What replica `id` of `workload` runs (`WorkloadRecord.replicaSpec(id:)`); nil for a workload that is gone.
+    func spec(of id: String, workload: String) -> ReplicaSpec? {
+        let templates: Templates
+        if let known = made[workload] {
+            templates = known
+        } else {
+            guard let record = workloads[workload] else { return nil }
+            templates = Templates(record)
+            made[workload] = templates
+        }
+        let assignment = templates.record.assignment(of: id)
+        var spec: ReplicaSpec
+        if let known = templates.byAssignment[assignment] {
+            spec = known
+        } else {
+            spec = templates.record.replicaTemplate(assignment)
+            templates.byAssignment[assignment] = spec
+        }
+        spec.id = id
+        return spec
     }
 }

@@ -133,16 +133,30 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
     /// that failed) the revision the rollout gave it (the old one until its wave), otherwise
     /// the current one.
     public func replicaSpec(id: String) -> ReplicaSpec {
+        var replica = replicaTemplate(assignment(of: id))
+        replica.id = id
+        return replica
+    }
+
+    /// Which revision replica `id` runs, and whether it starts beside its old instance.
+    public func assignment(of id: String) -> ReplicaAssignment {
         var chosen = revision
         // A rollout going on, paused, or stopped without a rollback: each replica where it is.
         if let rollout, rollout.phase != .succeeded, rollout.phase != .aborted {
             chosen = rollout.assigned[id] ?? rollout.from
         }
-        let template = chosen == revision ? spec : history.first { $0.revision == chosen }?.spec ?? spec
-        var replica = template.replica(id: id)
-        replica.revision = chosen
         // Told to start beside its old instance while its rollout goes on.
-        if let rollout, rollout.isActive || rollout.phase == .paused, chosen == rollout.to, rollout.surged.contains(id) { replica.surge = true }
+        let surge = rollout.map { ($0.isActive || $0.phase == .paused) && chosen == $0.to && $0.surged.contains(id) } ?? false
+        return ReplicaAssignment(revision: chosen, surge: surge)
+    }
+
+    /// What every replica with `assignment` runs; its id is left empty. Replicas of one
+    /// assignment differ only in their id.
+    public func replicaTemplate(_ assignment: ReplicaAssignment) -> ReplicaSpec {
+        let template = assignment.revision == revision ? spec : history.first { $0.revision == assignment.revision }?.spec ?? spec
+        var replica = template.replica(id: "")
+        replica.revision = assignment.revision
+        if assignment.surge { replica.surge = true }
         return replica
     }
 
@@ -153,6 +167,17 @@ public struct WorkloadRecord: Codable, Sendable, Hashable {
         for i in history.indices where history[i].outcome == nil { history[i].outcome = "superseded by \(revision)" }
         history.append(RevisionRecord(revision: revision, spec: spec, createdAt: now, cause: cause))
         if history.count > Self.historyKept { history.removeFirst(history.count - Self.historyKept) }
+    }
+}
+
+/// The revision a replica runs, and whether it starts beside its old instance.
+public struct ReplicaAssignment: Hashable, Sendable {
+    public var revision: Int
+    public var surge: Bool
+
+    public init(revision: Int, surge: Bool) {
+        self.revision = revision
+        self.surge = surge
     }
 }
 

@@ -26,6 +26,13 @@ public enum DesiredJSON {
         return out
     }
 
+    /// One replica's spec, as stored in its own row.
+    public static func encode(replica: ReplicaSpec) -> [UInt8] {
+        var out: [UInt8] = []
+        spec(replica, into: &out)
+        return out
+    }
+
     /// JSON of one string, as JSONEncoder writes it: names are written as they are; anything
     /// else goes through JSONEncoder (escapes, `\/`, non-ASCII).
     static func string(_ s: String, into out: inout [UInt8]) {

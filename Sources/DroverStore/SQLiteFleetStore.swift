@@ -50,6 +50,17 @@ public final class SQLiteFleetStore: FleetStore {
                 CREATE TABLE credentials (device TEXT PRIMARY KEY, record TEXT NOT NULL);
                 """)
         }
+        // Desired state one row per replica (see `DesiredWrite`); `desired.record` keeps the
+        // device and generation only. JSON1 is built into SQLite since 3.38 (Debian 12: 3.40).
+        m.registerMigration("v5-desired-replicas") { db in
+            try db.execute(sql: """
+                CREATE TABLE desired_replicas (id TEXT NOT NULL, device TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (id, device)) WITHOUT ROWID;
+                CREATE INDEX desired_replicas_device ON desired_replicas(device);
+                INSERT INTO desired_replicas (device, id, spec)
+                    SELECT d.device, json_extract(r.value, '$.id'), r.value FROM desired d, json_each(d.record, '$.replicas') r;
+                UPDATE desired SET record = json_set(record, '$.replicas', json('[]'));
+                """)
+        }
         return m
     }
 
@@ -70,7 +81,7 @@ public final class SQLiteFleetStore: FleetStore {
             s.devices = try decode(DeviceRecord.self, Row.fetchAll(db, sql: "SELECT record FROM devices ORDER BY id"))
             s.workloads = try decode(WorkloadRecord.self, Row.fetchAll(db, sql: "SELECT record FROM workloads ORDER BY name"))
             s.replicas = try decode(ReplicaRow.self, Row.fetchAll(db, sql: "SELECT record FROM replicas ORDER BY id"))
-            s.desired = try decode(DesiredRecord.self, Row.fetchAll(db, sql: "SELECT record FROM desired ORDER BY device"))
+            s.desired = try loadDesired(db)
             for row in try Row.fetchAll(db, sql: "SELECT key, value FROM meta") { s.meta[row["key"]] = row["value"] as String }
             return s
         }
@@ -120,11 +131,7 @@ public final class SQLiteFleetStore: FleetStore {
         for r in batch.replicas {
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)").execute(arguments: [r.id, r.workload, r.device, json(r)])
         }
-        for d in batch.desired {
-            // (The same JSON as the record's Codable form, spliced from replica templates.)
-            let record = String(decoding: DesiredJSON.encode(device: d.device, generation: d.generation, replicas: d.replicas, version: nil), as: UTF8.self)
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)").execute(arguments: [d.device, d.generation, record])
-        }
+        for write in batch.desired { try writeDesired(write, db) }
         for (key, value) in batch.meta {
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").execute(arguments: [key, value])
         }

@@ -1,0 +1,163 @@
+import DroverCore
+@testable import DroverController
+import DroverProtocol
+@testable import DroverStore
+import Foundation
+import GRDB
+import Testing
+
+/// Desired state is stored one row per replica, and a change writes only what changed: what
+/// the store loads must still be, device by device, what the controller holds.
+@Suite("Desired state in the store")
+struct DesiredStoreTests {
+    static let start: Int64 = 1_000_000
+
+    /// One change of any kind that alters desired state: a workload applied anew (a new
+    /// revision), scaled or deleted, a device cordoned, drained, lost or joining, or coming
+    /// back with a generation this controller never sent.
+    static func change(_ s: inout FleetState, _ rng: inout SplitMix64, now: Int64) throws -> Effects {
+        let device = "gw-\(Int.random(in: 0..<8, using: &rng))"
+        let name = ["spread", "big", "small"].randomElement(using: &rng) ?? "small"
+        switch Int.random(in: 0..<7, using: &rng) {
+        case 0 where s.devices[device] != nil:
+            return try s.setSchedulability(device, [.normal, .cordoned, .draining].randomElement(using: &rng) ?? .normal, now: now)
+        case 1:
+            return s.hello(FleetFixture.hello(device, labels: ["site": FleetPlacementTests.sites.randomElement(using: &rng) ?? "north"]), now: now)
+        case 2:
+            var h = FleetFixture.hello(device)
+            h.lastAppliedGeneration = Int64.random(in: 0...40, using: &rng)
+            return s.hello(h, now: now)
+        case 3:
+            return s.state(DeviceState(device: device, state: .offline), now: now)
+        case 4 where s.workloads[name] != nil:
+            return try s.delete(workload: name, now: now)
+        case 5:
+            var spec = FleetPlacementTests.workloads().first { $0.name == name } ?? FleetFixture.workload(name, replicas: 2)
+            spec.env = ["N": "\(Int.random(in: 0..<3, using: &rng))"]
+            return try s.apply(spec, now: now).1
+        default:
+            guard s.workloads[name] != nil else { return Effects() }
+            return try s.scale(workload: name, replicas: Int.random(in: 0...8, using: &rng), reason: nil, now: now).1
+        }
+    }
+
+    static func sorted(_ records: some Sequence<DesiredRecord>) -> [DesiredRecord] { records.sorted { $0.device < $1.device } }
+
+    @Test("after any run of changes, each written as the changes since the last, the store loads the desired state the controller holds")
+    func rowsFollowState() throws {
+        for seed in 0..<25 {
+            let dir = try Fixtures.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let store = try SQLiteFleetStore(path: dir + "/controller.db")
+            var rng = SplitMix64(state: UInt64(seed))
+            var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: Self.start)
+            s.sightRestored(now: Self.start)
+            for i in 0..<4 { try store.write(s.hello(FleetFixture.hello("gw-\(i)", labels: ["site": FleetPlacementTests.sites[i % 3]]), now: Self.start).batch) }
+            for spec in FleetPlacementTests.workloads() { try store.write(try s.apply(spec, now: Self.start).1.batch) }
+            var most = 0
+            for k in 0..<40 {
+                let effects = try Self.change(&s, &rng, now: Self.start + Int64(k) * 1000)
+                try store.write(effects.batch)
+                let loaded = try store.load().desired
+                #expect(loaded == Self.sorted(s.desired.values), "seed \(seed), change \(k)")
+                most = max(most, s.desired.values.reduce(0) { $0 + $1.replicas.count })
+            }
+            #expect(most > 4, "seed \(seed): replicas were placed")
+        }
+    }
+
+    @Test("the changes between two states in id order, found in one walk, are those found by matching ids")
+    func walkMatchesLookup() {
+        var rng = SplitMix64(state: 7)
+        let base = ReplicaSpec(
+            id: "", workload: "w", runtime: .exec, command: ["/bin/true"], env: [:], restartPolicy: .always, resources: Resources(cpuMillis: 1, memoryBytes: 1))
+        func state() -> [ReplicaSpec] {
+            (0..<12).filter { _ in Bool.random(using: &rng) }.map { k in
+                var r = base
+                r.id = "w-\(k)"
+                r.revision = Int.random(in: 1...2, using: &rng)
+                return r
+            }.sorted { $0.id < $1.id }
+        }
+        for _ in 0..<500 {
+            let (old, new) = (state(), state())
+            let walked = DesiredWrite.delta(from: old, to: new, inOrder: true)
+            let matched = DesiredWrite.delta(from: old, to: new, inOrder: false)
+            #expect(walked.upserted == matched.upserted && walked.removed == matched.removed)
+        }
+    }
+
+    @Test("a new workload writes its own replicas, not every device's whole state again")
+    func writesOnlyWhatChanged() throws {
+        var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: Self.start)
+        s.sightRestored(now: Self.start)
+        for i in 0..<4 { _ = s.hello(FleetFixture.hello("gw-\(i)"), now: Self.start) }
+        var every = FleetFixture.workload("base", replicas: 0)
+        every.mode = .every
+        _ = try s.apply(every, now: Self.start)
+        let (_, effects) = try s.apply(FleetFixture.workload("next", replicas: 4), now: Self.start + 1)
+        let writes = effects.batch.desired
+        #expect(!writes.isEmpty)
+        for w in writes {
+            #expect(w.upserted.map(\.workload) == ["next"], "\(w.record.device): only the new replica")
+            #expect(w.removed.isEmpty && !w.replacesAll)
+            #expect(w.record.replicas.count == 2, "the record is still the whole state")
+        }
+    }
+
+    @Test("a store from before replicas had their own rows is migrated: the same desired state loads, and changes to it land")
+    func migratesWholeRecords() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/controller.db"
+        var a = ReplicaSpec(
+            id: "w-0", workload: "w", runtime: .exec, command: ["/bin/sleep", "1"], env: [:], restartPolicy: .always,
+            resources: Resources(cpuMillis: 100, memoryBytes: 1 << 20))
+        a.revision = 2
+        var b = a
+        b.id = "w-1"
+        b.env = ["K": "v \" é"]
+        let old = DesiredRecord(device: "gw-1", generation: 7, replicas: [a, b])
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try SQLiteFleetStore.migrator.migrate(queue, upTo: "v4-security")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let record = String(decoding: try encoder.encode(old), as: UTF8.self)
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-1", 7, record])
+                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-2", 3, #"{"device":"gw-2","generation":3,"replicas":[]}"#])
+            }
+        }
+        let store = try SQLiteFleetStore(path: path)
+        #expect(try store.load().desired == [old, DesiredRecord(device: "gw-2", generation: 3, replicas: [])])
+        var next = old
+        next.generation = 8
+        next.replicas = [b]
+        var batch = StoreBatch()
+        batch.desired = [DesiredWrite(next, previous: old)]
+        try store.write(batch)
+        #expect(try SQLiteFleetStore(path: path).load().desired.first == next)
+    }
+}
+
+/// A large apply places thousands of replicas at once; the event log (bounded) keeps telling
+/// what else happened.
+@Suite("Placement events")
+struct PlacementEventTests {
+    @Test("up to 20 replicas of a workload placed at once get an event each; more get one event that counts them")
+    func counted() throws {
+        var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: DesiredStoreTests.start)
+        s.sightRestored(now: DesiredStoreTests.start)
+        for i in 0..<30 { _ = s.hello(FleetFixture.hello("gw-\(i)"), now: DesiredStoreTests.start) }
+        let few = try s.apply(FleetFixture.workload("few", replicas: 20), now: DesiredStoreTests.start).1.batch.events.filter { $0.kind == "ReplicaPlaced" }
+        #expect(few.count == 20)
+        #expect(few.allSatisfy { $0.subject == "few" && $0.message.hasPrefix("replica few-") })
+        let many = try s.apply(FleetFixture.workload("many", replicas: 21), now: DesiredStoreTests.start).1.batch.events.filter { $0.kind == "ReplicaPlaced" }
+        #expect(many.count == 1)
+        #expect(many.first?.subject == "many")
+        let message = many.first?.message ?? ""
+        #expect(message.hasPrefix("21 replicas of many placed on 21 devices: many-"), "\(message)")
+        #expect(message.hasSuffix("and 16 more"), "\(message)")
+    }
+}
