@@ -1,4 +1,5 @@
 import DroverCore
+import DroverJSON
 import DroverProtocol
 import Foundation
 import GRDB
@@ -25,10 +26,9 @@ extension SQLiteFleetStore {
 
     /// Every device's desired state, its replicas in id order (as the controller sorts them).
     func loadDesired(_ db: Database) throws -> [DesiredRecord] {
-        let decoder = JSONDecoder()
         var replicas: [String: [ReplicaSpec]] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT device, spec FROM desired_replicas") {
-            let spec = try decoder.decode(ReplicaSpec.self, from: Data((row["spec"] as String).utf8))
+            let spec = try JSON.decode(ReplicaSpec.self, from: row["spec"] as String)
             replicas[row["device"] as String, default: []].append(spec)
         }
         return try Row.fetchAll(db, sql: "SELECT device, generation FROM desired ORDER BY device").map { row in

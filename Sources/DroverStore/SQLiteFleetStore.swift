@@ -71,8 +71,7 @@ public final class SQLiteFleetStore: FleetStore {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ rows: [Row]) throws -> [T] {
-        let decoder = JSONDecoder()
-        return try rows.map { row in try decoder.decode(type, from: Data((row["record"] as String).utf8)) }
+        try rows.map { row in try JSON.decode(type, from: row["record"] as String) }
     }
 
     public func load() throws -> FleetSnapshot {
