@@ -19,9 +19,10 @@ extension FleetState {
         return install(fresh, plan: fresh.plan, millis: Self.millis(since: start), into: &batch, now: now)
     }
 
-    /// Makes `fresh`, a full plan, the placement: writes what it moved, and looks at every
-    /// device's desired state.
-    mutating func install(_ fresh: IncrementalScheduler, plan: PlacementPlan, millis: Double, into batch: inout StoreBatch, now: Int64) -> [Desired] {
+    /// Makes `fresh`, a full plan, the placement: writes what it moved, and looks at the
+    /// desired state of the devices it moved replicas on and of those `looking` names (nil:
+    /// every device's).
+    mutating func install(_ fresh: IncrementalScheduler, plan: PlacementPlan, millis: Double, looking: Set<String>? = nil, into batch: inout StoreBatch, now: Int64) -> [Desired] {
         scheduler = fresh
         lastFullPlan = now
         reconciling = nil
@@ -29,9 +30,9 @@ extension FleetState {
         placementStats.lastFullPlanMillis = millis
         placementRuns.append((full: true, millis: millis))
         let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
-        record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
-        // Every device is looked at: one may have been left with a desired state it no longer has.
-        return desiredMessages(for: Set(devices.keys).union(desired.keys), into: &batch)
+        let moved = record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
+        // A device may have been left with a desired state it no longer has.
+        return desiredMessages(for: looking.map { moved.union($0) } ?? Set(devices.keys).union(desired.keys), into: &batch)
     }
 
     /// Devices changed (presence, schedulability, facts) or joined: re-plans only the
@@ -142,8 +143,7 @@ extension FleetState {
         var messages: [Desired] = []
         let specs = ReplicaSpecs(workloads)
         for id in ids.sorted() {
-            let mine = (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }
-                .sorted { $0.id < $1.id }
+            let mine = Self.specs(on: id, replicasOn: replicasOn, replicas: replicas, specs)
             let previous = desired[id]
             if previous == nil, mine.isEmpty { continue }
             // Generation never decreases: a stale retained message must not resurrect a replica.
@@ -156,6 +156,11 @@ extension FleetState {
             messages.append(Desired(device: id, generation: record.generation, replicas: mine))
         }
         return messages
+    }
+
+    /// What device `id` is to run as its rows stand, in id order.
+    static func specs(on id: String, replicasOn: [String: Set<String>], replicas: [String: ReplicaRow], _ specs: ReplicaSpecs) -> [ReplicaSpec] {
+        (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }.sorted { $0.id < $1.id }
     }
 
     static func millis(since start: ContinuousClock.Instant) -> Double {

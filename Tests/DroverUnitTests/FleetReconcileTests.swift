@@ -45,12 +45,12 @@ struct FleetReconcileTests {
             var s = try Self.planned()
             let begun = Self.start + FleetState.reconcileInterval
             let started = s.beginReconciliation(now: begun)
-            let (input, token) = try #require(started)
+            let (work, token) = try #require(started)
             let second = s.beginReconciliation(now: begun + 1)
             #expect(second == nil, "one reconciliation at a time")
             for k in 0..<Int.random(in: 0...5, using: &rng) { try Self.change(&s, &rng, now: begun + Int64(k)) }
             let fullPlans = s.placementStats.fullPlans
-            _ = s.finishReconciliation(ComputedPlan(input), token: token, now: begun + 100)
+            _ = s.finishReconciliation(ComputedPlan(work), token: token, now: begun + 100)
             #expect(s.reconciling == nil)
             #expect(s.placementStats.fullPlans == fullPlans + 1, "seed \(seed): it landed")
             let landed = Self.placement(s)
@@ -63,17 +63,38 @@ struct FleetReconcileTests {
         }
     }
 
+    @Test("the safety net, looked at off the actor: a device left with a desired state its rows do not give is sent the right one; the others are left alone")
+    func strayDesiredFixed() throws {
+        var s = try Self.planned()
+        let stray = try #require(s.replicasOn.first { !$0.value.isEmpty }?.key)
+        let right = try #require(s.desired[stray])
+        var wrong = right
+        wrong.replicas.removeLast()
+        s.desired[stray] = wrong
+        s.desired["gone"] = DesiredRecord(device: "gone", generation: 3, replicas: right.replicas)
+        let begun = Self.start + FleetState.reconcileInterval
+        let started = s.beginReconciliation(now: begun)
+        let (work, token) = try #require(started)
+        let computed = ComputedPlan(work)
+        #expect(computed.stale == [stray, "gone"])
+        let effects = s.finishReconciliation(computed, token: token, now: begun + 1)
+        #expect(Set(effects.publish.map(\.device)) == [stray, "gone"])
+        #expect(s.desired[stray]?.replicas == right.replicas)
+        #expect(s.desired["gone"]?.replicas == [])
+        #expect(effects.publish.first { $0.device == "gone" }?.generation == 4)
+    }
+
     @Test("a plan computed from a state that was reloaded meanwhile does not land")
     func reloadDropsIt() throws {
         var s = try Self.planned()
         let begun = Self.start + FleetState.reconcileInterval
         let started = s.beginReconciliation(now: begun)
-        let (input, token) = try #require(started)
+        let (work, token) = try #require(started)
         var snapshot = FleetSnapshot()
         (snapshot.devices, snapshot.workloads) = (Array(s.devices.values), Array(s.workloads.values))
         (snapshot.replicas, snapshot.desired) = (Array(s.replicas.values), Array(s.desired.values))
         s.load(snapshot)
-        let effects = s.finishReconciliation(ComputedPlan(input), token: token, now: begun + 1)
+        let effects = s.finishReconciliation(ComputedPlan(work), token: token, now: begun + 1)
         #expect(effects.batch.isEmpty && effects.publish.isEmpty)
         #expect(s.scheduler == nil, "the next change plans afresh")
     }
