@@ -97,7 +97,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     let sorted = applies.sorted()
     return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); ", n, total, n, joinAll / 1000, joinAll / Double(n))
         + String(format: "apply a new workload of %d replicas: median %.0f ms, max %.0f ms; ", total / count, sorted[sorted.count / 2], sorted.last ?? 0)
-        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement %.0f, off the actor; longest wait for the actor %.0f ms); ", fullPlan, fullPlacement, Double(stall.components.attoseconds) / 1e15 + Double(stall.components.seconds) * 1000)
+        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement and desired-state check %.0f, off the actor; longest wait for the actor %.0f ms); ", fullPlan, fullPlacement, Double(stall.components.attoseconds) / 1e15 + Double(stall.components.seconds) * 1000)
         + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
         + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental; "
         + String(format: "restart (load the store, rebuild the state) %.0f ms", restart)
