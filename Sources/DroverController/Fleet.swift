@@ -24,6 +24,9 @@ public actor Fleet {
     public let metrics = ControllerMetrics()
     /// The periodic full plan under way (see `Fleet+Reconcile`).
     var reconciliation: Task<Void, Never>?
+    /// A failed write was not undone: the store could not be read back. Desired state is
+    /// written as changes against what the store holds, so nothing lands until it is.
+    var unsynced = false
 
     public init(store: any FleetStore, logger: Logger, unreachableAfter: Duration) throws {
         self.store = store
@@ -43,6 +46,8 @@ public actor Fleet {
     /// published that the store does not hold. A failed write is logged and thrown, and the
     /// state is reloaded from the store so that the two never disagree.
     func perform(_ effects: Effects) throws(FleetError) {
+        // (A change made on a state the store does not hold is dropped, as a failed write is.)
+        if try resync() { throw .storage("the controller's state was read back from its store; this change was not kept") }
         for run in state.placementRuns { metrics.placement(full: run.full, millis: run.millis) }
         state.placementRuns.removeAll()
         let start = ContinuousClock.now
@@ -64,9 +69,26 @@ public actor Fleet {
         if !effects.publish.isEmpty { publisher?.enqueue(effects.publish) }
     }
 
+    /// After a failed write that could not be undone: reads the state back from the store,
+    /// or throws while it cannot. True when it did.
+    func resync() throws(FleetError) -> Bool {
+        guard unsynced else { return false }
+        reload()
+        if unsynced { throw .storage("the store cannot be read back after a failed write; nothing changes until it can") }
+        return true
+    }
+
     /// Puts the state back to what the store holds, after a change that must not land.
     func reload() {
-        guard let snapshot = try? store.load() else { return }
+        let snapshot: FleetSnapshot
+        do {
+            snapshot = try store.load()
+        } catch {
+            unsynced = true
+            logger.error("the store cannot be read back; nothing changes until it can", metadata: ["error": "\(error)"])
+            return
+        }
+        unsynced = false
         let before = state.devices
         state.load(snapshot)
         // What beats told lives in memory only, and beats carry only changes: a device would
@@ -84,6 +106,7 @@ public actor Fleet {
 
     /// Runs a transition that may refuse (bad input): a refusal leaves the state as the store holds it.
     func transition<T>(_ body: (inout FleetState) throws(FleetError) -> (T, Effects)) throws(FleetError) -> T {
+        _ = try resync()
         let value: T
         let effects: Effects
         do {

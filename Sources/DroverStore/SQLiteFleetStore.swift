@@ -56,8 +56,9 @@ public final class SQLiteFleetStore: FleetStore {
             try db.execute(sql: """
                 CREATE TABLE desired_replicas (id TEXT NOT NULL, device TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (id, device)) WITHOUT ROWID;
                 CREATE INDEX desired_replicas_device ON desired_replicas(device);
-                INSERT INTO desired_replicas (device, id, spec)
-                    SELECT d.device, json_extract(r.value, '$.id'), r.value FROM desired d, json_each(d.record, '$.replicas') r;
+                INSERT OR REPLACE INTO desired_replicas (device, id, spec)
+                    SELECT d.device, json_extract(r.value, '$.id'), r.value FROM desired d, json_each(d.record, '$.replicas') r
+                    WHERE r.type = 'object' AND json_type(r.value, '$.id') = 'text';
                 UPDATE desired SET record = json_set(record, '$.replicas', json('[]'));
                 """)
         }

@@ -9,9 +9,13 @@ import Testing
 final class FailingStore: FleetStore {
     let inner: SQLiteFleetStore
     let failing = Atomic<Bool>(false)
+    let failingLoad = Atomic<Bool>(false)
     init(_ inner: SQLiteFleetStore) { self.inner = inner }
     var location: String { inner.location }
-    func load() throws -> FleetSnapshot { try inner.load() }
+    func load() throws -> FleetSnapshot {
+        if failingLoad.load(ordering: .relaxed) { throw InjectedFailure() }
+        return try inner.load()
+    }
     func events(limit: Int, subject: String?) throws -> [EventRecord] { try inner.events(limit: limit, subject: subject) }
     struct InjectedFailure: Error {}
     func write(_ batch: StoreBatch) throws {

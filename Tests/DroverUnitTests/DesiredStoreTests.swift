@@ -56,6 +56,11 @@ struct DesiredStoreTests {
             for spec in FleetPlacementTests.workloads() { try store.write(try s.apply(spec, now: Self.start).1.batch) }
             var most = 0
             for k in 0..<40 {
+                if k == 20 {
+                    // A restart: what the store holds is what the changes go on from.
+                    s = FleetState(snapshot: try store.load(), unreachableAfter: .seconds(600), now: Self.start + Int64(k) * 1000)
+                    s.sightRestored(now: Self.start + Int64(k) * 1000)
+                }
                 let effects = try Self.change(&s, &rng, now: Self.start + Int64(k) * 1000)
                 try store.write(effects.batch)
                 let loaded = try store.load().desired
@@ -85,6 +90,31 @@ struct DesiredStoreTests {
             let matched = DesiredWrite.delta(from: old, to: new, inOrder: false)
             #expect(walked.upserted == matched.upserted && walked.removed == matched.removed)
         }
+    }
+
+    @Test("after a failed write that cannot be read back, nothing changes until the store reads again; then state and store agree")
+    func unsyncedUntilReadBack() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = FailingStore(try SQLiteFleetStore(path: dir + "/controller.db"))
+        let fleet = try Fleet(store: store, logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
+        await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
+        for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+        _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+        store.failing.store(true, ordering: .relaxed)
+        store.failingLoad.store(true, ordering: .relaxed)
+        await #expect(throws: FleetError.self) { _ = try await fleet.apply(FleetFixture.workload("b", replicas: 3)) }
+        store.failing.store(false, ordering: .relaxed)
+        await #expect(throws: FleetError.self, "the store still cannot be read") { _ = try await fleet.apply(FleetFixture.workload("c", replicas: 3)) }
+        await fleet.hello(FleetFixture.hello("gw-3"))
+        #expect(try store.inner.load().workloads.map(\.spec.name) == ["a"], "nothing landed meanwhile")
+        store.failingLoad.store(false, ordering: .relaxed)
+        _ = try await fleet.apply(FleetFixture.workload("c", replicas: 3))
+        let loaded = try store.inner.load()
+        #expect(loaded.workloads.map(\.spec.name) == ["a", "c"])
+        let held = await fleet.allDesired()
+        #expect(loaded.desired.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) } == held)
+        #expect(held.contains { !$0.replicas.isEmpty })
     }
 
     @Test("a new workload writes its own replicas, not every device's whole state again")
@@ -118,19 +148,34 @@ struct DesiredStoreTests {
         b.id = "w-1"
         b.env = ["K": "v \" é"]
         let old = DesiredRecord(device: "gw-1", generation: 7, replicas: [a, b])
+        // Rows as Foundation's JSONEncoder wrote them, doubles and all.
+        var device = FleetFixture.hello("gw-1").device
+        var record = DeviceRecord(
+            id: device, facts: FleetFixture.hello("gw-1").facts, presence: .online, lastSeen: 5, joinedAt: 1, bootID: "b", lastAppliedGeneration: 7)
+        record.rttMillis = 12.75
+        record.usage = Usage(cpuPercent: 12.5, memoryUsedBytes: 1 << 20, memoryTotalBytes: 1 << 30, diskUsedBytes: 5, diskTotalBytes: 10)
+        let workload = WorkloadRecord(spec: FleetFixture.workload("w", replicas: 2), revision: 2, createdAt: 1, updatedAt: 2)
         do {
             let queue = try DatabaseQueue(path: path)
             try SQLiteFleetStore.migrator.migrate(queue, upTo: "v4-security")
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
-            let record = String(decoding: try encoder.encode(old), as: UTF8.self)
+            func json(_ value: some Encodable) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
             try queue.write { db in
-                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-1", 7, record])
+                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-1", 7, try json(old)])
                 try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-2", 3, #"{"device":"gw-2","generation":3,"replicas":[]}"#])
+                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-3", 1, #"{"device":"gw-3","generation":1}"#])
+                try db.execute(sql: "INSERT INTO devices (id, record) VALUES (?, ?)", arguments: [device, try json(record)])
+                try db.execute(sql: "INSERT INTO workloads (name, record) VALUES (?, ?)", arguments: ["w", try json(workload)])
             }
         }
         let store = try SQLiteFleetStore(path: path)
-        #expect(try store.load().desired == [old, DesiredRecord(device: "gw-2", generation: 3, replicas: [])])
+        let loaded = try store.load()
+        #expect(loaded.desired == [old, DesiredRecord(device: "gw-2", generation: 3, replicas: []), DesiredRecord(device: "gw-3", generation: 1, replicas: [])])
+        #expect(loaded.devices == [record])
+        #expect(loaded.workloads == [workload])
+        device = try DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "SELECT record FROM desired WHERE device = 'gw-1'") } ?? ""
+        #expect(device == #"{"device":"gw-1","generation":7,"replicas":[]}"#, "the device's row keeps its generation only")
         var next = old
         next.generation = 8
         next.replicas = [b]
@@ -138,6 +183,13 @@ struct DesiredStoreTests {
         batch.desired = [DesiredWrite(next, previous: old)]
         try store.write(batch)
         #expect(try SQLiteFleetStore(path: path).load().desired.first == next)
+        // With no previous state known, whatever the store holds for the device is replaced.
+        var fresh = next
+        fresh.generation = 9
+        fresh.replicas = [a]
+        batch.desired = [DesiredWrite(fresh, previous: nil)]
+        try store.write(batch)
+        #expect(try store.load().desired.first == fresh)
     }
 }
 

@@ -53,6 +53,12 @@ struct FleetReconcileTests {
             _ = s.finishReconciliation(ComputedPlan(work), token: token, now: begun + 100)
             #expect(s.reconciling == nil)
             #expect(s.placementStats.fullPlans == fullPlans + 1, "seed \(seed): it landed")
+            // What landed looked only at some devices: every device's desired state is what its rows give.
+            let specs = ReplicaSpecs(s.workloads)
+            for id in Set(s.devices.keys).union(s.desired.keys) {
+                let rows = FleetState.specs(on: id, replicasOn: s.replicasOn, replicas: s.replicas, specs)
+                #expect((s.desired[id]?.replicas ?? []) == rows, "seed \(seed): \(id)'s desired state is its rows")
+            }
             let landed = Self.placement(s)
             var batch = StoreBatch()
             _ = s.replan(into: &batch, now: begun + 100)
@@ -66,20 +72,32 @@ struct FleetReconcileTests {
     @Test("the safety net, looked at off the actor: a device left with a desired state its rows do not give is sent the right one; the others are left alone")
     func strayDesiredFixed() throws {
         var s = try Self.planned()
-        let stray = try #require(s.replicasOn.first { !$0.value.isEmpty }?.key)
+        let placed = s.replicasOn.filter { !$0.value.isEmpty }.keys.sorted()
+        let (stray, respecced) = (placed[0], placed[1])
         let right = try #require(s.desired[stray])
         var wrong = right
         wrong.replicas.removeLast()
         s.desired[stray] = wrong
+        // The same replicas, one of them told another revision.
+        let rightToo = try #require(s.desired[respecced])
+        var older = rightToo
+        older.replicas[0].revision = 7
+        s.desired[respecced] = older
         s.desired["gone"] = DesiredRecord(device: "gone", generation: 3, replicas: right.replicas)
         let begun = Self.start + FleetState.reconcileInterval
         let started = s.beginReconciliation(now: begun)
         let (work, token) = try #require(started)
+        // Meanwhile, on the actor: a workload scaled.
+        _ = try s.scale(workload: "small", replicas: 1, reason: nil, now: begun + 1)
         let computed = ComputedPlan(work)
-        #expect(computed.stale == [stray, "gone"])
-        let effects = s.finishReconciliation(computed, token: token, now: begun + 1)
-        #expect(Set(effects.publish.map(\.device)) == [stray, "gone"])
-        #expect(s.desired[stray]?.replicas == right.replicas)
+        #expect(computed.stale == [stray, respecced, "gone"])
+        let effects = s.finishReconciliation(computed, token: token, now: begun + 2)
+        #expect(Set(effects.publish.map(\.device)).isSuperset(of: [stray, respecced, "gone"]))
+        let specs = ReplicaSpecs(s.workloads)
+        for id in Set(s.devices.keys).union(s.desired.keys) {
+            #expect((s.desired[id]?.replicas ?? []) == FleetState.specs(on: id, replicasOn: s.replicasOn, replicas: s.replicas, specs), "\(id)")
+        }
+        #expect(s.desired[respecced]?.replicas == rightToo.replicas)
         #expect(s.desired["gone"]?.replicas == [])
         #expect(effects.publish.first { $0.device == "gone" }?.generation == 4)
     }
