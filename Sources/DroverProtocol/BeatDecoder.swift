@@ -51,17 +51,26 @@ struct JSONReader {
     mutating func string() -> String? {
         guard take(0x22) else { return nil }
         let start = i
+        var ascii = true
         while i < bytes.count, bytes[i] != 0x22 {
             guard bytes[i] >= 0x20, bytes[i] != 0x5C else { return nil }
+            ascii = ascii && bytes[i] < 0x80
             i += 1
         }
         guard i < bytes.count else { return nil }
         defer { i += 1 }
-        return String(validating: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+        let text = UnsafeBufferPointer(rebasing: bytes[start..<i])
+        // (ASCII is valid UTF-8; the generic validation looked up type metadata for every string.)
+        return ascii ? String(decoding: text, as: UTF8.self) : String(validating: text, as: UTF8.self)
     }
 
     /// The text of a JSON number (its grammar checked); `integer`: digits only, with an optional minus.
     mutating func number(integer: Bool) -> String? {
+        numberRange(integer: integer).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0]), as: UTF8.self) }
+    }
+
+    /// Where a JSON number is (its grammar checked); `integer`: digits only, with an optional minus.
+    mutating func numberRange(integer: Bool) -> Range<Int>? {
         space()
         let start = i
         func digits(_ r: inout JSONReader) -> Int {
@@ -86,10 +95,26 @@ struct JSONReader {
         }
         // A fraction or exponent where an integer is wanted: the general decoder decides.
         guard i == bytes.count || ![0x2E, 0x65, 0x45].contains(bytes[i]) else { return nil }
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
+        return start..<i
     }
 
-    mutating func int64() -> Int64? { number(integer: true).flatMap { Int64($0) } }
+    /// A JSON integer read straight from its digits; nil past Int64's range.
+    mutating func int64() -> Int64? {
+        guard let digits = numberRange(integer: true) else { return nil }
+        var at = digits.lowerBound
+        let negative = bytes[at] == 0x2D
+        if negative { at += 1 }
+        var value: Int64 = 0
+        while at < digits.upperBound {
+            let digit = Int64(bytes[at] &- 0x30)
+            let (times, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
+            guard !o1, !o2 else { return nil }
+            value = sum
+            at += 1
+        }
+        return value
+    }
 
     /// A plain decimal of at most 24 characters: an exponent (`1e-3002` underflows to 0 here,
     /// where the general decoder refuses it) or a very long number goes to the general decoder.
@@ -128,22 +153,27 @@ struct JSONReader {
 
     mutating func usage() -> Usage? {
         var cpu: Double?
-        var figures: [String: Int64] = [:]
+        var (mu, mt, du, dt): (Int64?, Int64?, Int64?, Int64?)
+        /// Reads one figure into an empty slot.
+        func figure(_ slot: inout Int64?, _ r: inout JSONReader) -> Bool {
+            guard slot == nil else { return false }
+            slot = r.int64()
+            return slot != nil
+        }
         let ok = object { r, key in
             switch key {
             case "cpuPercent":
                 guard cpu == nil else { return false }
                 cpu = r.double()
                 return cpu != nil
-            case "memoryUsedBytes", "memoryTotalBytes", "diskUsedBytes", "diskTotalBytes":
-                guard figures[key] == nil else { return false }
-                figures[key] = r.int64()
-                return figures[key] != nil
+            case "memoryUsedBytes": return figure(&mu, &r)
+            case "memoryTotalBytes": return figure(&mt, &r)
+            case "diskUsedBytes": return figure(&du, &r)
+            case "diskTotalBytes": return figure(&dt, &r)
             default: return false
             }
         }
-        guard ok, let cpu, let mu = figures["memoryUsedBytes"], let mt = figures["memoryTotalBytes"], let du = figures["diskUsedBytes"], let dt = figures["diskTotalBytes"]
-        else { return nil }
+        guard ok, let cpu, let mu, let mt, let du, let dt else { return nil }
         return Usage(cpuPercent: cpu, memoryUsedBytes: mu, memoryTotalBytes: mt, diskUsedBytes: du, diskTotalBytes: dt)
     }
 

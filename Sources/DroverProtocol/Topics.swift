@@ -27,11 +27,15 @@ public enum Topic {
     /// Splits `drover/v1/dev/<id>/<channel>`; nil for anything else, including device ids
     /// that break the naming rules.
     public static func parse(_ topic: String) -> (device: String, channel: Channel)? {
-        guard topic.hasPrefix(prefix + "dev/") else { return nil }
-        let rest = topic.dropFirst(prefix.count + 4).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard rest.count == 2, let channel = Channel(rawValue: String(rest[1])) else { return nil }
-        let device = String(rest[0])
+        // By bytes: every message's topic is parsed, and String's splitting was generic code.
+        let bytes = topic.utf8
+        guard bytes.starts(with: devicePrefix), let slash = bytes.dropFirst(devicePrefix.count).firstIndex(of: 0x2F) else { return nil }
+        let start = bytes.index(bytes.startIndex, offsetBy: devicePrefix.count)
+        guard let channel = Channel(rawValue: String(topic[bytes.index(after: slash)...])) else { return nil }
+        let device = String(topic[start..<slash])
         guard Names.isValidDeviceID(device) else { return nil }
         return (device, channel)
     }
+
+    private static let devicePrefix = Array((prefix + "dev/").utf8)
 }

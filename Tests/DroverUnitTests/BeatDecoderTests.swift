@@ -73,6 +73,12 @@ struct BeatDecoderTests {
             (#"{"v":1,"device":"gw-1","time":5.0}"#, false),  // not a plain integer
             (#"{"v":1,"device":"gw-1","time":05}"#, false),
             (#"{"v":1,"device":"gw-1","time":99999999999999999999}"#, false),
+            (#"{"v":1,"device":"gw-1","time":9223372036854775807}"#, true),  // Int64's ends, read from the digits
+            (#"{"v":1,"device":"gw-1","time":-9223372036854775808}"#, true),
+            (#"{"v":1,"device":"gw-1","time":9223372036854775808}"#, false),
+            (#"{"v":1,"device":"gw-1","time":-9223372036854775809}"#, false),
+            (#"{"v":1,"device":"gw-1","time":-0}"#, true),
+            (#"{"v":1,"device":"gw-\#u{FC}","time":5}"#, true),  // not ASCII: validated
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e999}"#, false),
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-3002}"#, false),  // underflows where the general decoder refuses
             (#"{"v":1,"device":"gw-1","time":5,"rtt":1e-5}"#, false),  // an exponent

@@ -135,6 +135,13 @@ struct HostileInputTests {
         #expect(Topic.parse("drover/v1/dev/./hello") == nil)
         #expect(Topic.parse("drover/v1/dev/../beat") == nil)
         #expect(Topic.parse("drover/v1/dev/.a/beat")?.device == ".a")
+        // Topics of other shapes.
+        for topic in ["drover/v1/dev/gw-1", "drover/v1/dev//beat", "drover/v1/dev/gw-1/beat/x", "drover/v1/dev/gw-1/", "drover/v1/dev/", "drover/v2/dev/gw-1/beat", "xdrover/v1/dev/gw-1/beat", "drover/v1/dev/gw-ü/beat"] {
+            #expect(Topic.parse(topic) == nil, "\(topic)")
+        }
+        let parsed = Topic.parse("drover/v1/dev/gw-1/report")
+        #expect(parsed?.device == "gw-1" && parsed?.channel == .report)
+        #expect(Topic.parse(Topic.device("dev-000042", .beat))?.device == "dev-000042")
     }
 
     @Test("a runtime this build does not know is left out, not the whole device")
