@@ -116,8 +116,18 @@ extension FleetState {
 
     /// Applies a report once: a seq at or below the last one applied is a resend.
     mutating func report(_ m: Report, now: Int64) -> Effects {
+        var (effects, reported) = statuses(m, now: now)
+        // Only the rollouts of the workloads it reported on: time moves the others (presence pass).
+        effects.publish += advanceRollouts(into: &effects.batch, only: reported)
+        return effects
+    }
+
+    /// A report's replica statuses, without stepping rollouts (a burst of reports steps them
+    /// once, after the last: each step looks at every replica of its workload); returns the
+    /// workloads reported on.
+    mutating func statuses(_ m: Report, now: Int64) -> (Effects, reported: Set<String>) {
         clock = now
-        guard var d = devices[m.device] else { return Effects() }
+        guard var d = devices[m.device] else { return (Effects(), []) }
         var batch = StoreBatch()
         if let epoch = m.epoch, epoch != d.reportEpoch {
             // The device's agent.db was created afresh: its sequence numbers start again.
@@ -127,7 +137,7 @@ extension FleetState {
             d.reportEpoch = epoch
             d.lastReportSeq = 0
         }
-        guard m.seq > d.lastReportSeq else { return Effects() }
+        guard m.seq > d.lastReportSeq else { return (Effects(), []) }
         d.lastReportSeq = m.seq
         // Statuses say which generation the device was applying: what it has applied since its hello.
         d.lastAppliedGeneration = max(d.lastAppliedGeneration, m.replicas.map(\.generation).max() ?? 0)
@@ -157,9 +167,7 @@ extension FleetState {
             batch.replicas.append(row)
             reported.insert(row.workload)
         }
-        // Only the rollouts of the workloads it reported on: time moves the others (presence pass).
-        let messages = advanceRollouts(into: &batch, only: reported)
-        return Effects(batch, publish: messages)
+        return (Effects(batch), reported)
     }
 
     /// Marks devices whose beats stopped as unreachable. Nobody is judged while the

@@ -144,9 +144,13 @@ public actor Fleet {
         let now = Self.nowMillis()
         var effects = Effects()
         var snapshots: [String] = []
+        var reported = Set<String>()
         for item in items {
             switch item {
-            case .report(let m): effects.merge(state.report(m, now: now))
+            case .report(let m):
+                let (more, workloads) = state.statuses(m, now: now)
+                effects.merge(more)
+                reported.formUnion(workloads)
             case .beat(let m):
                 let (snapshot, more) = state.beat(m, now: now)
                 effects.merge(more)
@@ -156,6 +160,12 @@ public actor Fleet {
                 }
             default: continue
             }
+        }
+        // Once for the burst: the rollouts of the workloads reported on.
+        if !reported.isEmpty {
+            var batch = StoreBatch()
+            let messages = state.advanceRollouts(into: &batch, only: reported)
+            effects.merge(Effects(batch, publish: messages))
         }
         try? perform(fromDevices(effects))
         return snapshots

@@ -52,6 +52,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
         applies.append(millis(start))
     }
     let changes = try await workloadChanges(fleet, perWorkload: total / count)
+    let burst = try await rolloutBurst(fleet, workload: "workload-3")
 
     // Baseline: the periodic reconciliation, a full plan of the same fleet (moving nothing),
     // computed off the actor: how long anything else waits for the actor meanwhile.
@@ -97,7 +98,7 @@ func run(devices n: Int, replicas total: Int) async throws -> String {
     let sorted = applies.sorted()
     return String(format: "%6d devices %8d replicas: %d joins %.1f s (%.2f ms each); ", n, total, n, joinAll / 1000, joinAll / Double(n))
         + String(format: "apply a new workload of %d replicas: median %.0f ms, max %.0f ms; ", total / count, sorted[sorted.count / 2], sorted.last ?? 0)
-        + changes + String(format: "baseline, full plan (reconciliation) %.0f ms (placement and desired-state check %.0f, off the actor; longest wait for the actor %.0f ms); ", fullPlan, fullPlacement, Double(stall.components.attoseconds) / 1e15 + Double(stall.components.seconds) * 1000)
+        + changes + burst + String(format: "baseline, full plan (reconciliation) %.0f ms (placement and desired-state check %.0f, off the actor; longest wait for the actor %.0f ms); ", fullPlan, fullPlacement, Double(stall.components.attoseconds) / 1e15 + Double(stall.components.seconds) * 1000)
         + "lose a device (\(moved / 5) replicas) \(f(losses)) ms; join \(f(joins)) ms; "
         + "\(stats.fullPlans) full plans, \(stats.incrementalPlans) incremental; "
         + String(format: "restart (load the store, rebuild the state) %.0f ms", restart)
@@ -126,6 +127,24 @@ func workloadChanges(_ fleet: Fleet, perWorkload: Int) async throws -> String {
     return "new workload of 10 replicas \(create) ms, its priority changed \(priority) ms, deleted \(delete) ms; "
         + "scale \(perWorkload) by +1 \(scaleOne) ms, +10 % \(scaleUp) ms, -10 % \(scaleDown) ms; "
         + "new revision of \(perWorkload) replicas (all at once) \(revision) ms; "
+}
+
+/// A new revision rolled out (one replica at a time), then every device hosting the workload
+/// reports at once, in one burst: the rollout is stepped once for the burst.
+func rolloutBurst(_ fleet: Fleet, workload name: String) async throws -> String {
+    var spec = try await fleet.workload(name).spec
+    spec.rollout = RolloutSpec()
+    _ = try await fleet.apply(spec)
+    spec.command = ["/bin/sleep", "3"]
+    _ = try await fleet.apply(spec)
+    let rows = try await fleet.workload(name).replicas
+    let now = Fleet.nowMillis()
+    let reports = Dictionary(grouping: rows, by: \.device).map { device, mine in
+        Report(device: device, seq: 1_000_000, replicas: mine.map { ReplicaStatus(id: $0.id, workload: name, phase: .running, generation: 1, time: now, revision: 1) })
+    }
+    let start = ContinuousClock.now
+    await fleet.reports(reports)
+    return String(format: "a rollout's %d replicas reported in one burst of %d reports %.0f ms; ", rows.count, reports.count, millis(start))
 }
 
 let sizes = CommandLine.arguments.contains("--quick") ? [(1_000, 10_000)] : [(1_000, 10_000), (10_000, 100_000)]

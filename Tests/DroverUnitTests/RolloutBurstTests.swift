@@ -1,0 +1,39 @@
+import DroverCore
+import DroverController
+import DroverProtocol
+import Testing
+
+/// Reports come in bursts (a thousand in one transaction): a rollout is stepped once per
+/// burst, over the workload's replicas, not once per report (at 5,000 replicas, 42 s a burst).
+@Suite("Rollouts stepped per burst")
+struct RolloutBurstTests {
+    @Test("a rollout goes on, wave after wave, when every report of a wave comes in one burst")
+    func burstsStepTheRollout() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
+        for i in 0..<4 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+        var w = FleetFixture.workload("w", replicas: 4)
+        w.maxPerDevice = 1
+        w.rollout = RolloutSpec(maxUnavailable: 2)
+        _ = try await fleet.apply(w)
+        w.command = ["/bin/sleep", "2000"]
+        _ = try await fleet.apply(w)
+        var seq: Int64 = 0
+        var bursts = 0
+        while try await fleet.rollout("w").state?.isActive == true, bursts < 10 {
+            seq += 1
+            bursts += 1
+            // Every device reports what it was last told, all in one burst.
+            let reports = (0..<4).map { i in
+                let told = publisher.last(for: "gw-\(i)")
+                return Report(device: "gw-\(i)", seq: seq, replicas: (told?.replicas ?? []).map {
+                    ReplicaStatus(id: $0.id, workload: "w", phase: .running, generation: told?.generation ?? 0, time: Fleet.nowMillis(), revision: $0.revision)
+                })
+            }
+            await fleet.reports(reports)
+        }
+        let state = try await fleet.rollout("w").state
+        #expect(state?.phase == .succeeded, "\(String(describing: state))")
+        #expect(bursts >= 2, "two waves of two")
+        for i in 0..<4 { #expect(publisher.last(for: "gw-\(i)")?.replicas.allSatisfy { $0.revision == 2 } == true) }
+    }
+}
