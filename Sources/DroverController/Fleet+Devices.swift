@@ -116,18 +116,20 @@ extension FleetState {
 
     /// Applies a report once: a seq at or below the last one applied is a resend.
     mutating func report(_ m: Report, now: Int64) -> Effects {
-        var (effects, reported) = statuses(m, now: now)
+        var (effects, reported, _) = statuses(m, now: now)
         // Only the rollouts of the workloads it reported on: time moves the others (presence pass).
         effects.publish += advanceRollouts(into: &effects.batch, only: reported)
         return effects
     }
 
     /// A report's replica statuses, without stepping rollouts (a burst of reports steps them
-    /// once, after the last: each step looks at every replica of its workload); returns the
-    /// workloads reported on.
-    mutating func statuses(_ m: Report, now: Int64) -> (Effects, reported: Set<String>) {
+    /// once, after the last: each step looks at every replica of its workload). Returns the
+    /// workloads reported on, and those of them with a replica reported failing or not ready:
+    /// a rollout must see that before a later report in the burst clears it (its failure
+    /// count, its rollback, how long a replica has been ready).
+    mutating func statuses(_ m: Report, now: Int64) -> (Effects, reported: Set<String>, troubled: Set<String>) {
         clock = now
-        guard var d = devices[m.device] else { return (Effects(), []) }
+        guard var d = devices[m.device] else { return (Effects(), [], []) }
         var batch = StoreBatch()
         if let epoch = m.epoch, epoch != d.reportEpoch {
             // The device's agent.db was created afresh: its sequence numbers start again.
@@ -137,7 +139,7 @@ extension FleetState {
             d.reportEpoch = epoch
             d.lastReportSeq = 0
         }
-        guard m.seq > d.lastReportSeq else { return (Effects(), []) }
+        guard m.seq > d.lastReportSeq else { return (Effects(), [], []) }
         d.lastReportSeq = m.seq
         // Statuses say which generation the device was applying: what it has applied since its hello.
         d.lastAppliedGeneration = max(d.lastAppliedGeneration, m.replicas.map(\.generation).max() ?? 0)
@@ -146,9 +148,11 @@ extension FleetState {
         batch.devices.append(d)
         if m.full == true { resetUnlisted(m, into: &batch) }
         var reported = Set<String>()
+        var troubled = Set<String>()
         for status in m.replicas {
             // A device may only speak for replicas placed on it.
             guard var row = replicas[status.id], row.device == m.device, status.phase != .stopped else { continue }
+            let wasReady = row.ready ?? (row.phase == .running)
             if row.phase != status.phase {
                 event("Replica\(status.phase.rawValue.capitalized)", row.workload, "replica \(row.id) on \(m.device) is \(status.phase.rawValue)\(status.exitCode.map { " (exit code \($0))" } ?? "")", into: &batch)
             }
@@ -166,8 +170,12 @@ extension FleetState {
             replicas[row.id] = row
             batch.replicas.append(row)
             reported.insert(row.workload)
+            // (A replica still starting is no trouble: a wave of them would step the rollout per report.)
+            let failing = status.phase == .restarting || status.phase == .failed || (status.phase == .exited && status.exitCode != 0)
+            let lostReady = wasReady && !(status.ready ?? (status.phase == .running))
+            if failing || lostReady, workloads[row.workload]?.rollout?.isActive == true { troubled.insert(row.workload) }
         }
-        return (Effects(batch), reported)
+        return (Effects(batch), reported, troubled)
     }
 
     /// Marks devices whose beats stopped as unreachable. Nobody is judged while the

@@ -113,7 +113,9 @@ extension Fleet {
     }
 
     func finishReconciliation(_ computed: ComputedPlan, token: Int) {
-        // A failed write is logged by `perform`, which reloads the state: the next sweep plans afresh.
+        // A failed write is logged by `perform`, which reloads the state: the next sweep plans
+        // afresh (so does a reload here, which drops this plan).
+        guard (try? resync()) != nil else { return }
         try? perform(state.finishReconciliation(computed, token: token, now: Self.nowMillis()))
     }
 

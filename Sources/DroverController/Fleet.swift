@@ -121,9 +121,17 @@ public actor Fleet {
 
     // MARK: device events
 
-    public func hello(_ m: Hello) { try? perform(fromDevices(state.hello(m, now: Self.nowMillis()))) }
-    public func state(_ m: DeviceState) { try? perform(fromDevices(state.state(m, now: Self.nowMillis()))) }
-    public func report(_ m: Report) { try? perform(fromDevices(state.report(m, now: Self.nowMillis()))) }
+    public func hello(_ m: Hello) { deviceChange { $0.hello(m, now: Self.nowMillis()) } }
+    public func state(_ m: DeviceState) { deviceChange { $0.state(m, now: Self.nowMillis()) } }
+    public func report(_ m: Report) { deviceChange { $0.report(m, now: Self.nowMillis()) } }
+
+    /// A change that follows from what devices said (see `fromDevices`). After a failed write
+    /// the store could not read back, the state is read back first; while it cannot be, the
+    /// change is dropped, as its write would fail.
+    func deviceChange(_ change: (inout FleetState) -> Effects) {
+        guard (try? resync()) != nil else { return }
+        try? perform(fromDevices(change(&state)))
+    }
 
     /// Marks what devices said, and what follows from it alone (see `StoreBatch.fromDevices`).
     func fromDevices(_ effects: Effects) -> Effects {
@@ -141,6 +149,7 @@ public actor Fleet {
     /// Beats and reports that arrived together, in order, in one transaction; returns the
     /// devices to ask for a full snapshot (see `beat`).
     func take(_ items: [Incoming]) -> [String] {
+        guard (try? resync()) != nil else { return [] }
         let now = Self.nowMillis()
         var effects = Effects()
         var snapshots: [String] = []
@@ -148,9 +157,15 @@ public actor Fleet {
         for item in items {
             switch item {
             case .report(let m):
-                let (more, workloads) = state.statuses(m, now: now)
+                let (more, workloads, troubled) = state.statuses(m, now: now)
                 effects.merge(more)
                 reported.formUnion(workloads)
+                if !troubled.isEmpty {
+                    // Seen at once: a later report in the burst may clear it.
+                    var batch = StoreBatch()
+                    let messages = state.advanceRollouts(into: &batch, only: troubled)
+                    effects.merge(Effects(batch, publish: messages))
+                }
             case .beat(let m):
                 let (snapshot, more) = state.beat(m, now: now)
                 effects.merge(more)
@@ -172,8 +187,8 @@ public actor Fleet {
     }
 
     public func checkPresence(now: Int64) {
-        try? perform(fromDevices(state.checkPresence(now: now)))
-        reconcileIfDue(now: now)
+        deviceChange { $0.checkPresence(now: now) }
+        if !unsynced { reconcileIfDue(now: now) }
     }
     public func sightLost(now: Int64) { state.sightLost(now: now) }
     public func sightRestored(now: Int64) { state.sightRestored(now: now) }
@@ -182,6 +197,7 @@ public actor Fleet {
     /// (its replica digest says the controller's view has drifted).
     @discardableResult
     public func beat(_ m: Beat) -> Bool {
+        guard (try? resync()) != nil else { return false }
         let (snapshot, effects) = state.beat(m, now: Self.nowMillis())
         try? perform(fromDevices(effects))
         if snapshot { logger.notice("replica states differ from the device's; asking it for a snapshot", metadata: ["device": "\(m.device)"]) }
@@ -277,7 +293,9 @@ public actor Fleet {
     public func workloadList() -> [WorkloadView] { state.workloadList() }
     public func workload(_ name: String) throws(FleetError) -> WorkloadView { try state.workload(name) }
     public func summary() -> FleetSummary { state.summary() }
-    public func allDesired() -> [Desired] { state.allDesired() }
+    /// Every device's desired state, to publish again; none while the state is not what the
+    /// store holds (it may hold a change the store refused).
+    public func allDesired() -> [Desired] { (try? resync()) != nil ? state.allDesired() : [] }
     public var autoscalePlans: Int { state.autoscalePlans }
 
     public func events(limit: Int, subject: String?) throws -> [EventRecord] {

@@ -40,11 +40,14 @@ struct IngestBench: AsyncParsableCommand {
             let raw = try await baseline(bed, ids, total)
             let (drover, drops) = try await controller(bed, ids, total)
             results.append((raw, drover))
-            dropped = drops
+            dropped += drops
             for name in bed.simNames + ["controller", "mosquitto"] { bed.stop(name) }
+            // And a controller of its own: nothing it heard in one round carries into the next.
+            try? FileManager.default.removeItem(atPath: bed.dir + "/controller")
         }
         let ratios = results.map { $0.raw / $0.drover }
-        let median = ratios.sorted()[ratios.count / 2]
+        let sorted = ratios.sorted()
+        let median = (sorted[(sorted.count - 1) / 2] + sorted[sorted.count / 2]) / 2
         let f = { (xs: [Double]) in xs.map { String(Int(Double(total) / $0)) }.joined(separator: ", ") }
         print("| what | beats/s, round by round | of raw |")
         print("|---|---|---|")

@@ -108,7 +108,11 @@ struct DesiredStoreTests {
         await #expect(throws: FleetError.self, "the store still cannot be read") { _ = try await fleet.apply(FleetFixture.workload("c", replicas: 3)) }
         await fleet.hello(FleetFixture.hello("gw-3"))
         #expect(try store.inner.load().workloads.map(\.spec.name) == ["a"], "nothing landed meanwhile")
+        #expect(await fleet.allDesired().isEmpty, "nothing the store may not hold is published again")
         store.failingLoad.store(false, ordering: .relaxed)
+        // The first device message once the store reads again is kept.
+        await fleet.hello(FleetFixture.hello("gw-4"))
+        #expect(try store.inner.load().devices.contains { $0.id == "gw-4" })
         _ = try await fleet.apply(FleetFixture.workload("c", replicas: 3))
         let loaded = try store.inner.load()
         #expect(loaded.workloads.map(\.spec.name) == ["a", "c"])

@@ -36,4 +36,28 @@ struct RolloutBurstTests {
         #expect(bursts >= 2, "two waves of two")
         for i in 0..<4 { #expect(publisher.last(for: "gw-\(i)")?.replicas.allSatisfy { $0.revision == 2 } == true) }
     }
+
+    @Test("a replica of the new revision that fails and recovers within one burst still counts: the rollout rolls back")
+    func failureWithinABurst() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
+        for i in 0..<4 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+        var w = FleetFixture.workload("w", replicas: 4)
+        w.maxPerDevice = 1
+        w.rollout = RolloutSpec(maxUnavailable: 2)
+        _ = try await fleet.apply(w)
+        w.command = ["/bin/sleep", "2000"]
+        _ = try await fleet.apply(w)
+        let told = (0..<4).compactMap { publisher.last(for: "gw-\($0)") }
+        let updated = try #require(told.first { $0.replicas.contains { $0.revision == 2 } })
+        let replica = try #require(updated.replicas.first { $0.revision == 2 })
+        func status(_ phase: ReplicaPhase) -> ReplicaStatus {
+            ReplicaStatus(id: replica.id, workload: "w", phase: phase, generation: updated.generation, restarts: phase == .restarting ? 1 : 0, time: Fleet.nowMillis(), revision: 2)
+        }
+        await fleet.reports([
+            Report(device: updated.device, seq: 1, replicas: [status(.restarting)]),
+            Report(device: updated.device, seq: 2, replicas: [status(.running)]),
+        ])
+        let state = try await fleet.rollout("w").state
+        #expect(state?.phase == .rollingBack || state?.phase == .failed, "\(String(describing: state))")
+    }
 }
