@@ -48,6 +48,8 @@ public actor Fleet {
     func perform(_ effects: Effects) throws(FleetError) {
         // (A change made on a state the store does not hold is dropped, as a failed write is.)
         if try resync() { throw .storage("the controller's state was read back from its store; this change was not kept") }
+        // Whether the scheduler ran: placement changed only then (or with the workloads).
+        let planned = !state.placementRuns.isEmpty
         for run in state.placementRuns { metrics.placement(full: run.full, millis: run.millis) }
         state.placementRuns.removeAll()
         let start = ContinuousClock.now
@@ -62,9 +64,9 @@ public actor Fleet {
             throw .storage("\(error)")
         }
         let b = effects.batch
-        if !b.devices.isEmpty || !b.workloads.isEmpty || !b.replicas.isEmpty || !b.deletedReplicas.isEmpty || !b.deletedWorkloads.isEmpty {
-            state.placementVersion &+= 1
-        }
+        // (Not for replica phases or a device's last report: every report burst wrote those,
+        // and each made the autoscaler plan the whole fleet again on the actor.)
+        if planned || !b.workloads.isEmpty || !b.deletedWorkloads.isEmpty { state.placementVersion &+= 1 }
         for e in b.events { logger.info("\(e.message)", metadata: ["event": "\(e.kind)", "subject": "\(e.subject)"]) }
         if !effects.publish.isEmpty { publisher?.enqueue(effects.publish) }
     }

@@ -59,10 +59,13 @@ struct FleetLimitsTests {
         spec.autoscale = AutoscaleSpec(minReplicas: 1, maxReplicas: 5, targetCPUPercent: 50, stabilizationSeconds: 60)
         _ = try await fleet.apply(spec)
         await fleet.report(Report(device: "a", seq: 1, replicas: [ReplicaStatus(id: "burn-0", workload: "burn", phase: .running, generation: 1, pid: 5, time: 1)]))
-        for _ in 0..<10 {
+        for k in 0..<10 {
             var beat = Beat(device: "a", time: 1, usage: Usage(cpuPercent: 90, memoryUsedBytes: 1, memoryTotalBytes: 2, diskUsedBytes: 1, diskTotalBytes: 2), phases: ["running": 1])
             beat.replicaCPU = ["burn-0": 1500]
             await fleet.beat(beat)
+            // Reports of replica phases change nothing placement depends on.
+            let restarts = k % 2
+            await fleet.reports([Report(device: "a", seq: Int64(k + 2), replicas: [ReplicaStatus(id: "burn-0", workload: "burn", phase: .running, generation: 1, pid: 5, restarts: restarts, time: 1)])])
             await fleet.autoscale(now: Fleet.nowMillis())
         }
         #expect(try await fleet.workload("burn").desiredReplicas == 1, "the fleet holds one")
