@@ -7,8 +7,8 @@ import Testing
 /// burst, over the workload's replicas, not once per report (at 5,000 replicas, 42 s a burst).
 @Suite("Rollouts stepped per burst")
 struct RolloutBurstTests {
-    @Test("a rollout goes on, wave after wave, when every report of a wave comes in one burst")
-    func burstsStepTheRollout() async throws {
+    /// Four devices, one replica each, and a new revision rolling out two at a time.
+    static func rollingOut() async throws -> (Fleet, RecordingPublisher) {
         let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
         for i in 0..<4 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
         var w = FleetFixture.workload("w", replicas: 4)
@@ -17,6 +17,12 @@ struct RolloutBurstTests {
         _ = try await fleet.apply(w)
         w.command = ["/bin/sleep", "2000"]
         _ = try await fleet.apply(w)
+        return (fleet, publisher)
+    }
+
+    @Test("a rollout goes on, wave after wave, when every report of a wave comes in one burst")
+    func burstsStepTheRollout() async throws {
+        let (fleet, publisher) = try await Self.rollingOut()
         var seq: Int64 = 0
         var bursts = 0
         while try await fleet.rollout("w").state?.isActive == true, bursts < 10 {
@@ -39,14 +45,7 @@ struct RolloutBurstTests {
 
     @Test("a replica of the new revision that fails and recovers within one burst still counts: the rollout rolls back")
     func failureWithinABurst() async throws {
-        let (fleet, publisher, _) = try await FleetFixture.fleet(unreachableAfter: .seconds(3600))
-        for i in 0..<4 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
-        var w = FleetFixture.workload("w", replicas: 4)
-        w.maxPerDevice = 1
-        w.rollout = RolloutSpec(maxUnavailable: 2)
-        _ = try await fleet.apply(w)
-        w.command = ["/bin/sleep", "2000"]
-        _ = try await fleet.apply(w)
+        let (fleet, publisher) = try await Self.rollingOut()
         let told = (0..<4).compactMap { publisher.last(for: "gw-\($0)") }
         let updated = try #require(told.first { $0.replicas.contains { $0.revision == 2 } })
         let replica = try #require(updated.replicas.first { $0.revision == 2 })
