@@ -188,8 +188,8 @@ extension FleetState {
 
 /// Replica specs made from their workloads' templates: a change re-sends the whole desired
 /// state of every device it touches, mostly other workloads' replicas, and making each spec
-/// from its workload record anew (a copy of the record per replica) took most of the time of
-/// a large apply. Here each workload's record is looked up once and each template made once.
+/// from its workload record anew (a copy of the record per replica) was much of a large
+/// apply's time. Here each workload's record is looked up once and each template made once.
 final class ReplicaSpecs {
     private let workloads: [String: WorkloadRecord]
     private var made: [String: Templates] = [:]

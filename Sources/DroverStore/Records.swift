@@ -67,7 +67,7 @@ public struct StoreBatch: Sendable {
 /// A device's new desired state, and what changed since the one before it: a change to one
 /// workload touches one replica on each of thousands of devices, and the store writes that
 /// replica, not every device's whole state again (at 10k devices and 100k replicas, a new
-/// 5,000-replica workload wrote 5,000 whole states, 15 MB, in 100–230 ms).
+/// 5,000-replica workload wrote 5,000 whole states, in 100–230 ms).
 public struct DesiredWrite: Sendable, Hashable {
     public var record: DesiredRecord
     /// Replicas new or changed since the previous state, in the record's order.

@@ -1,7 +1,6 @@
 import DroverCore
 import DroverJSON
 import DroverProtocol
-import Foundation
 import GRDB
 
 /// Desired state is kept one row per replica (`desired_replicas`), beside one row per device
