@@ -24,7 +24,9 @@ extension FleetState {
         var wanted = scaler.recommend(target, current: record.spec.replicas, utilization: utilization, now: now)
         autoscalers[name] = scaler
         if wanted > record.spec.replicas {
-            wanted -= unplaceable(record.spec, replicas: wanted, now: now)
+            // Not known yet (a large fleet: it is being worked out off the actor): next pass.
+            guard let short = unplaceable(record.spec, replicas: wanted, now: now) else { return nil }
+            wanted -= short
         }
         guard wanted != record.spec.replicas, wanted >= 0 else { return nil }
         let mean = utilization.isEmpty ? 0 : utilization.reduce(0, +) / Double(utilization.count)
@@ -32,21 +34,91 @@ extension FleetState {
     }
 
     /// How many of `replicas` the fleet could not place right now. A full plan is costly, so
-    /// it runs again only when something placement depends on changed since.
-    private mutating func unplaceable(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int {
-        if let cached = unplaceableCache[spec.name], cached.wanted == count, cached.version == placementVersion { return cached.count }
-        let result = plannedShortfall(spec, replicas: count, now: now)
-        unplaceableCache[spec.name] = (count, placementVersion, result)
+    /// it runs again only when something placement depends on changed since (or, worked out
+    /// off the actor, within `shortfallFresh` of it). Nil while a large fleet's is worked out.
+    private mutating func unplaceable(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int? {
+        if let cached = unplaceableCache[spec.name], cached.wanted == count,
+            cached.version == placementVersion || (devices.count > shortfallInlineDevices && now - cached.at < Self.shortfallFresh)
+        {
+            return cached.count
+        }
+        guard devices.count <= shortfallInlineDevices else {
+            if !shortfallRunning.contains(spec.name), !shortfallAsked.contains(where: { $0.workload == spec.name }) {
+                let input = shortfallInput(spec, replicas: count, now: now)
+                shortfallAsked.append(ShortfallWork(workload: spec.name, wanted: count, version: placementVersion, at: now, input: input))
+            }
+            return nil
+        }
+        let result = ShortfallWork.shortfall(of: spec.name, shortfallInput(spec, replicas: count, now: now))
+        unplaceableCache[spec.name] = (count, placementVersion, result, now)
         autoscalePlans += 1
         return result
     }
 
-    private func plannedShortfall(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int {
+    /// A result worked out off the actor stands this long even if placement changed since: a
+    /// busy fleet re-plans often, and a scale-up would otherwise wait for ever.
+    static let shortfallFresh: Int64 = 30_000
+
+    /// The fleet as it stands with `spec` at `count` replicas.
+    private func shortfallInput(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> SchedulingInput {
         var specs = workloads.mapValues(\.spec)
         var scaled = spec
         scaled.replicas = count
         specs[spec.name] = scaled
-        let plan = Scheduler.plan(schedulingInput(workloads: Array(specs.values), now: now))
-        return plan.unplaced.filter { $0.workload == spec.name }.count
+        return schedulingInput(workloads: Array(specs.values), now: now)
+    }
+
+    /// Takes a result worked out off the actor.
+    mutating func shortfallComputed(_ work: ShortfallWork, count: Int) {
+        shortfallRunning.remove(work.workload)
+        unplaceableCache[work.workload] = (work.wanted, work.version, count, work.at)
+        autoscalePlans += 1
+    }
+}
+
+/// One "what fits" check: the fleet with a workload scaled to `wanted`, planned in full.
+struct ShortfallWork: Sendable {
+    let workload: String
+    let wanted: Int
+    let version: UInt64
+    let at: Int64
+    let input: SchedulingInput
+
+    /// How many of the workload's replicas a full plan of `input` leaves unplaced.
+    static func shortfall(of workload: String, _ input: SchedulingInput) -> Int {
+        Scheduler.plan(input).unplaced.filter { $0.workload == workload }.count
+    }
+}
+
+extension Fleet {
+    /// One autoscaling pass over every autoscaled workload.
+    public func autoscale(now: Int64) {
+        for name in state.autoscaled() {
+            guard let decision = state.autoscaleDecision(for: name, now: now) else { continue }
+            do {
+                try scale(workload: name, replicas: decision.replicas, reason: decision.reason)
+            } catch {
+                logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
+            }
+        }
+        // A large fleet's "what fits" is a full plan: worked out beside the actor, used by the next pass.
+        for work in state.shortfallAsked {
+            state.shortfallRunning.insert(work.workload)
+            shortfalls[work.workload] = Task.detached(priority: .utility) { [weak self] in
+                let count = ShortfallWork.shortfall(of: work.workload, work.input)
+                await self?.shortfallComputed(work, count: count)
+            }
+        }
+        state.shortfallAsked.removeAll()
+    }
+
+    func shortfallComputed(_ work: ShortfallWork, count: Int) { state.shortfallComputed(work, count: count) }
+
+    /// Fleets up to `devices` answer "what fits" on the actor (tests).
+    func answerShortfallsInline(upTo devices: Int) { state.shortfallInlineDevices = devices }
+
+    /// Waits for the "what fits" checks under way (tests).
+    func shortfallsWorkedOut() async {
+        for task in shortfalls.values { await task.value }
     }
 }

@@ -24,6 +24,8 @@ public actor Fleet {
     public let metrics = ControllerMetrics()
     /// The periodic full plan under way (see `Fleet+Reconcile`).
     var reconciliation: Task<Void, Never>?
+    /// The autoscaler's "what fits" check of each workload, the last one started (see `Fleet+Autoscale`).
+    var shortfalls: [String: Task<Void, Never>] = [:]
     /// A failed write was not undone: the store could not be read back. Desired state is
     /// written as changes against what the store holds, so nothing lands until it is.
     var unsynced = false
@@ -273,18 +275,6 @@ public actor Fleet {
     public func revisions(_ name: String) throws(FleetError) -> [RevisionRecord] {
         guard let record = state.workloads[name] else { throw .notFound(kind: "workload", name: name) }
         return record.history
-    }
-
-    /// One autoscaling pass over every autoscaled workload.
-    public func autoscale(now: Int64) {
-        for name in state.autoscaled() {
-            guard let decision = state.autoscaleDecision(for: name, now: now) else { continue }
-            do {
-                try scale(workload: name, replicas: decision.replicas, reason: decision.reason)
-            } catch {
-                logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
-            }
-        }
     }
 
     // MARK: reads

@@ -68,10 +68,17 @@ struct FleetState {
     /// Grows with every committed change that placement depends on, so that the autoscaler
     /// asks the scheduler again only when something changed.
     var placementVersion: UInt64 = 0
-    /// The autoscaler's last "how many of N would not fit", with the version it was computed at.
-    var unplaceableCache: [String: (wanted: Int, version: UInt64, count: Int)] = [:]
+    /// The autoscaler's last "how many of N would not fit", with the version it was computed
+    /// at, and when.
+    var unplaceableCache: [String: (wanted: Int, version: UInt64, count: Int, at: Int64)] = [:]
     /// Full plans the autoscaler ran to see what fits.
     var autoscalePlans = 0
+    /// "What fits" checks to run off the actor (see `Fleet+Autoscale`), and those under way.
+    var shortfallAsked: [ShortfallWork] = []
+    var shortfallRunning: Set<String> = []
+    /// Fleets up to this many devices have "what fits" answered at once, on the actor (a full
+    /// plan of 1,000 devices takes about 25 ms; of 10,000, about 400).
+    var shortfallInlineDevices = 2_000
     /// Pings in flight: correlation number → (device, sent at).
     var pings: [UInt64: (device: String, sent: ContinuousClock.Instant)] = [:]
     var nextPing: UInt64 = 1

@@ -1,5 +1,5 @@
 import DroverCore
-import DroverController
+@testable import DroverController
 import DroverManifest
 import DroverProtocol
 import DroverStore
@@ -73,6 +73,35 @@ struct FleetLimitsTests {
         await fleet.hello(FleetFixture.hello("b"))
         await fleet.autoscale(now: Fleet.nowMillis())
         #expect(try await fleet.workload("burn").desiredReplicas == 2, "a new device makes room")
+    }
+
+    @Test("in a large fleet the autoscaler's 'what fits' is worked out beside the actor, and the next pass uses it")
+    func autoscalerPlansBesideTheActor() async throws {
+        let (fleet, _, _) = try await FleetFixture.fleet()
+        await fleet.answerShortfallsInline(upTo: 0)
+        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
+        var spec = FleetFixture.workload("burn", replicas: 1)
+        spec.resources = Resources(cpuMillis: 1500, memoryBytes: 1 << 20)
+        spec.autoscale = AutoscaleSpec(minReplicas: 1, maxReplicas: 5, targetCPUPercent: 50, stabilizationSeconds: 60)
+        _ = try await fleet.apply(spec)
+        let placed = try #require(try await fleet.workload("burn").replicas.first)
+        await fleet.report(Report(device: placed.device, seq: 1, replicas: [ReplicaStatus(id: "burn-0", workload: "burn", phase: .running, generation: 1, pid: 5, time: 1)]))
+        func hot() async {
+            var beat = Beat(device: placed.device, time: 1, usage: Usage(cpuPercent: 90, memoryUsedBytes: 1, memoryTotalBytes: 2, diskUsedBytes: 1, diskTotalBytes: 2), phases: ["running": 1])
+            beat.replicaCPU = ["burn-0": 1500]
+            await fleet.beat(beat)
+        }
+        await hot()
+        await fleet.autoscale(now: Fleet.nowMillis())
+        #expect(try await fleet.workload("burn").desiredReplicas == 1, "not known yet: no change")
+        await fleet.shortfallsWorkedOut()
+        #expect(await fleet.autoscalePlans == 1)
+        await hot()
+        await fleet.autoscale(now: Fleet.nowMillis())
+        #expect(try await fleet.workload("burn").desiredReplicas == 2, "two devices hold one each")
+        await fleet.autoscale(now: Fleet.nowMillis())
+        await fleet.shortfallsWorkedOut()
+        #expect(try await fleet.workload("burn").desiredReplicas == 2)
     }
 
     @Test("mode every asks for one replica per matching device")
