@@ -34,25 +34,30 @@ extension FleetState {
     }
 
     /// How many of `replicas` the fleet could not place right now. A full plan is costly, so
-    /// it runs again only when something placement depends on changed since (or, worked out
-    /// off the actor, within `shortfallFresh` of it). Nil while a large fleet's is worked out.
+    /// it runs again only when something placement depends on changed since. Nil while a
+    /// large fleet's is worked out (see `largeFleetShortfall`).
     private mutating func unplaceable(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int? {
-        if let cached = unplaceableCache[spec.name], cached.wanted == count,
-            cached.version == placementVersion || (devices.count > shortfallInlineDevices && now - cached.at < Self.shortfallFresh)
-        {
-            return cached.count
-        }
-        guard devices.count <= shortfallInlineDevices else {
-            if !shortfallRunning.contains(spec.name), !shortfallAsked.contains(where: { $0.workload == spec.name }) {
-                let input = shortfallInput(spec, replicas: count, now: now)
-                shortfallAsked.append(ShortfallWork(workload: spec.name, wanted: count, version: placementVersion, at: now, input: input))
-            }
-            return nil
-        }
+        if let cached = unplaceableCache[spec.name], cached.wanted == count, cached.version == placementVersion { return cached.count }
+        guard devices.count <= shortfallInlineDevices else { return largeFleetShortfall(spec, replicas: count, now: now) }
         let result = ShortfallWork.shortfall(of: spec.name, shortfallInput(spec, replicas: count, now: now))
         unplaceableCache[spec.name] = (count, placementVersion, result, now)
         autoscalePlans += 1
         return result
+    }
+
+    /// In a large fleet, from the last check worked out off the actor while it is fresh (a
+    /// busy fleet re-plans often, and a scale-up would otherwise wait for ever): how many
+    /// fit does not depend on how many are wanted, so it answers for another count too,
+    /// unless more are wanted than it checked and all of those fit. Else a check is asked
+    /// for, and nil returned.
+    private mutating func largeFleetShortfall(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int? {
+        if let cached = unplaceableCache[spec.name], now - cached.at < Self.shortfallFresh, cached.count > 0 || count <= cached.wanted {
+            return max(0, count - (cached.wanted - cached.count))
+        }
+        if !shortfallRunning.contains(spec.name), !shortfallAsked.contains(where: { $0.workload == spec.name }) {
+            shortfallAsked.append(ShortfallWork(workload: spec.name, wanted: count, version: placementVersion, at: now, input: shortfallInput(spec, replicas: count, now: now)))
+        }
+        return nil
     }
 
     /// A result worked out off the actor stands this long even if placement changed since: a

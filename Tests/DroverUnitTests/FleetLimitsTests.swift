@@ -86,9 +86,9 @@ struct FleetLimitsTests {
         _ = try await fleet.apply(spec)
         let placed = try #require(try await fleet.workload("burn").replicas.first)
         await fleet.report(Report(device: placed.device, seq: 1, replicas: [ReplicaStatus(id: "burn-0", workload: "burn", phase: .running, generation: 1, pid: 5, time: 1)]))
-        func hot() async {
+        func hot(_ millis: Int = 1500) async {
             var beat = Beat(device: placed.device, time: 1, usage: Usage(cpuPercent: 90, memoryUsedBytes: 1, memoryTotalBytes: 2, diskUsedBytes: 1, diskTotalBytes: 2), phases: ["running": 1])
-            beat.replicaCPU = ["burn-0": 1500]
+            beat.replicaCPU = ["burn-0": millis]
             await fleet.beat(beat)
         }
         await hot()
@@ -99,9 +99,19 @@ struct FleetLimitsTests {
         await hot()
         await fleet.autoscale(now: Fleet.nowMillis())
         #expect(try await fleet.workload("burn").desiredReplicas == 2, "two devices hold one each")
+        // Now 4 are wanted (2 at 100 % of request), more than were checked, all of which fit: asked again.
+        await hot()
         await fleet.autoscale(now: Fleet.nowMillis())
         await fleet.shortfallsWorkedOut()
-        #expect(try await fleet.workload("burn").desiredReplicas == 2)
+        #expect(await fleet.autoscalePlans == 2)
+        // Then 3 (2 at 75 %): the last check answers for that count too, with no other plan.
+        for _ in 0..<2 {
+            await hot(1125)
+            await fleet.autoscale(now: Fleet.nowMillis())
+            await fleet.shortfallsWorkedOut()
+        }
+        #expect(try await fleet.workload("burn").desiredReplicas == 2, "two devices hold one each")
+        #expect(await fleet.autoscalePlans == 2, "another count, answered by the same check")
     }
 
     @Test("mode every asks for one replica per matching device")
