@@ -6,6 +6,7 @@ extension FleetState {
     /// Workloads with `autoscale`, in name order; the others lose their autoscaler state.
     mutating func autoscaled() -> [String] {
         for name in autoscalers.keys where workloads[name]?.spec.autoscale == nil { autoscalers[name] = nil }
+        for name in unplaceableCache.keys where workloads[name]?.spec.autoscale == nil { unplaceableCache[name] = nil }
         return workloads.values.filter { $0.spec.autoscale != nil }.map(\.spec.name).sorted()
     }
 
@@ -26,7 +27,8 @@ extension FleetState {
         if wanted > record.spec.replicas {
             // Not known yet (a large fleet: it is being worked out off the actor): next pass.
             guard let short = unplaceable(record.spec, replicas: wanted, now: now) else { return nil }
-            wanted -= short
+            // Never down on the way up (an answer worked out before the workload grew).
+            wanted = max(record.spec.replicas, wanted - short)
         }
         guard wanted != record.spec.replicas, wanted >= 0 else { return nil }
         let mean = utilization.isEmpty ? 0 : utilization.reduce(0, +) / Double(utilization.count)
@@ -47,17 +49,25 @@ extension FleetState {
 
     /// In a large fleet, from the last check worked out off the actor while it is fresh (a
     /// busy fleet re-plans often, and a scale-up would otherwise wait for ever): how many
-    /// fit does not depend on how many are wanted, so it answers for another count too,
-    /// unless more are wanted than it checked and all of those fit. Else a check is asked
-    /// for, and nil returned.
+    /// fit does not depend on how many are wanted, so it answers for another count too.
+    /// When more are wanted than it checked and all of those fit, it answers with those it
+    /// checked and asks again. With no fresh check: asks, and returns nil.
     private mutating func largeFleetShortfall(_ spec: WorkloadSpec, replicas count: Int, now: Int64) -> Int? {
-        if let cached = unplaceableCache[spec.name], now - cached.at < Self.shortfallFresh, cached.count > 0 || count <= cached.wanted {
-            return max(0, count - (cached.wanted - cached.count))
+        var answer: Int?
+        if let cached = unplaceableCache[spec.name], now - cached.at < Self.shortfallFresh {
+            answer = max(0, count - (cached.wanted - cached.count))
+            if cached.count > 0 || count <= cached.wanted { return answer }
         }
         if !shortfallRunning.contains(spec.name), !shortfallAsked.contains(where: { $0.workload == spec.name }) {
-            shortfallAsked.append(ShortfallWork(workload: spec.name, wanted: count, version: placementVersion, at: now, input: shortfallInput(spec, replicas: count, now: now)))
+            shortfallAsked.append(ShortfallWork(workload: spec.name, wanted: count, version: placementVersion, input: shortfallInput(spec, replicas: count, now: now)))
         }
-        return nil
+        return answer
+    }
+
+    /// A workload the autoscaler scaled up took room the fresh answers of the others counted
+    /// on: they are asked again.
+    mutating func autoscaledUp(_ name: String) {
+        unplaceableCache = unplaceableCache.filter { $0.key == name || devices.count <= shortfallInlineDevices }
     }
 
     /// A result worked out off the actor stands this long even if placement changed since: a
@@ -73,10 +83,10 @@ extension FleetState {
         return schedulingInput(workloads: Array(specs.values), now: now)
     }
 
-    /// Takes a result worked out off the actor.
-    mutating func shortfallComputed(_ work: ShortfallWork, count: Int) {
+    /// Takes a result worked out off the actor; it is fresh from `now`, when it came.
+    mutating func shortfallComputed(_ work: ShortfallWork, count: Int, now: Int64) {
         shortfallRunning.remove(work.workload)
-        unplaceableCache[work.workload] = (work.wanted, work.version, count, work.at)
+        unplaceableCache[work.workload] = (work.wanted, work.version, count, now)
         autoscalePlans += 1
     }
 }
@@ -86,7 +96,6 @@ struct ShortfallWork: Sendable {
     let workload: String
     let wanted: Int
     let version: UInt64
-    let at: Int64
     let input: SchedulingInput
 
     /// How many of the workload's replicas a full plan of `input` leaves unplaced.
@@ -101,7 +110,9 @@ extension Fleet {
         for name in state.autoscaled() {
             guard let decision = state.autoscaleDecision(for: name, now: now) else { continue }
             do {
+                let before = try state.workload(name).spec.replicas
                 try scale(workload: name, replicas: decision.replicas, reason: decision.reason)
+                if decision.replicas > before { state.autoscaledUp(name) }
             } catch {
                 logger.warning("autoscale failed", metadata: ["workload": "\(name)", "error": "\(error)"])
             }
@@ -117,7 +128,10 @@ extension Fleet {
         state.shortfallAsked.removeAll()
     }
 
-    func shortfallComputed(_ work: ShortfallWork, count: Int) { state.shortfallComputed(work, count: count) }
+    func shortfallComputed(_ work: ShortfallWork, count: Int) {
+        shortfalls[work.workload] = nil
+        state.shortfallComputed(work, count: count, now: Self.nowMillis())
+    }
 
     /// Fleets up to `devices` answer "what fits" on the actor (tests).
     func answerShortfallsInline(upTo devices: Int) { state.shortfallInlineDevices = devices }

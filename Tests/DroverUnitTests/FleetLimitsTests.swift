@@ -112,6 +112,12 @@ struct FleetLimitsTests {
         }
         #expect(try await fleet.workload("burn").desiredReplicas == 2, "two devices hold one each")
         #expect(await fleet.autoscalePlans == 2, "another count, answered by the same check")
+        // Scaled by hand beyond what fits: an answer from before never takes the count down.
+        _ = try await fleet.scale(workload: "burn", replicas: 3)
+        await hot()
+        await fleet.autoscale(now: Fleet.nowMillis())
+        await fleet.shortfallsWorkedOut()
+        #expect(try await fleet.workload("burn").spec.replicas == 3)
     }
 
     @Test("mode every asks for one replica per matching device")
