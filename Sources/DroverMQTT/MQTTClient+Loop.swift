@@ -172,12 +172,11 @@ extension MQTTClient {
         // never so long that keepalive, PUBACKs and disconnects go unnoticed: a reader that
         // waits on this thread for an acknowledgement must not deadlock it.
         var waited = 0
-        while messages.buffered.count.load(ordering: .relaxed) >= configuration.maxBufferedMessages, !stopping.load(ordering: .relaxed), waited < 1000 {
+        while messages.queue.unread.load(ordering: .relaxed) >= configuration.maxBufferedMessages, !stopping.load(ordering: .relaxed), waited < 1000 {
             usleep(1000)
             waited += 1
         }
-        messages.buffered.count.add(1, ordering: .relaxed)
-        messageContinuation.yield(received)
+        messages.queue.push(received)
     }
 
     /// The MQTT 5 request/response properties of a received message: its response topic and

@@ -14,7 +14,6 @@ import Glibc
 public final class MQTTClient: @unchecked Sendable {
     public let configuration: MQTTConfiguration
     let handle: OpaquePointer
-    let messageContinuation: AsyncStream<MQTTMessage>.Continuation
     let eventContinuation: AsyncStream<MQTTConnectionEvent>.Continuation
     public let messages: MQTTMessages
     public let events: MQTTConnectionEvents
@@ -61,10 +60,7 @@ public final class MQTTClient: @unchecked Sendable {
             throw .mosquitto(call: "mosquitto_new", code: errno, message: "out of memory or invalid client id")
         }
         handle = mosq
-        (messages, messageContinuation) = {
-            let (s, c) = AsyncStream<MQTTMessage>.makeStream(bufferingPolicy: .unbounded)
-            return (MQTTMessages(stream: s, buffered: BufferCount()), c)
-        }()
+        messages = MQTTMessages(queue: MessageQueue())
         (events, eventContinuation) = {
             let (s, c) = AsyncStream<MQTTConnectionEvent>.makeStream(bufferingPolicy: .bufferingNewest(64))
             return (MQTTConnectionEvents(stream: s), c)
@@ -78,6 +74,7 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     deinit {
+        messages.queue.finish()
         mosquitto_destroy(handle)
     }
 
@@ -138,7 +135,7 @@ public final class MQTTClient: @unchecked Sendable {
     }
 
     /// Messages received and not yet read from `messages`.
-    public var unreadMessages: Int { messages.buffered.count.load(ordering: .relaxed) }
+    public var unreadMessages: Int { messages.queue.unread.load(ordering: .relaxed) }
 
     /// Whether a session is up right now.
     public var isConnected: Bool { shared.withLock { $0.connected } }
@@ -219,7 +216,7 @@ public final class MQTTClient: @unchecked Sendable {
             }
             if done { c.resume() }
         }
-        messageContinuation.finish()
+        messages.queue.finish()
         eventContinuation.finish()
     }
 }

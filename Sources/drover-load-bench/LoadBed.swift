@@ -14,6 +14,8 @@ final class LoadBed: @unchecked Sendable {
     let brokerPort: Int
     let apiPort: Int
     private(set) var pids: [String: pid_t] = [:]
+    /// CPU seconds (user + system) of the processes `exited` reaped, by name.
+    private(set) var exitCPU: [String: Double] = [:]
     private(set) var token = ""
 
     init(bin: String) throws {
@@ -109,12 +111,16 @@ final class LoadBed: @unchecked Sendable {
 
     func adopt(_ name: String, _ pid: pid_t) { pids[name] = pid }
 
-    /// Whether the process has exited (it is reaped, and forgotten).
+    /// Whether the process has exited (it is reaped, and forgotten; its CPU seconds are
+    /// kept in `exitCPU`).
     func exited(_ name: String) -> Bool {
         guard let pid = pids[name] else { return true }
         var status: Int32 = 0
-        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        var usage = rusage()
+        guard wait4(pid, &status, WNOHANG, &usage) == pid else { return false }
         pids[name] = nil
+        let seconds = { (t: timeval) in Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        exitCPU[name] = seconds(usage.ru_utime) + seconds(usage.ru_stime)
         return true
     }
 
