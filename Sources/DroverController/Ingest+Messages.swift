@@ -80,7 +80,7 @@ extension Ingest {
             switch channel {
             case .hello: return .hello(try WireCodec.decode(Hello.self, from: message.payload, topicDevice: device))
             case .state: return .state(try WireCodec.decode(DeviceState.self, from: message.payload, topicDevice: device))
-            case .beat: return .beat(try WireCodec.decode(Beat.self, from: message.payload, topicDevice: device))
+            case .beat: return .beat(try WireCodec.decodeBeat(from: message.payload, topicDevice: device))
             case .report: return .report(try WireCodec.decode(Report.self, from: message.payload, topicDevice: device))
             case .cmdReply:
                 // The correlation from the MQTT 5 property, else from the payload (the reply

@@ -49,6 +49,11 @@ struct JSONReader {
 
     /// A string without escapes or control characters, valid UTF-8.
     mutating func string() -> String? {
+        rawString()?.string
+    }
+
+    /// A string's bytes, without escapes or control characters (not yet checked as UTF-8).
+    mutating func rawString() -> Key? {
         guard take(0x22) else { return nil }
         let start = i
         var ascii = true
@@ -59,9 +64,25 @@ struct JSONReader {
         }
         guard i < bytes.count else { return nil }
         defer { i += 1 }
-        let text = UnsafeBufferPointer(rebasing: bytes[start..<i])
-        // (ASCII is valid UTF-8; the generic validation looked up type metadata for every string.)
-        return ascii ? String(decoding: text, as: UTF8.self) : String(validating: text, as: UTF8.self)
+        return Key(bytes: UnsafeBufferPointer(rebasing: bytes[start..<i]), ascii: ascii)
+    }
+
+    /// An object's key (or a string) as it is in the message: matched against the names a
+    /// reader expects without making a `String` of it (`case "usage":` compares bytes).
+    struct Key {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let ascii: Bool
+
+        /// Valid UTF-8 or nil. (ASCII is valid UTF-8; the generic validation looked up type
+        /// metadata for every string.)
+        var string: String? {
+            ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+
+        static func ~= (name: StaticString, key: Key) -> Bool {
+            name.utf8CodeUnitCount == key.bytes.count
+                && name.withUTF8Buffer { expected in expected.elementsEqual(key.bytes) }
+        }
     }
 
     /// The text of a JSON number (its grammar checked); `integer`: digits only, with an optional minus.
@@ -125,11 +146,11 @@ struct JSONReader {
 
     /// An object: `field` is called with each key, the reader before its value; it reads the
     /// value and says whether it could. (Each caller fails a key it has seen already.)
-    mutating func object(_ field: (inout JSONReader, String) -> Bool) -> Bool {
+    mutating func object(_ field: (inout JSONReader, Key) -> Bool) -> Bool {
         guard take(0x7B) else { return false }
         if take(0x7D) { return true }
         repeat {
-            guard let key = string(), take(0x3A), field(&self, key) else { return false }
+            guard let key = rawString(), take(0x3A), field(&self, key) else { return false }
         } while take(0x2C)
         return take(0x7D)
     }
@@ -137,8 +158,8 @@ struct JSONReader {
     /// An object of integers (phase counts, replica CPU).
     mutating func integers() -> [String: Int]? {
         var result: [String: Int] = [:]
-        let ok = object { r, key in
-            guard result[key] == nil, let n = r.int64().flatMap({ Int(exactly: $0) }) else { return false }
+        let ok = object { r, raw in
+            guard let key = raw.string, result[key] == nil, let n = r.int64().flatMap({ Int(exactly: $0) }) else { return false }
             result[key] = n
             return true
         }

@@ -106,7 +106,8 @@ public struct Beat: DeviceMessage, Hashable {
             check.range("usage.diskUsedBytes", usage.diskUsedBytes, 0...WireLimits.maxStorageBytes)
             check.range("usage.diskTotalBytes", usage.diskTotalBytes, 0...WireLimits.maxStorageBytes)
         }
-        if let phases {
+        // The entries are sorted (so problems are named in a stable order) only when one fails.
+        if let phases, !(phases.count <= ReplicaPhase.allCases.count && phases.allSatisfy({ ReplicaPhase(rawValue: $0.key) != nil && (0...WireLimits.maxReplicas).contains($0.value) })) {
             check.count("phases", phases.count, max: ReplicaPhase.allCases.count)
             for (phase, count) in phases.sorted(by: { $0.key < $1.key }).prefix(ReplicaPhase.allCases.count) {
                 check.require(ReplicaPhase(rawValue: phase) != nil, "phases.\(phase.prefix(64))", "is not a replica phase")
@@ -117,7 +118,7 @@ public struct Beat: DeviceMessage, Hashable {
         if let generation { check.range("generation", generation, 0...WireLimits.maxCounter) }
         if let reportSeq { check.range("reportSeq", reportSeq, 0...WireLimits.maxCounter) }
         if let digest { check.text("digest", digest, max: 16, empty: false) }
-        if let replicaCPU {
+        if let replicaCPU, !(replicaCPU.count <= WireLimits.maxReplicas && replicaCPU.allSatisfy({ Names.isValidReplicaID($0.key) && (0...WireLimits.maxCPUMillis).contains($0.value) })) {
             check.count("replicaCPU", replicaCPU.count, max: WireLimits.maxReplicas)
             for (id, millis) in replicaCPU.sorted(by: { $0.key < $1.key }).prefix(WireLimits.maxReplicas) {
                 check.require(Names.isValidReplicaID(id), "replicaCPU.\(id.prefix(128))", "is not a replica id")
@@ -194,15 +195,15 @@ public struct Report: DeviceMessage, Hashable {
         check.text("epoch", epoch ?? "", max: WireLimits.maxShortText)
         check.count("replicas", replicas.count, max: WireLimits.maxReplicas)
         for (i, r) in replicas.prefix(WireLimits.maxReplicas).enumerated() {
-            let path = "replicas[\(i)]"
-            check.require(Names.isValidReplicaID(r.id), path + ".id", "is not a replica id")
-            check.require(Names.isValidWorkloadName(r.workload), path + ".workload", "is not a workload name")
-            check.range(path + ".generation", r.generation, 0...WireLimits.maxCounter)
-            if let pid = r.pid { check.range(path + ".pid", pid, 1...Int32.max) }
-            if let code = r.exitCode { check.range(path + ".exitCode", code, WireLimits.exitCodeRange) }
-            check.range(path + ".restarts", r.restarts, 0...WireLimits.maxRestarts)
-            check.text(path + ".message", r.message ?? "", max: WireLimits.maxMessageText)
-            check.range(path + ".time", r.time, WireLimits.timeRange)
+            let path = { "replicas[\(i)]" }
+            check.require(Names.isValidReplicaID(r.id), path() + ".id", "is not a replica id")
+            check.require(Names.isValidWorkloadName(r.workload), path() + ".workload", "is not a workload name")
+            check.range(path() + ".generation", r.generation, 0...WireLimits.maxCounter)
+            if let pid = r.pid { check.range(path() + ".pid", pid, 1...Int32.max) }
+            if let code = r.exitCode { check.range(path() + ".exitCode", code, WireLimits.exitCodeRange) }
+            check.range(path() + ".restarts", r.restarts, 0...WireLimits.maxRestarts)
+            check.text(path() + ".message", r.message ?? "", max: WireLimits.maxMessageText)
+            check.range(path() + ".time", r.time, WireLimits.timeRange)
         }
         return check.errors
     }

@@ -88,6 +88,20 @@ public enum WireCodec {
             guard beat.v == wireVersion else { throw WireError(.unknownVersion, "v=\(beat.v), this build speaks v=\(wireVersion)") }
             return try checked(beat, topicDevice: topicDevice)
         }
+        return try decodeGeneral(M.self, from: payload, topicDevice: topicDevice)
+    }
+
+    /// `decode(Beat.self, ...)` without generic code (no type metadata looked up, no dynamic
+    /// cast): the controller's most frequent call.
+    public static func decodeBeat(from payload: [UInt8], topicDevice: String) throws(WireError) -> Beat {
+        guard payload.count <= maxPayloadBytes else { throw WireError(.oversized, "\(payload.count) bytes, limit \(maxPayloadBytes)") }
+        guard let beat = BeatDecoder.decode(payload) else { return try decodeGeneral(Beat.self, from: payload, topicDevice: topicDevice) }
+        guard beat.v == wireVersion else { throw WireError(.unknownVersion, "v=\(beat.v), this build speaks v=\(wireVersion)") }
+        return try checked(beat, topicDevice: topicDevice)
+    }
+
+    /// Through `Codable`: the envelope (version, device) first, then the message.
+    private static func decodeGeneral<M: DeviceMessage>(_ type: M.Type, from payload: [UInt8], topicDevice: String) throws(WireError) -> M {
         let envelope: Envelope<M>
         do {
             envelope = try JSON.decode(Envelope<M>.self, from: payload)

@@ -97,11 +97,13 @@ struct HostileInputTests {
         return Array(text.replacingOccurrences(of: "\"\(marker)\"", with: c.value).utf8)
     }
 
-    func decode(_ c: Case) -> DropReason? {
+    /// `beatCall`: beats through `decodeBeat` (the controller's call) instead of `decode`.
+    func decode(_ c: Case, beatCall: Bool = false) -> DropReason? {
         let bytes = Self.payload(c)
         do throws(WireError) {
             switch c.message {
             case "hello": _ = try WireCodec.decode(Hello.self, from: bytes, topicDevice: "gw-1")
+            case "beat" where beatCall: _ = try WireCodec.decodeBeat(from: bytes, topicDevice: "gw-1")
             case "beat": _ = try WireCodec.decode(Beat.self, from: bytes, topicDevice: "gw-1")
             case "report": _ = try WireCodec.decode(Report.self, from: bytes, topicDevice: "gw-1")
             case "cmdReply": _ = try WireCodec.decode(CommandReply.self, from: bytes, topicDevice: "gw-1")
@@ -116,11 +118,13 @@ struct HostileInputTests {
     @Test("the valid templates decode", arguments: ["hello", "beat", "report", "cmdReply", "desired"])
     func templatesDecode(message: String) {
         #expect(decode(Case(message: message, path: "v", value: "1", reason: .invalidField)) == nil)
+        #expect(decode(Case(message: message, path: "v", value: "1", reason: .invalidField), beatCall: true) == nil)
     }
 
     @Test("an extreme or mistyped value is dropped with the right reason", arguments: cases)
     func hostile(c: Case) {
         #expect(decode(c) == c.reason, "payload: \(String(decoding: Self.payload(c).prefix(300), as: UTF8.self))")
+        if c.message == "beat" { #expect(decode(c, beatCall: true) == c.reason, "through decodeBeat") }
     }
 
     @Test("a report with more replicas than the limit is dropped")
