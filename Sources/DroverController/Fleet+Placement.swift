@@ -31,7 +31,13 @@ extension FleetState {
         placementRuns.append((full: true, millis: millis))
         let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
         let moved = record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
-        // A device may have been left with a desired state it no longer has.
+        // A device may have been left with a desired state it no longer has. What the safety
+        // net found astray (or, with nothing named, every device) is made afresh, not reused.
+        if let looking {
+            for id in looking { desiredStamps[id] = nil }
+        } else {
+            desiredStamps = [:]
+        }
         return desiredMessages(for: looking.map { moved.union($0) } ?? Set(devices.keys).union(desired.keys), into: &batch)
     }
 
@@ -142,25 +148,19 @@ extension FleetState {
     mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
         let specs = ReplicaSpecs(workloads)
+        var stamps: [String: Int?] = [:]
         for id in ids.sorted() {
-            let mine = Self.specs(on: id, replicasOn: replicasOn, replicas: replicas, specs)
-            let previous = desired[id]
-            if previous == nil, mine.isEmpty { continue }
-            // Generation never decreases: a stale retained message must not resurrect a replica.
-            let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + 1, replicas: mine)
-            // (Every record here and from the store holds its replicas in id order.)
-            let write = DesiredWrite(record, previous: previous, inOrder: true)
-            if previous != nil, write.upserted.isEmpty, write.removed.isEmpty { continue }
-            desired[id] = record
+            guard let write = updateDesired(of: id, specs, &stamps) else { continue }
             batch.desired.append(write)
-            messages.append(Desired(device: id, generation: record.generation, replicas: mine))
+            messages.append(Desired(device: id, generation: write.record.generation, replicas: write.record.replicas))
         }
         return messages
     }
 
     /// What device `id` is to run as its rows stand, in id order.
     static func specs(on id: String, replicasOn: [String: Set<String>], replicas: [String: ReplicaRow], _ specs: ReplicaSpecs) -> [ReplicaSpec] {
-        (replicasOn[id] ?? []).compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }.sorted { $0.id < $1.id }
+        // (Ids sorted before the specs are made: sorting the specs moved whole structs.)
+        (replicasOn[id] ?? []).sorted().compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }
     }
 
     static func millis(since start: ContinuousClock.Instant) -> Double {

@@ -89,6 +89,11 @@ public struct DesiredWrite: Sendable, Hashable {
         replacesAll = false
     }
 
+    /// The changes as they are known (`upserted` in the record's order).
+    public init(_ record: DesiredRecord, upserted: [ReplicaSpec], removed: [String]) {
+        (self.record, self.upserted, self.removed, replacesAll) = (record, upserted, removed, false)
+    }
+
     /// What changed from `old` to `new`.
     static func delta(from old: [ReplicaSpec], to new: [ReplicaSpec], inOrder: Bool) -> (upserted: [ReplicaSpec], removed: [String]) {
         guard inOrder else {

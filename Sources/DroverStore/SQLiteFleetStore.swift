@@ -129,7 +129,7 @@ public final class SQLiteFleetStore: FleetStore {
             try db.cachedStatement(sql: "DELETE FROM replicas WHERE id = ?").execute(arguments: [id])
         }
         for r in batch.replicas {
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)").execute(arguments: [r.id, r.workload, r.device, json(r)])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)").execute(arguments: [r.id, r.workload, r.device, RowJSON.encode(r)])
         }
         for write in batch.desired { try writeDesired(write, db) }
         for (key, value) in batch.meta {

@@ -34,6 +34,10 @@ struct DesiredStoreTests {
         case 5:
             var spec = FleetPlacementTests.workloads().first { $0.name == name } ?? FleetFixture.workload(name, replicas: 2)
             spec.env = ["N": "\(Int.random(in: 0..<3, using: &rng))"]
+            // Also what changes replicas without a new revision (storage), and rollouts, whose
+            // replicas run the revisions they are assigned.
+            spec.resources.storageBytes = Int64.random(in: 0...2, using: &rng) << 20
+            if Bool.random(using: &rng) { spec.rollout = RolloutSpec() }
             return try s.apply(spec, now: now).1
         default:
             guard s.workloads[name] != nil else { return Effects() }
@@ -65,6 +69,13 @@ struct DesiredStoreTests {
                 try store.write(effects.batch)
                 let loaded = try store.load().desired
                 #expect(loaded == Self.sorted(s.desired.values), "seed \(seed), change \(k)")
+                // Specs reused from the previous desired state (`nextDesired`) are what making
+                // them all afresh gives.
+                let specs = ReplicaSpecs(s.workloads)
+                for id in Set(s.replicasOn.keys).union(s.desired.keys) {
+                    let afresh = FleetState.specs(on: id, replicasOn: s.replicasOn, replicas: s.replicas, specs)
+                    #expect((s.desired[id]?.replicas ?? []) == afresh, "seed \(seed), change \(k), device \(id)")
+                }
                 most = max(most, s.desired.values.reduce(0) { $0 + $1.replicas.count })
             }
             #expect(most > 4, "seed \(seed): replicas were placed")

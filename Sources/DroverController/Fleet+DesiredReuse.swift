@@ -1,0 +1,148 @@
+import DroverCore
+import DroverStore
+
+/// A stamp per workload that changes whenever its record does (its template, revisions,
+/// rollout), so that a replica spec made from the record can be reused while it holds.
+struct WorkloadStamps {
+    private var seen: [String: (record: WorkloadRecord, stamp: Int)] = [:]
+    private var last = 0
+
+    /// The stamp of `record`: the one it had, or a new one when it differs from the record
+    /// last seen under its name. (Comparing an unchanged record is cheap: its arrays and
+    /// dictionaries share their storage, which `==` checks first.)
+    mutating func stamp(_ record: WorkloadRecord) -> Int {
+        if let known = seen[record.spec.name], known.record == record { return known.stamp }
+        last += 1
+        seen[record.spec.name] = (record, last)
+        return last
+    }
+
+    /// Forgets workloads that are gone.
+    mutating func keep(only names: some Collection<String>) {
+        guard seen.count > names.count else { return }
+        let kept = Set(names)
+        seen = seen.filter { kept.contains($0.key) }
+    }
+}
+
+extension FleetState {
+    /// Brings device `id`'s desired state to what its rows give: its replicas in id order,
+    /// the generation one up when anything changed; the write, or nil when nothing did.
+    ///
+    /// The list is changed in place, and a spec whose workload's stamp is what it was when the
+    /// spec was made is left as it is: only the others are made (and compared). Making and
+    /// comparing every spec of every device a change touched took a new 5,000-replica
+    /// workload 20–125 ms at 10,000 devices, growing with the fleet.
+    /// (`stamps`: the stamps met so far in this change, nil for a workload that is gone.)
+    mutating func updateDesired(of id: String, _ specs: ReplicaSpecs, _ stamps: inout [String: Int?]) -> DesiredWrite? {
+        let wanted = (replicasOn[id] ?? []).sorted()
+        // Taken out, so that the arrays change in place (no copy).
+        var previous = desired.removeValue(forKey: id)
+        var list = previous?.replicas ?? []
+        previous?.replicas = []
+        var made = desiredStamps.removeValue(forKey: id) ?? []
+        if made.count != list.count { made = Array(repeating: 0, count: list.count) }
+        var removed: [Int] = []
+        var inserts: [(at: Int, spec: ReplicaSpec, stamp: Int)] = []
+        var upserted: [ReplicaSpec] = []
+        // One walk of both in id order (every record here and from the store holds its
+        // replicas in strictly increasing id order). Replicas of one workload sort together,
+        // so the last workload's stamp is kept at hand.
+        var last: (workload: String, stamp: Int?)?
+        func stamp(_ workload: String, _ state: inout FleetState) -> Int? {
+            if let last, last.workload == workload { return last.stamp }
+            let stamp = state.stamp(of: workload, &stamps)
+            last = (workload, stamp)
+            return stamp
+        }
+        var (i, j) = (0, 0)
+        while i < wanted.count || j < list.count {
+            if i == wanted.count || (j < list.count && list[j].id < wanted[i]) {
+                removed.append(j)
+                j += 1
+            } else if j == list.count || wanted[i] < list[j].id {
+                // New here.
+                if let workload = replicas[wanted[i]]?.workload, let stamp = stamp(workload, &self), let spec = specs.spec(of: wanted[i], workload: workload) {
+                    upserted.append(spec)
+                    inserts.append((j, spec, stamp))
+                }
+                i += 1
+            } else {
+                // Kept: as it is while its workload's stamp holds, else made again.
+                if let stamp = stamp(list[j].workload, &self) {
+                    if made[j] != stamp, let spec = specs.spec(of: wanted[i], workload: list[j].workload) {
+                        if spec != list[j] {
+                            upserted.append(spec)
+                            list[j] = spec
+                        }
+                        made[j] = stamp
+                    }
+                } else {
+                    removed.append(j)
+                }
+                i += 1
+                j += 1
+            }
+        }
+        let removedIDs = removed.map { list[$0].id }
+        if removed.count + inserts.count > 8 {
+            (list, made) = Self.merge(list, made, removing: removed, inserting: inserts)
+        } else if !removed.isEmpty || !inserts.isEmpty {
+            // From the end: a removal at a place before the insertions there.
+            var (r, k) = (removed.count - 1, inserts.count - 1)
+            while r >= 0 || k >= 0 {
+                if r >= 0, k < 0 || removed[r] >= inserts[k].at {
+                    list.remove(at: removed[r])
+                    made.remove(at: removed[r])
+                    r -= 1
+                } else {
+                    list.insert(inserts[k].spec, at: inserts[k].at)
+                    made.insert(inserts[k].stamp, at: inserts[k].at)
+                    k -= 1
+                }
+            }
+        }
+        guard previous != nil || !list.isEmpty else { return nil }
+        // (`upserted` is in the record's order: the walk is in id order.)
+        let changed = previous == nil || !upserted.isEmpty || !removedIDs.isEmpty
+        // Generation never decreases: a stale retained message must not resurrect a replica.
+        let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + (changed ? 1 : 0), replicas: list)
+        desired[id] = record
+        desiredStamps[id] = made
+        guard changed else { return nil }
+        return previous == nil ? DesiredWrite(record, previous: nil) : DesiredWrite(record, upserted: upserted, removed: removedIDs)
+    }
+
+    /// `list` without the elements at `removing` (ascending), with `inserting` (each before
+    /// the element at its index, in order) merged in.
+    private static func merge(_ list: [ReplicaSpec], _ made: [Int], removing: [Int], inserting: [(at: Int, spec: ReplicaSpec, stamp: Int)])
+        -> ([ReplicaSpec], [Int]) {
+        var specs: [ReplicaSpec] = []
+        var stamps: [Int] = []
+        specs.reserveCapacity(list.count + inserting.count)
+        stamps.reserveCapacity(list.count + inserting.count)
+        var (k, r) = (0, 0)
+        for i in 0...list.count {
+            while k < inserting.count, inserting[k].at == i {
+                specs.append(inserting[k].spec)
+                stamps.append(inserting[k].stamp)
+                k += 1
+            }
+            if r < removing.count, removing[r] == i {
+                r += 1
+            } else if i < list.count {
+                specs.append(list[i])
+                stamps.append(made[i])
+            }
+        }
+        return (specs, stamps)
+    }
+
+    private mutating func stamp(of workload: String, _ stamps: inout [String: Int?]) -> Int? {
+        if let known = stamps[workload] { return known }
+        let stamp = workloads[workload].map { workloadStamps.stamp($0) }
+        stamps[workload] = stamp
+        if stamps.count == 1 { workloadStamps.keep(only: workloads.keys) }
+        return stamp
+    }
+}
