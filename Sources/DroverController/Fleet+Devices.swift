@@ -39,10 +39,10 @@ extension FleetState {
         // caught up: jump past it, sending the whole state, which may well be empty.
         if m.lastAppliedGeneration > (desired[m.device]?.generation ?? 0) {
             let previous = desired[m.device]
-            var record = previous ?? DesiredRecord(device: m.device, generation: 0, replicas: [])
+            var record = previous ?? DesiredRecord(device: m.device, generation: 0, replicas: [], digest: ReplicaSpecs.digest([]))
             record.generation = m.lastAppliedGeneration + 1
             desired[m.device] = record
-            batch.desired.append(DesiredWrite(record, previous: previous))
+            batch.desired.append(DesiredWrite(record))
             messages.removeAll { $0.device == m.device }
             messages.append(Desired(device: m.device, generation: record.generation, replicas: record.replicas))
             event("GenerationResynced", m.device, "device \(m.device) had applied generation \(m.lastAppliedGeneration); desired state resent as \(record.generation)", into: &batch)

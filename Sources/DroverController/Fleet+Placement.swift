@@ -194,10 +194,11 @@ final class ReplicaSpecs {
     private let workloads: [String: WorkloadRecord]
     private var made: [String: Templates] = [:]
 
-    /// One workload's record and the templates made from it so far.
+    /// One workload's record and the templates made from it so far, each with the hash of
+    /// its JSON.
     final class Templates {
         let record: WorkloadRecord
-        var byAssignment: [ReplicaAssignment: ReplicaSpec] = [:]
+        var byAssignment: [ReplicaAssignment: (spec: ReplicaSpec, hash: UInt64)] = [:]
         init(_ record: WorkloadRecord) { self.record = record }
     }
 
@@ -205,6 +206,13 @@ final class ReplicaSpecs {
 
     /// What replica `id` of `workload` runs (`WorkloadRecord.replicaSpec(id:)`); nil for a workload that is gone.
     func spec(of id: String, workload: String) -> ReplicaSpec? {
+        made(id, workload)?.spec
+    }
+
+    /// The spec and its hash: the hash of its template's JSON, then of its id (FNV-1a 64).
+    /// Equal specs hash the same in every run and on every machine; a device's digest is the
+    /// sum of its replicas' hashes (`digest(_:)`).
+    func made(_ id: String, _ workload: String) -> (spec: ReplicaSpec, hash: UInt64)? {
         let templates: Templates
         if let known = made[workload] {
             templates = known
@@ -214,14 +222,20 @@ final class ReplicaSpecs {
             made[workload] = templates
         }
         let assignment = templates.record.assignment(of: id)
-        var spec: ReplicaSpec
+        var template: (spec: ReplicaSpec, hash: UInt64)
         if let known = templates.byAssignment[assignment] {
-            spec = known
+            template = known
         } else {
-            spec = templates.record.replicaTemplate(assignment)
-            templates.byAssignment[assignment] = spec
+            let spec = templates.record.replicaTemplate(assignment)
+            template = (spec, DesiredJSON.fnv(DesiredJSON.encode(replica: spec)))
+            templates.byAssignment[assignment] = template
         }
-        spec.id = id
-        return spec
+        template.spec.id = id
+        return (template.spec, DesiredJSON.fnv(id.utf8, from: template.hash))
+    }
+
+    /// A device's digest: the sum of its replicas' hashes (the order does not matter).
+    static func digest(_ hashes: some Sequence<UInt64>) -> UInt64 {
+        hashes.reduce(0, &+)
     }
 }

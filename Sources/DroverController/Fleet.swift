@@ -34,6 +34,9 @@ public actor Fleet {
         self.store = store
         self.logger = logger
         state = FleetState(snapshot: try store.load(), unreachableAfter: unreachableAfter, now: Self.nowMillis())
+        // Desired states the load gave new generations: stored before any is sent.
+        try store.write(state.loadedChanges)
+        state.loadedChanges = StoreBatch()
     }
 
     public var unreachableAfter: Duration { state.unreachableAfter }
@@ -95,6 +98,17 @@ public actor Fleet {
         unsynced = false
         let before = state.devices
         state.load(snapshot)
+        if !state.loadedChanges.isEmpty {
+            do {
+                try store.write(state.loadedChanges)
+            } catch {
+                unsynced = true
+                logger.error("the store cannot take the desired state it was read back with; nothing changes until it can", metadata: ["error": "\(error)"])
+                return
+            }
+            publisher?.enqueue(state.loadedChanges.desired.map { Desired(device: $0.record.device, generation: $0.record.generation, replicas: $0.record.replicas) })
+            state.loadedChanges = StoreBatch()
+        }
         // What beats told lives in memory only, and beats carry only changes: a device would
         // not tell it again until it changed (and an old `lastSeen` would judge it silent).
         for (id, old) in before {

@@ -35,8 +35,11 @@ struct FleetState {
     /// For each device's desired state, the stamp of each replica's workload when its spec was
     /// made (in the record's order): a spec whose workload has the same stamp now is reused,
     /// not made and compared again (see `nextDesired`). Missing: nothing is reused.
-    var desiredStamps: [String: [Int]] = [:]
+    var desiredStamps: [String: [SpecMade]] = [:]
     var workloadStamps = WorkloadStamps()
+    /// What the last load changed and the store must get before anything is sent: desired
+    /// states under new generations (see `makeDesired`).
+    var loadedChanges = StoreBatch()
     /// Replica ids by the device they are placed on.
     var replicasOn: [String: Set<String>] = [:]
     /// Replica ids by their workload: rollouts, autoscaling and views look at one workload's
@@ -105,10 +108,9 @@ struct FleetState {
         devices = Dictionary(s.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         workloads = Dictionary(s.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
         replicas = Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        desired = Dictionary(s.desired.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
-        desiredStamps = [:]
         replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
         replicasOf = replicas.values.reduce(into: [:]) { $0[$1.workload, default: []].insert($1.id) }
+        loadedChanges = makeDesired(stored: s.desired)
         scheduler = nil
         // A plan computed from the state before this load must not land; the next sweep
         // plans afresh.

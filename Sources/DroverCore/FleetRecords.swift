@@ -253,11 +253,15 @@ public struct DesiredRecord: Codable, Sendable, Hashable {
     public var device: String
     public var generation: Generation
     public var replicas: [ReplicaSpec]
+    /// What the replicas were when this generation was made (`ReplicaSpecs`' digest): a
+    /// restart makes them afresh from the rows, and a new generation when they differ.
+    public var digest: UInt64?
 
-    public init(device: String, generation: Generation, replicas: [ReplicaSpec]) {
+    public init(device: String, generation: Generation, replicas: [ReplicaSpec], digest: UInt64? = nil) {
         self.device = device
         self.generation = generation
         self.replicas = replicas
+        self.digest = digest
     }
 }
 

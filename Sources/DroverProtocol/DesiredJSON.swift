@@ -26,7 +26,33 @@ public enum DesiredJSON {
         return out
     }
 
-    /// One replica's spec, as stored in its own row.
+    /// The stored row of a device's desired state: its generation and the digest of its
+    /// replicas (which the controller makes again from its replica rows).
+    public static func header(device: String, generation: Int64, digest: UInt64?) -> [UInt8] {
+        var out = Array(#"{"device":"#.utf8)
+        string(device, into: &out)
+        if let digest { out += Array(#","digest":"\#(hex(digest))""#.utf8) }
+        out += Array(#","generation":\#(generation),"replicas":[]}"#.utf8)
+        return out
+    }
+
+    /// 16 lowercase hexadecimal digits.
+    public static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// FNV-1a 64 of `bytes`, going on from `hash`.
+    public static func fnv(_ bytes: some Sequence<UInt8>, from hash: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
+        var hash = hash
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return hash
+    }
+
+    /// One replica's spec as JSON.
     public static func encode(replica: ReplicaSpec) -> [UInt8] {
         var out: [UInt8] = []
         spec(replica, into: &out)

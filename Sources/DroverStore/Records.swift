@@ -64,60 +64,17 @@ public struct StoreBatch: Sendable {
     }
 }
 
-/// A device's new desired state, and what changed since the one before it: a change to one
-/// workload touches one replica on each of thousands of devices, and the store writes that
-/// replica, not every device's whole state again (at 10k devices and 100k replicas, a new
-/// 5,000-replica workload wrote 5,000 whole states, in 100–230 ms).
+/// A device's new desired state, as the store keeps it: its generation and the digest of its
+/// replicas, not the replicas, which follow from the replica rows and the workloads (the
+/// controller makes them again at a restart, `FleetState.load`). A change to one workload
+/// touches one replica on each of thousands of devices: storing every device's whole state
+/// wrote 5,000 of them for a new 5,000-replica workload at 10k devices (100–230 ms), and
+/// storing the specs one row per replica still took about 40 ms of such a change.
 public struct DesiredWrite: Sendable, Hashable {
     public var record: DesiredRecord
-    /// Replicas new or changed since the previous state, in the record's order.
-    public var upserted: [ReplicaSpec]
-    /// Replicas of the previous state that are gone.
-    public var removed: [String]
-    /// No previous state was known: whatever the store holds for the device is replaced.
-    public var replacesAll: Bool
 
-    /// `inOrder`: both hold their replicas in strictly increasing id order (as the controller
-    /// keeps them), so the changes take one walk; else they are matched by id.
-    public init(_ record: DesiredRecord, previous: DesiredRecord?, inOrder: Bool = false) {
+    public init(_ record: DesiredRecord) {
         self.record = record
-        guard let previous else {
-            (upserted, removed, replacesAll) = (record.replicas, [], true)
-            return
-        }
-        (upserted, removed) = Self.delta(from: previous.replicas, to: record.replicas, inOrder: inOrder)
-        replacesAll = false
-    }
-
-    /// The changes as they are known (`upserted` in the record's order).
-    public init(_ record: DesiredRecord, upserted: [ReplicaSpec], removed: [String]) {
-        (self.record, self.upserted, self.removed, replacesAll) = (record, upserted, removed, false)
-    }
-
-    /// What changed from `old` to `new`.
-    static func delta(from old: [ReplicaSpec], to new: [ReplicaSpec], inOrder: Bool) -> (upserted: [ReplicaSpec], removed: [String]) {
-        guard inOrder else {
-            let before = Dictionary(old.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            let now = Set(new.map(\.id))
-            return (new.filter { before[$0.id] != $0 }, old.map(\.id).filter { !now.contains($0) })
-        }
-        var upserted: [ReplicaSpec] = []
-        var removed: [String] = []
-        var (i, j) = (0, 0)
-        while i < old.count || j < new.count {
-            if j == new.count || (i < old.count && old[i].id < new[j].id) {
-                removed.append(old[i].id)
-                i += 1
-            } else if i == old.count || new[j].id < old[i].id {
-                upserted.append(new[j])
-                j += 1
-            } else {
-                if old[i] != new[j] { upserted.append(new[j]) }
-                i += 1
-                j += 1
-            }
-        }
-        return (upserted, removed)
     }
 }
 

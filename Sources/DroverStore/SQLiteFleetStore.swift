@@ -50,8 +50,8 @@ public final class SQLiteFleetStore: FleetStore {
                 CREATE TABLE credentials (device TEXT PRIMARY KEY, record TEXT NOT NULL);
                 """)
         }
-        // Desired state one row per replica (see `DesiredWrite`); `desired.record` keeps the
-        // device and generation only. JSON1 is built into SQLite since 3.38 (Debian 12: 3.40).
+        // Desired state one row per replica; `desired.record` keeps the device and generation
+        // only (until v6). JSON1 is built into SQLite since 3.38 (Debian 12: 3.40).
         m.registerMigration("v5-desired-replicas") { db in
             try db.execute(sql: """
                 CREATE TABLE desired_replicas (id TEXT NOT NULL, device TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (id, device)) WITHOUT ROWID;
@@ -61,6 +61,12 @@ public final class SQLiteFleetStore: FleetStore {
                     WHERE r.type = 'object' AND json_type(r.value, '$.id') = 'text';
                 UPDATE desired SET record = json_set(record, '$.replicas', json('[]'));
                 """)
+        }
+        // Desired replicas follow from the replica rows and the workloads: the controller makes
+        // them again at start (see `DesiredWrite`). Rows from before carry no digest, so each
+        // device is sent its desired state once more, under a new generation.
+        m.registerMigration("v6-desired-headers") { db in
+            try db.execute(sql: "DROP TABLE desired_replicas")
         }
         return m
     }

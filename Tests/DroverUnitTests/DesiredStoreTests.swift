@@ -67,8 +67,11 @@ struct DesiredStoreTests {
                 }
                 let effects = try Self.change(&s, &rng, now: Self.start + Int64(k) * 1000)
                 try store.write(effects.batch)
-                let loaded = try store.load().desired
-                #expect(loaded == Self.sorted(s.desired.values), "seed \(seed), change \(k)")
+                // A restart makes the same desired state from the rows, under the same
+                // generations (the digests agree), and has nothing to write.
+                let reloaded = FleetState(snapshot: try store.load(), unreachableAfter: .seconds(600), now: Self.start)
+                #expect(reloaded.desired == s.desired, "seed \(seed), change \(k)")
+                #expect(reloaded.loadedChanges.isEmpty, "seed \(seed), change \(k)")
                 // Specs reused from the previous desired state (`nextDesired`) are what making
                 // them all afresh gives.
                 let specs = ReplicaSpecs(s.workloads)
@@ -79,27 +82,6 @@ struct DesiredStoreTests {
                 most = max(most, s.desired.values.reduce(0) { $0 + $1.replicas.count })
             }
             #expect(most > 4, "seed \(seed): replicas were placed")
-        }
-    }
-
-    @Test("the changes between two states in id order, found in one walk, are those found by matching ids")
-    func walkMatchesLookup() {
-        var rng = SplitMix64(state: 7)
-        let base = ReplicaSpec(
-            id: "", workload: "w", runtime: .exec, command: ["/bin/true"], env: [:], restartPolicy: .always, resources: Resources(cpuMillis: 1, memoryBytes: 1))
-        func state() -> [ReplicaSpec] {
-            (0..<12).filter { _ in Bool.random(using: &rng) }.map { k in
-                var r = base
-                r.id = "w-\(k)"
-                r.revision = Int.random(in: 1...2, using: &rng)
-                return r
-            }.sorted { $0.id < $1.id }
-        }
-        for _ in 0..<500 {
-            let (old, new) = (state(), state())
-            let walked = DesiredWrite.delta(from: old, to: new, inOrder: true)
-            let matched = DesiredWrite.delta(from: old, to: new, inOrder: false)
-            #expect(walked.upserted == matched.upserted && walked.removed == matched.removed)
         }
     }
 
@@ -128,83 +110,126 @@ struct DesiredStoreTests {
         let loaded = try store.inner.load()
         #expect(loaded.workloads.map(\.spec.name) == ["a", "c"])
         let held = await fleet.allDesired()
-        #expect(loaded.desired.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) } == held)
+        let made = FleetState(snapshot: loaded, unreachableAfter: .seconds(600), now: Self.start).allDesired()
+        #expect(made == held)
         #expect(held.contains { !$0.replicas.isEmpty })
     }
 
-    @Test("a new workload writes its own replicas, not every device's whole state again")
-    func writesOnlyWhatChanged() throws {
+    @Test("the store keeps each device's generation and digest, not its specs; the specs held in memory are the whole state")
+    func storesHeadersOnly() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try SQLiteFleetStore(path: dir + "/controller.db")
         var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: Self.start)
         s.sightRestored(now: Self.start)
-        for i in 0..<4 { _ = s.hello(FleetFixture.hello("gw-\(i)"), now: Self.start) }
+        for i in 0..<4 { try store.write(s.hello(FleetFixture.hello("gw-\(i)"), now: Self.start).batch) }
         var every = FleetFixture.workload("base", replicas: 0)
         every.mode = .every
-        _ = try s.apply(every, now: Self.start)
+        try store.write(try s.apply(every, now: Self.start).1.batch)
         let (_, effects) = try s.apply(FleetFixture.workload("next", replicas: 4), now: Self.start + 1)
-        let writes = effects.batch.desired
-        #expect(!writes.isEmpty)
-        for w in writes {
-            #expect(w.upserted.map(\.workload) == ["next"], "\(w.record.device): only the new replica")
-            #expect(w.removed.isEmpty && !w.replacesAll)
-            #expect(w.record.replicas.count == 2, "the record is still the whole state")
+        try store.write(effects.batch)
+        #expect(effects.batch.desired.count == 4)
+        for w in effects.batch.desired { #expect(w.record.replicas.count == 2, "\(w.record.device): the record is the whole state") }
+        let rows = try DatabaseQueue(path: dir + "/controller.db").read { db in
+            try String.fetchAll(db, sql: "SELECT record FROM desired ORDER BY device")
         }
+        #expect(rows.count == 4)
+        for (row, id) in zip(rows, ["gw-0", "gw-1", "gw-2", "gw-3"]) {
+            let digest = s.desired[id]?.digest ?? 0
+            #expect(row == #"{"device":"\#(id)","digest":"\#(DesiredJSON.hex(digest))","generation":2,"replicas":[]}"#)
+        }
+        let tables = try DatabaseQueue(path: dir + "/controller.db").read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        #expect(!tables.contains("desired_replicas"))
     }
 
-    @Test("a store from before replicas had their own rows is migrated: the same desired state loads, and changes to it land")
-    func migratesWholeRecords() throws {
+    @Test("a device whose stored digest is not what its rows give gets a new generation at a restart, and only that device")
+    func digestDisagreesAtLoad() async throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/controller.db"
-        var a = ReplicaSpec(
-            id: "w-0", workload: "w", runtime: .exec, command: ["/bin/sleep", "1"], env: [:], restartPolicy: .always,
-            resources: Resources(cpuMillis: 100, memoryBytes: 1 << 20))
-        a.revision = 2
-        var b = a
-        b.id = "w-1"
-        b.env = ["K": "v \" é"]
-        let old = DesiredRecord(device: "gw-1", generation: 7, replicas: [a, b])
-        // Rows as Foundation's JSONEncoder wrote them, doubles and all.
-        var device = FleetFixture.hello("gw-1").device
-        var record = DeviceRecord(
-            id: device, facts: FleetFixture.hello("gw-1").facts, presence: .online, lastSeen: 5, joinedAt: 1, bootID: "b", lastAppliedGeneration: 7)
-        record.rttMillis = 12.75
-        record.usage = Usage(cpuPercent: 12.5, memoryUsedBytes: 1 << 20, memoryTotalBytes: 1 << 30, diskUsedBytes: 5, diskTotalBytes: 10)
-        let workload = WorkloadRecord(spec: FleetFixture.workload("w", replicas: 2), revision: 2, createdAt: 1, updatedAt: 2)
+        var before: [Desired] = []
         do {
-            let queue = try DatabaseQueue(path: path)
-            try SQLiteFleetStore.migrator.migrate(queue, upTo: "v4-security")
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            func json(_ value: some Encodable) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
-            try queue.write { db in
-                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-1", 7, try json(old)])
-                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-2", 3, #"{"device":"gw-2","generation":3,"replicas":[]}"#])
-                try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-3", 1, #"{"device":"gw-3","generation":1}"#])
-                try db.execute(sql: "INSERT INTO devices (id, record) VALUES (?, ?)", arguments: [device, try json(record)])
-                try db.execute(sql: "INSERT INTO workloads (name, record) VALUES (?, ?)", arguments: ["w", try json(workload)])
+            let fleet = try Fleet(store: try SQLiteFleetStore(path: path), logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
+            await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
+            for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+            _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+            before = await fleet.allDesired()
+        }
+        // As if this build made gw-1's specs otherwise than the one that stored them.
+        try Self.sql(path, "UPDATE desired SET record = json_set(record, '$.digest', '0123456789abcdef') WHERE device = 'gw-1'")
+        let fleet = try Fleet(store: try SQLiteFleetStore(path: path), logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
+        let after = await fleet.allDesired()
+        #expect(after.map(\.replicas) == before.map(\.replicas))
+        for (a, b) in zip(before, after) { #expect(b.generation == a.generation + (a.device == "gw-1" ? 1 : 0), "\(a.device)") }
+        // Written at once: the next start finds the digests agree.
+        let stored = try SQLiteFleetStore(path: path).load().desired
+        #expect(stored.map(\.generation) == after.map(\.generation))
+        #expect(FleetState(snapshot: try SQLiteFleetStore(path: path).load(), unreachableAfter: .seconds(600), now: Self.start).loadedChanges.isEmpty)
+    }
+
+    /// Runs one statement on the store at `path`.
+    static func sql(_ path: String, _ statement: String) throws {
+        try DatabaseQueue(path: path).write { db in try db.execute(sql: statement) }
+    }
+
+    /// A store at v4, its rows as Foundation's JSONEncoder wrote them (doubles and all), the
+    /// desired state whole in its row.
+    static func writeV4(_ path: String, desired: DesiredRecord, device: DeviceRecord, workload: WorkloadRecord, rows: [ReplicaRow]) throws {
+        let queue = try DatabaseQueue(path: path)
+        try SQLiteFleetStore.migrator.migrate(queue, upTo: "v4-security")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        func json(_ value: some Encodable) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
+        let texts = (desired: try json(desired), device: try json(device), workload: try json(workload), rows: try rows.map { try json($0) })
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: [desired.device, desired.generation, texts.desired])
+            try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-2", 3, #"{"device":"gw-2","generation":3,"replicas":[]}"#])
+            try db.execute(sql: "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?)", arguments: ["gw-3", 1, #"{"device":"gw-3","generation":1}"#])
+            try db.execute(sql: "INSERT INTO devices (id, record) VALUES (?, ?)", arguments: [device.id, texts.device])
+            try db.execute(sql: "INSERT INTO workloads (name, record) VALUES (?, ?)", arguments: [workload.spec.name, texts.workload])
+            for (r, text) in zip(rows, texts.rows) {
+                try db.execute(sql: "INSERT INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)", arguments: [r.id, r.workload, r.device, text])
             }
         }
+    }
+
+    @Test("a store from before desired headers is migrated: each device's desired state is made from its rows and sent once more, under a new generation")
+    func migratesWholeRecords() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/controller.db"
+        let workload = WorkloadRecord(spec: FleetFixture.workload("w", replicas: 2), revision: 2, createdAt: 1, updatedAt: 2)
+        let rows = (0..<2).map { ReplicaRow(id: "w-\($0)", workload: "w", ordinal: $0, device: "gw-1", phase: .running, updatedAt: 3) }
+        // What the device was sent (the rows give the same, less an env it had then).
+        func spec(_ id: String) -> ReplicaSpec {
+            var r = workload.replicaTemplate(workload.assignment(of: id))
+            r.id = id
+            return r
+        }
+        var sent = rows.map { spec($0.id) }
+        sent[1].env = ["K": "v \" é"]
+        let old = DesiredRecord(device: "gw-1", generation: 7, replicas: sent)
+        var record = DeviceRecord(
+            id: "gw-1", facts: FleetFixture.hello("gw-1").facts, presence: .online, lastSeen: 5, joinedAt: 1, bootID: "b", lastAppliedGeneration: 7)
+        record.rttMillis = 12.75
+        record.usage = Usage(cpuPercent: 12.5, memoryUsedBytes: 1 << 20, memoryTotalBytes: 1 << 30, diskUsedBytes: 5, diskTotalBytes: 10)
+        try Self.writeV4(path, desired: old, device: record, workload: workload, rows: rows)
         let store = try SQLiteFleetStore(path: path)
         let loaded = try store.load()
-        #expect(loaded.desired == [old, DesiredRecord(device: "gw-2", generation: 3, replicas: []), DesiredRecord(device: "gw-3", generation: 1, replicas: [])])
+        #expect(loaded.desired == [
+            DesiredRecord(device: "gw-1", generation: 7, replicas: []), DesiredRecord(device: "gw-2", generation: 3, replicas: []),
+            DesiredRecord(device: "gw-3", generation: 1, replicas: []),
+        ])
         #expect(loaded.devices == [record])
         #expect(loaded.workloads == [workload])
-        device = try DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "SELECT record FROM desired WHERE device = 'gw-1'") } ?? ""
-        #expect(device == #"{"device":"gw-1","generation":7,"replicas":[]}"#, "the device's row keeps its generation only")
-        var next = old
-        next.generation = 8
-        next.replicas = [b]
-        var batch = StoreBatch()
-        batch.desired = [DesiredWrite(next, previous: old)]
-        try store.write(batch)
-        #expect(try SQLiteFleetStore(path: path).load().desired.first == next)
-        // With no previous state known, whatever the store holds for the device is replaced.
-        var fresh = next
-        fresh.generation = 9
-        fresh.replicas = [a]
-        batch.desired = [DesiredWrite(fresh, previous: nil)]
-        try store.write(batch)
-        #expect(try store.load().desired.first == fresh)
+        #expect(loaded.replicas == rows)
+        let fleet = try Fleet(store: store, logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
+        let desired = await fleet.allDesired()
+        #expect(desired.map(\.generation) == [8, 4, 2])
+        let fromRows = rows.map { spec($0.id) }
+        #expect(desired.first?.replicas == fromRows)
+        #expect(desired.dropFirst().allSatisfy { $0.replicas.isEmpty })
+        #expect(try store.load().desired.map(\.generation) == [8, 4, 2], "stored before anything is sent")
     }
 }
 

@@ -25,6 +25,12 @@ struct WorkloadStamps {
     }
 }
 
+/// How a desired spec was made: its workload's stamp then, and its hash.
+struct SpecMade: Hashable {
+    var stamp: Int
+    var hash: UInt64
+}
+
 extension FleetState {
     /// Brings device `id`'s desired state to what its rows give: its replicas in id order,
     /// the generation one up when anything changed; the write, or nil when nothing did.
@@ -41,10 +47,10 @@ extension FleetState {
         var list = previous?.replicas ?? []
         previous?.replicas = []
         var made = desiredStamps.removeValue(forKey: id) ?? []
-        if made.count != list.count { made = Array(repeating: 0, count: list.count) }
+        if made.count != list.count { made = Array(repeating: SpecMade(stamp: 0, hash: 0), count: list.count) }
         var removed: [Int] = []
-        var inserts: [(at: Int, spec: ReplicaSpec, stamp: Int)] = []
-        var upserted: [ReplicaSpec] = []
+        var inserts: [(at: Int, spec: ReplicaSpec, made: SpecMade)] = []
+        var upserted = 0
         // One walk of both in id order (every record here and from the store holds its
         // replicas in strictly increasing id order). Replicas of one workload sort together,
         // so the last workload's stamp is kept at hand.
@@ -62,20 +68,20 @@ extension FleetState {
                 j += 1
             } else if j == list.count || wanted[i] < list[j].id {
                 // New here.
-                if let workload = replicas[wanted[i]]?.workload, let stamp = stamp(workload, &self), let spec = specs.spec(of: wanted[i], workload: workload) {
-                    upserted.append(spec)
-                    inserts.append((j, spec, stamp))
+                if let workload = replicas[wanted[i]]?.workload, let stamp = stamp(workload, &self), let (spec, hash) = specs.made(wanted[i], workload) {
+                    upserted += 1
+                    inserts.append((j, spec, SpecMade(stamp: stamp, hash: hash)))
                 }
                 i += 1
             } else {
                 // Kept: as it is while its workload's stamp holds, else made again.
                 if let stamp = stamp(list[j].workload, &self) {
-                    if made[j] != stamp, let spec = specs.spec(of: wanted[i], workload: list[j].workload) {
+                    if made[j].stamp != stamp, let (spec, hash) = specs.made(wanted[i], list[j].workload) {
                         if spec != list[j] {
-                            upserted.append(spec)
+                            upserted += 1
                             list[j] = spec
                         }
-                        made[j] = stamp
+                        made[j] = SpecMade(stamp: stamp, hash: hash)
                     }
                 } else {
                     removed.append(j)
@@ -97,35 +103,34 @@ extension FleetState {
                     r -= 1
                 } else {
                     list.insert(inserts[k].spec, at: inserts[k].at)
-                    made.insert(inserts[k].stamp, at: inserts[k].at)
+                    made.insert(inserts[k].made, at: inserts[k].at)
                     k -= 1
                 }
             }
         }
         guard previous != nil || !list.isEmpty else { return nil }
-        // (`upserted` is in the record's order: the walk is in id order.)
-        let changed = previous == nil || !upserted.isEmpty || !removedIDs.isEmpty
+        let digest = ReplicaSpecs.digest(made.lazy.map(\.hash))
+        let changed = previous == nil || upserted > 0 || !removedIDs.isEmpty || previous?.digest != digest
         // Generation never decreases: a stale retained message must not resurrect a replica.
-        let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + (changed ? 1 : 0), replicas: list)
+        let record = DesiredRecord(device: id, generation: (previous?.generation ?? 0) + (changed ? 1 : 0), replicas: list, digest: digest)
         desired[id] = record
         desiredStamps[id] = made
-        guard changed else { return nil }
-        return previous == nil ? DesiredWrite(record, previous: nil) : DesiredWrite(record, upserted: upserted, removed: removedIDs)
+        return changed ? DesiredWrite(record) : nil
     }
 
     /// `list` without the elements at `removing` (ascending), with `inserting` (each before
     /// the element at its index, in order) merged in.
-    private static func merge(_ list: [ReplicaSpec], _ made: [Int], removing: [Int], inserting: [(at: Int, spec: ReplicaSpec, stamp: Int)])
-        -> ([ReplicaSpec], [Int]) {
+    private static func merge(_ list: [ReplicaSpec], _ made: [SpecMade], removing: [Int], inserting: [(at: Int, spec: ReplicaSpec, made: SpecMade)])
+        -> ([ReplicaSpec], [SpecMade]) {
         var specs: [ReplicaSpec] = []
-        var stamps: [Int] = []
+        var stamps: [SpecMade] = []
         specs.reserveCapacity(list.count + inserting.count)
         stamps.reserveCapacity(list.count + inserting.count)
         var (k, r) = (0, 0)
         for i in 0...list.count {
             while k < inserting.count, inserting[k].at == i {
                 specs.append(inserting[k].spec)
-                stamps.append(inserting[k].stamp)
+                stamps.append(inserting[k].made)
                 k += 1
             }
             if r < removing.count, removing[r] == i {
@@ -136,6 +141,32 @@ extension FleetState {
             }
         }
         return (specs, stamps)
+    }
+
+    /// Every device's desired state made afresh from the rows, at a load: the store keeps only
+    /// each device's generation and digest (`DesiredWrite`). A device whose replicas are not
+    /// what its digest says (rows from before the digest, or specs this build makes otherwise)
+    /// gets a new generation; those are returned, to be written before anything is sent.
+    mutating func makeDesired(stored: [DesiredRecord]) -> StoreBatch {
+        let headers = Dictionary(stored.map { ($0.device, $0) }, uniquingKeysWith: { a, _ in a })
+        desired = [:]
+        desiredStamps = [:]
+        var batch = StoreBatch()
+        let specs = ReplicaSpecs(workloads)
+        var stamps: [String: Int?] = [:]
+        for id in Set(replicasOn.keys).union(headers.keys).sorted() {
+            // From nothing: every spec is made, with its hash.
+            _ = updateDesired(of: id, specs, &stamps)
+            var record = desired[id] ?? DesiredRecord(device: id, generation: 0, replicas: [], digest: ReplicaSpecs.digest([]))
+            if let header = headers[id], header.digest == record.digest {
+                record.generation = header.generation
+            } else {
+                record.generation = (headers[id]?.generation ?? 0) + 1
+                batch.desired.append(DesiredWrite(record))
+            }
+            desired[id] = record
+        }
+        return batch
     }
 
     private mutating func stamp(of workload: String, _ stamps: inout [String: Int?]) -> Int? {
