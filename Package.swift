@@ -53,7 +53,12 @@ let package = Package(
         .target(name: "DroverJSON"),
         .target(name: "DroverProtocol", dependencies: ["DroverCore", "DroverJSON"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", "CDroverTLS", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "DroverStore", dependencies: ["DroverCore", "DroverJSON", "DroverProtocol", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "DroverStore",
+            dependencies: [
+                "DroverCore", "DroverJSON", "DroverProtocol", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ]),
         .target(name: "DroverAgentStore", dependencies: ["CSQLite", "DroverCore", "DroverJSON"]),
         .target(name: "DroverScheduler", dependencies: ["DroverCore"]),
         .target(

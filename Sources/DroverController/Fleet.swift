@@ -98,19 +98,9 @@ public actor Fleet {
         unsynced = false
         let before = state.devices
         state.load(snapshot)
-        if !state.loadedChanges.isEmpty {
-            do {
-                try store.write(state.loadedChanges)
-            } catch {
-                unsynced = true
-                logger.error("the store cannot take the desired state it was read back with; nothing changes until it can", metadata: ["error": "\(error)"])
-                return
-            }
-            publisher?.enqueue(state.loadedChanges.desired.map { Desired(device: $0.record.device, generation: $0.record.generation, replicas: $0.record.replicas) })
-            state.loadedChanges = StoreBatch()
-        }
         // What beats told lives in memory only, and beats carry only changes: a device would
         // not tell it again until it changed (and an old `lastSeen` would judge it silent).
+        // (Put back before anything below can fail: the next read-back starts from here.)
         for (id, old) in before {
             guard var d = state.devices[id] else { continue }
             d.lastSeen = max(d.lastSeen, old.lastSeen)
@@ -120,6 +110,16 @@ public actor Fleet {
             d.lastAppliedGeneration = max(d.lastAppliedGeneration, old.lastAppliedGeneration)
             state.devices[id] = d
         }
+        guard !state.loadedChanges.isEmpty else { return }
+        do {
+            try store.write(state.loadedChanges)
+        } catch {
+            unsynced = true
+            logger.error("the store cannot take the desired state it was read back with; nothing changes until it can", metadata: ["error": "\(error)"])
+            return
+        }
+        publisher?.enqueue(state.loadedChanges.desired.map { Desired(device: $0.record.device, generation: $0.record.generation, replicas: $0.record.replicas) })
+        state.loadedChanges = StoreBatch()
     }
 
     /// Runs a transition that may refuse (bad input): a refusal leaves the state as the store holds it.

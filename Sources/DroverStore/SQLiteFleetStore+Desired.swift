@@ -9,7 +9,7 @@ extension SQLiteFleetStore {
     func writeDesired(_ write: DesiredWrite, _ db: Database) throws {
         let d = write.record
         let header = String(decoding: DesiredJSON.header(device: d.device, generation: d.generation, digest: d.digest), as: UTF8.self)
-        try db.cachedStatement(sql: "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)").execute(arguments: [d.device, d.generation, header])
+        try run(db, "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)", .text(d.device), .integer(d.generation), .text(header))
     }
 
     /// Every device's stored generation and digest (nil when the row has none, as rows from

@@ -65,7 +65,11 @@ struct DesiredStoreTests {
                     s = FleetState(snapshot: try store.load(), unreachableAfter: .seconds(600), now: Self.start + Int64(k) * 1000)
                     s.sightRestored(now: Self.start + Int64(k) * 1000)
                 }
+                let before = s.desired
                 let effects = try Self.change(&s, &rng, now: Self.start + Int64(k) * 1000)
+                for (id, record) in s.desired where record.replicas != (before[id]?.replicas ?? []) {
+                    #expect(record.generation > (before[id]?.generation ?? 0), "seed \(seed), change \(k), device \(id): new replicas, new generation")
+                }
                 try store.write(effects.batch)
                 // A restart makes the same desired state from the rows, under the same
                 // generations (the digests agree), and has nothing to write.
@@ -113,6 +117,61 @@ struct DesiredStoreTests {
         let made = FleetState(snapshot: loaded, unreachableAfter: .seconds(600), now: Self.start).allDesired()
         #expect(made == held)
         #expect(held.contains { !$0.replicas.isEmpty })
+    }
+
+    @Test("a read-back whose new generations cannot be written keeps what beats told, and writes them once the store takes writes again")
+    func readBackWriteFails() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = FailingStore(try SQLiteFleetStore(path: dir + "/controller.db"))
+        let fleet = try Fleet(store: store, logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
+        await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
+        for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
+        _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+        let told = Fleet.nowMillis() + 60_000
+        _ = await fleet.beat(Beat(device: "gw-0", time: told))
+        let seen = try await fleet.device("gw-0").record.lastSeen
+        let generation = await fleet.allDesired().first { $0.device == "gw-1" }?.generation ?? 0
+        // gw-1's stored digest disagrees, so a read-back gives it a new generation to write.
+        try Self.sql(dir + "/controller.db", "UPDATE desired SET record = json_set(record, '$.digest', '0123456789abcdef') WHERE device = 'gw-1'")
+        store.failing.store(true, ordering: .relaxed)
+        await #expect(throws: FleetError.self) { _ = try await fleet.apply(FleetFixture.workload("b", replicas: 3)) }
+        #expect(try await fleet.device("gw-0").record.lastSeen == seen, "what the beat told is kept")
+        store.failing.store(false, ordering: .relaxed)
+        _ = try await fleet.apply(FleetFixture.workload("c", replicas: 3))
+        #expect(try await fleet.device("gw-0").record.lastSeen == seen)
+        let stored = try store.inner.load().desired.first { $0.device == "gw-1" }?.generation ?? 0
+        #expect(stored > generation, "the new generation was written")
+    }
+
+    @Test("a device that gains or loses many replicas in one change (a merge, not insertions one by one) holds what its rows give")
+    func manyAtOnce() throws {
+        var s = FleetState(snapshot: FleetSnapshot(), unreachableAfter: .seconds(600), now: Self.start)
+        s.sightRestored(now: Self.start)
+        _ = s.hello(FleetFixture.hello("gw-0"), now: Self.start)
+        var generation: Int64 = 0
+        func check(_ what: String) {
+            let afresh = FleetState.specs(on: "gw-0", replicasOn: s.replicasOn, replicas: s.replicas, ReplicaSpecs(s.workloads))
+            #expect(s.desired["gw-0"]?.replicas == afresh, "\(what)")
+            #expect((s.desired["gw-0"]?.generation ?? 0) > generation, "\(what): a new generation")
+            generation = s.desired["gw-0"]?.generation ?? 0
+        }
+        var small = FleetFixture.workload("a", replicas: 3)
+        small.maxPerDevice = 20
+        small.resources = Resources(cpuMillis: 10, memoryBytes: 1 << 20)
+        _ = try s.apply(small, now: Self.start)
+        check("3 replicas")
+        var many = FleetFixture.workload("b", replicas: 12)
+        many.maxPerDevice = 20
+        many.resources = small.resources
+        _ = try s.apply(many, now: Self.start + 1)
+        check("12 more, between and after the first")
+        _ = try s.scale(workload: "b", replicas: 2, reason: nil, now: Self.start + 2)
+        check("10 gone")
+        _ = try s.scale(workload: "a", replicas: 14, reason: nil, now: Self.start + 3)
+        check("11 more")
+        _ = try s.delete(workload: "a", now: Self.start + 4)
+        check("14 gone")
     }
 
     @Test("the store keeps each device's generation and digest, not its specs; the specs held in memory are the whole state")
