@@ -5,7 +5,7 @@ import DroverJSON
 /// optionals left out), without `Codable`'s generic encoder: a large change writes thousands
 /// of rows, and the generic encoder was half of the store's CPU in them (`perf`).
 enum RowJSON {
-    static func encode(_ r: ReplicaRow) -> String {
+    static func encode(_ r: ReplicaRow) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(160 + r.id.utf8.count + r.workload.utf8.count + r.device.utf8.count + (r.message?.utf8.count ?? 0))
         out += #"{"device":"#.utf8
@@ -28,7 +28,7 @@ enum RowJSON {
         out += #","workload":"#.utf8
         JSONWriter.string(r.workload, into: &out)
         out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     private static func number(_ key: StaticString, _ value: Int64, into out: inout [UInt8]) {

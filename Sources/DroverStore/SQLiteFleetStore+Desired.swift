@@ -6,10 +6,13 @@ import GRDB
 /// Desired state is kept one row per device (`desired`): its generation and the digest of its
 /// replicas (see `DesiredWrite`).
 extension SQLiteFleetStore {
-    func writeDesired(_ write: DesiredWrite, _ db: Database) throws {
-        let d = write.record
-        let header = String(decoding: DesiredJSON.header(device: d.device, generation: d.generation, digest: d.digest), as: UTF8.self)
-        try run(db, "INSERT OR REPLACE INTO desired (device, generation, record) VALUES (?, ?, ?)", .text(d.device), .integer(d.generation), .text(header))
+    func writeDesired(_ writes: [DesiredWrite], _ db: Database) throws {
+        guard !writes.isEmpty else { return }
+        let upsert = try statement(db, "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET generation = excluded.generation, record = excluded.record")
+        for write in writes {
+            let d = write.record
+            try upsert.run(.text(d.device), .integer(d.generation), .utf8(DesiredJSON.header(device: d.device, generation: d.generation, digest: d.digest)))
+        }
     }
 
     /// Every device's stored generation and digest (nil when the row has none, as rows from

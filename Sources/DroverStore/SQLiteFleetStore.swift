@@ -120,10 +120,14 @@ public final class SQLiteFleetStore: FleetStore {
     }
 
     /// Each row's statement is prepared once per connection (GRDB's statement cache): preparing
-    /// it for every row cost more than the insert itself in writes of thousands of rows.
+    /// it for every row cost more than the insert itself in writes of thousands of rows. Those
+    /// written by the thousand are bound through SQLite's C API (`RowStatement`), and a row
+    /// that exists is updated in place (an upsert), not deleted and inserted again with its
+    /// index entries (`INSERT OR REPLACE`).
     private func writeRows(_ batch: StoreBatch, _ db: Database) throws {
-        for d in batch.devices {
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO devices (id, record) VALUES (?, ?)").execute(arguments: [d.id, json(d)])
+        if !batch.devices.isEmpty {
+            let upsert = try statement(db, "INSERT INTO devices (id, record) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET record = excluded.record")
+            for d in batch.devices { try upsert.run(.text(d.id), .text(json(d))) }
         }
         for name in batch.deletedWorkloads {
             try db.cachedStatement(sql: "DELETE FROM workloads WHERE name = ?").execute(arguments: [name])
@@ -131,13 +135,15 @@ public final class SQLiteFleetStore: FleetStore {
         for w in batch.workloads {
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO workloads (name, record) VALUES (?, ?)").execute(arguments: [w.spec.name, json(w)])
         }
-        for id in batch.deletedReplicas {
-            try db.cachedStatement(sql: "DELETE FROM replicas WHERE id = ?").execute(arguments: [id])
+        if !batch.deletedReplicas.isEmpty {
+            let delete = try statement(db, "DELETE FROM replicas WHERE id = ?")
+            for id in batch.deletedReplicas { try delete.run(.text(id)) }
         }
-        for r in batch.replicas {
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?)").execute(arguments: [r.id, r.workload, r.device, RowJSON.encode(r)])
+        if !batch.replicas.isEmpty {
+            let upsert = try statement(db, "INSERT INTO replicas (id, workload, device, record) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET workload = excluded.workload, device = excluded.device, record = excluded.record")
+            for r in batch.replicas { try upsert.run(.text(r.id), .text(r.workload), .text(r.device), .utf8(RowJSON.encode(r))) }
         }
-        for write in batch.desired { try writeDesired(write, db) }
+        try writeDesired(batch.desired, db)
         for (key, value) in batch.meta {
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").execute(arguments: [key, value])
         }
