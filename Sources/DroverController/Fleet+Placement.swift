@@ -113,9 +113,6 @@ extension FleetState {
             touched.insert(row.device)
             batch.deletedReplicas.append(id)
         }
-        // (Room made once: thousands of placements at once grew these step by step.)
-        replicas.reserveCapacity(replicas.count + placed.count)
-        touched.reserveCapacity(placed.count)
         for a in placed {
             let previous = replicas[a.id]
             if let previous, previous.device == a.device { continue }

@@ -89,15 +89,21 @@ struct DesiredStoreTests {
         }
     }
 
-    @Test("after a failed write that cannot be read back, nothing changes until the store reads again; then state and store agree")
-    func unsyncedUntilReadBack() async throws {
-        let dir = try Fixtures.temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    /// Three devices and a workload of three replicas, over a store that fails on demand.
+    static func fleetOfThree(_ dir: String) async throws -> (FailingStore, Fleet) {
         let store = FailingStore(try SQLiteFleetStore(path: dir + "/controller.db"))
         let fleet = try Fleet(store: store, logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
         await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
         for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
         _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+        return (store, fleet)
+    }
+
+    @Test("after a failed write that cannot be read back, nothing changes until the store reads again; then state and store agree")
+    func unsyncedUntilReadBack() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (store, fleet) = try await Self.fleetOfThree(dir)
         store.failing.store(true, ordering: .relaxed)
         store.failingLoad.store(true, ordering: .relaxed)
         await #expect(throws: FleetError.self) { _ = try await fleet.apply(FleetFixture.workload("b", replicas: 3)) }
@@ -123,11 +129,7 @@ struct DesiredStoreTests {
     func readBackWriteFails() async throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = FailingStore(try SQLiteFleetStore(path: dir + "/controller.db"))
-        let fleet = try Fleet(store: store, logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
-        await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
-        for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
-        _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+        let (store, fleet) = try await Self.fleetOfThree(dir)
         let told = Fleet.nowMillis() + 60_000
         _ = await fleet.beat(Beat(device: "gw-0", time: told))
         let seen = try await fleet.device("gw-0").record.lastSeen
@@ -208,10 +210,7 @@ struct DesiredStoreTests {
         let path = dir + "/controller.db"
         var before: [Desired] = []
         do {
-            let fleet = try Fleet(store: try SQLiteFleetStore(path: path), logger: FleetFixture.logger, unreachableAfter: .seconds(3600))
-            await fleet.sightRestored(now: Fleet.nowMillis() - 3_600_000)
-            for i in 0..<3 { await fleet.hello(FleetFixture.hello("gw-\(i)")) }
-            _ = try await fleet.apply(FleetFixture.workload("a", replicas: 3))
+            let (_, fleet) = try await Self.fleetOfThree(dir)
             before = await fleet.allDesired()
         }
         // As if this build made gw-1's specs otherwise than the one that stored them.
