@@ -17,11 +17,14 @@ extension SQLiteFleetStore {
 
     /// A cached statement of `db`, to run once per row.
     struct RowStatement {
-        let handle: SQLiteStatement
+        /// Held, so that the handle lives while it is used even if GRDB's cache let it go.
+        let statement: Statement
         let db: Database
+        var handle: SQLiteStatement { statement.sqliteStatement }
 
-        /// Runs the statement with `values` bound in order; it returns no rows.
+        /// Runs the statement with `values` bound in order (every parameter); it returns no rows.
         func run(_ values: Bound...) throws {
+            assert(values.count == Int(sqlite3_bind_parameter_count(handle)), "every parameter is bound")
             defer { sqlite3_reset(handle) }
             for (k, value) in values.enumerated() {
                 let index = Int32(k + 1)
@@ -46,6 +49,6 @@ extension SQLiteFleetStore {
     }
 
     func statement(_ db: Database, _ sql: String) throws -> RowStatement {
-        RowStatement(handle: try db.cachedStatement(sql: sql).sqliteStatement, db: db)
+        RowStatement(statement: try db.cachedStatement(sql: sql), db: db)
     }
 }
