@@ -152,8 +152,10 @@ public final class SQLiteFleetStore: FleetStore {
         }
         // Keep the event log bounded: the newest 100,000, none older than 30 days.
         if let newest = batch.events.last {
-            try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", arguments: [Self.eventsKept])
-            try db.execute(sql: "DELETE FROM events WHERE time < ?", arguments: [newest.time - Self.eventsMaxAge])
+            // (Cached: prepared for every batch, these were a sixth of the store's CPU over
+            // 10,000 joins.)
+            try statement(db, "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?").run(.integer(Int64(Self.eventsKept)))
+            try statement(db, "DELETE FROM events WHERE time < ?").run(.integer(newest.time - Self.eventsMaxAge))
         }
     }
 
