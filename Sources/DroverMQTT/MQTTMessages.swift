@@ -91,29 +91,38 @@ final class MessageQueue: Sendable {
     /// Received and not yet handed to the reader (the backpressure bound counts these).
     let unread = Atomic<Int>(0)
 
-    /// From the network thread. Ignored once finished.
+    /// From the network thread. Ignored once finished. The reader is not woken: `wake` does,
+    /// once for all that one pass of the network loop read.
     func push(_ message: MQTTMessage) {
-        let waiter = state.withLock { s -> CheckedContinuation<[MQTTMessage]?, Never>? in
-            guard !s.finished else { return nil }
+        state.withLock { s in
+            guard !s.finished else { return }
             unread.add(1, ordering: .relaxed)
-            guard let waiter = s.waiter else {
-                s.buffer.append(message)
-                return nil
-            }
-            s.waiter = nil
-            return waiter
+            s.buffer.append(message)
         }
-        waiter?.resume(returning: [message])
+    }
+
+    /// Hands what was pushed to the reader if it waits.
+    func wake() {
+        let (waiter, ready) = state.withLock { s -> (CheckedContinuation<[MQTTMessage]?, Never>?, [MQTTMessage]) in
+            guard let waiter = s.waiter, !s.buffer.isEmpty else { return (nil, []) }
+            s.waiter = nil
+            defer { s.buffer = [] }
+            return (waiter, s.buffer)
+        }
+        waiter?.resume(returning: ready)
     }
 
     /// No more messages: the reader gets what is left, then nil.
     func finish() {
-        let waiter = state.withLock { s in
+        let (waiter, ready) = state.withLock { s -> (CheckedContinuation<[MQTTMessage]?, Never>?, [MQTTMessage]?) in
             s.finished = true
-            defer { s.waiter = nil }
-            return s.waiter
+            guard let waiter = s.waiter else { return (nil, nil) }
+            s.waiter = nil
+            guard !s.buffer.isEmpty else { return (waiter, nil) }
+            defer { s.buffer = [] }
+            return (waiter, s.buffer)
         }
-        waiter?.resume(returning: nil)
+        waiter?.resume(returning: ready)
     }
 
     /// Everything waiting, or the next message to come; nil when finished and empty, or

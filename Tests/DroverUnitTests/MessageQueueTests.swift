@@ -26,7 +26,7 @@ struct MessageQueueTests {
         #expect(messages.queue.unread.load(ordering: .relaxed) == 0)
     }
 
-    @Test("a waiting reader is woken by the next message; after finish it gets what is left, then nil")
+    @Test("a waiting reader is woken by what the network loop read; after finish it gets what is left, then nil")
     func waitAndFinish() async {
         let messages = MQTTMessages(queue: MessageQueue())
         let reader = Task {
@@ -36,7 +36,11 @@ struct MessageQueueTests {
             return seen
         }
         try? await Task.sleep(for: .milliseconds(20))
-        for n in 0..<3 { messages.queue.push(Self.message(n)) }
+        messages.queue.push(Self.message(0))
+        messages.queue.wake()
+        try? await Task.sleep(for: .milliseconds(20))
+        // Pushed and not yet handed over when the client finishes: still read.
+        for n in 1..<3 { messages.queue.push(Self.message(n)) }
         messages.queue.finish()
         messages.queue.push(Self.message(9))
         #expect(await reader.value == ["t/0", "t/1", "t/2"])
