@@ -51,15 +51,19 @@ extension MQTTClient {
         }
     }
 
-    /// Reads the packets already waiting on the socket (at most 16: the broker holds back
-    /// QoS 1 messages past about 20 unacknowledged, and the PUBACKs go out with the next
-    /// loop). `mosquitto_loop` reads one packet per call, and waking the reader for each
-    /// message cost the controller a tenth of its CPU under a flood of beats.
+    /// Reads the packets already waiting on the socket, after the one `mosquitto_loop` read
+    /// (16 more at most: the broker holds back QoS 1 messages past about 20 unacknowledged,
+    /// and the PUBACKs go out with the next loop). `mosquitto_loop` reads one packet per call,
+    /// and waking the reader for each message cost the controller a tenth of its CPU under a
+    /// flood of beats. Never while the reader is behind: a read would wait in `didReceive`
+    /// with nothing written meanwhile (PUBACKs, pings), which the loop does every pass.
     func readWaiting() -> Int32 {
         let fd = mosquitto_socket(handle)
         guard fd >= 0 else { return MOSQ_ERR_SUCCESS.rawValue }
         var poll = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         for _ in 0..<16 {
+            // (libmosquitto may have closed the socket, on a DISCONNECT from the broker.)
+            guard mosquitto_socket(handle) == fd, messages.queue.unread.load(ordering: .relaxed) < configuration.maxBufferedMessages else { break }
             guard Glibc.poll(&poll, 1, 0) == 1, poll.revents & Int16(POLLIN) != 0 else { break }
             let rc = mosquitto_loop_read(handle, 1)
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return rc }
