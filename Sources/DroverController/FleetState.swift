@@ -34,7 +34,7 @@ struct FleetState {
     var desired: [String: DesiredRecord] = [:]
     /// For each device's desired state, the stamp of each replica's workload when its spec was
     /// made (in the record's order): a spec whose workload has the same stamp now is reused,
-    /// not made and compared again (see `nextDesired`). Missing: nothing is reused.
+    /// not made and compared again (see `updateDesired`). Missing: nothing is reused.
     var desiredStamps: [String: [SpecMade]] = [:]
     var workloadStamps = WorkloadStamps()
     /// What the last load changed and the store must get before anything is sent: desired

@@ -6,8 +6,8 @@ import Foundation
 import GRDB
 import Testing
 
-/// Desired state is stored one row per replica, and a change writes only what changed: what
-/// the store loads must still be, device by device, what the controller holds.
+/// The store keeps each device's desired generation and digest, and a start makes the specs
+/// again from the rows: what it makes must be, device by device, what the controller held.
 @Suite("Desired state in the store")
 struct DesiredStoreTests {
     static let start: Int64 = 1_000_000
@@ -76,7 +76,7 @@ struct DesiredStoreTests {
                 let reloaded = FleetState(snapshot: try store.load(), unreachableAfter: .seconds(600), now: Self.start)
                 #expect(reloaded.desired == s.desired, "seed \(seed), change \(k)")
                 #expect(reloaded.loadedChanges.isEmpty, "seed \(seed), change \(k)")
-                // Specs reused from the previous desired state (`nextDesired`) are what making
+                // Specs reused from the previous desired state (`updateDesired`) are what making
                 // them all afresh gives.
                 let specs = ReplicaSpecs(s.workloads)
                 for id in Set(s.replicasOn.keys).union(s.desired.keys) {
