@@ -9,7 +9,7 @@ import Synchronization
 /// it touches, most of it other workloads' replicas (the store keeps it, the wire carries
 /// it); encoding every spec of it again took most of the controller's time in large applies.
 public enum DesiredJSON {
-    /// `version`: the wire message (`Desired`, with `v`); nil: the stored record.
+    /// `version`: the wire message (`Desired`, with `v`); nil: the record's own JSON (`DesiredRecord`).
     public static func encode(device: String, generation: Int64, replicas: [ReplicaSpec], version: Int?) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64 + replicas.count * 512)
@@ -42,7 +42,7 @@ public enum DesiredJSON {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
-    /// FNV-1a 64 of `bytes`, going on from `hash`.
+    /// FNV-1a 64 of `bytes`, going on from `hash` (also the replica digest's, `ReplicaDigest`).
     public static func fnv(_ bytes: some Sequence<UInt8>, from hash: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
         var hash = hash
         for byte in bytes {

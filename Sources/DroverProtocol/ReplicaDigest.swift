@@ -27,10 +27,7 @@ public enum ReplicaDigest {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for e in entries.sorted(by: { $0.id < $1.id }) {
             let line = "\(e.id)|\(e.phase.rawValue)|\(e.pid.map(String.init) ?? "-")|\(e.restarts)|\(e.exitCode.map(String.init) ?? "-")\n"
-            for byte in line.utf8 {
-                hash ^= UInt64(byte)
-                hash = hash &* 0x0000_0100_0000_01b3
-            }
+            hash = DesiredJSON.fnv(line.utf8, from: hash)
         }
         return String(hash, radix: 16)
     }
