@@ -3,31 +3,104 @@ import DroverStore
 
 /// A stamp per workload that changes whenever its record does (its template, revisions,
 /// rollout), so that a replica spec made from the record can be reused while it holds.
+/// Each workload has a slot, so that whether a spec's stamp is still its workload's is an
+/// array lookup, not a lookup by name for every replica of every touched device: those were
+/// a third of the time a large change spent on desired state.
 struct WorkloadStamps {
-    private var seen: [String: (record: WorkloadRecord, stamp: Int)] = [:]
+    private var slots: [String: Int] = [:]
+    /// By slot: its workload's name and record as last seen (nil when free), its stamp, and
+    /// the check it was last looked at in.
+    private var names: [String?] = []
+    private var records: [WorkloadRecord?] = []
+    private var current: [Int] = []
+    private var checkedIn: [Int] = []
+    private var free: [Int] = []
     private var last = 0
+    /// One check of a change's specs (`begin`): each workload's record is compared once in it.
+    private var check = 0
+    /// The workload asked for last (replicas of one workload come in runs).
+    private var lastAsked: (name: String, slot: Int)?
 
-    /// The stamp of `record`: the one it had, or a new one when it differs from the record
-    /// last seen under its name. (Comparing an unchanged record is cheap: its arrays and
-    /// dictionaries share their storage, which `==` checks first.)
-    mutating func stamp(_ record: WorkloadRecord) -> Int {
-        if let known = seen[record.spec.name], known.record == record { return known.stamp }
-        last += 1
-        seen[record.spec.name] = (record, last)
-        return last
+    /// Starts a check against `workloads`: their records may have changed since the last one.
+    mutating func begin(_ workloads: [String: WorkloadRecord]) {
+        check += 1
+        // Workloads that are gone give their slots back (each is looked at lazily otherwise).
+        if slots.count > workloads.count {
+            for (name, slot) in slots where workloads[name] == nil { release(name, slot) }
+        }
     }
 
-    /// Forgets workloads that are gone.
-    mutating func keep(only names: some Collection<String>) {
-        guard seen.count > names.count else { return }
-        let kept = Set(names)
-        seen = seen.filter { kept.contains($0.key) }
+    /// The stamp and slot of workload `name` as it is now; nil when it is gone.
+    mutating func stamp(of name: String, _ workloads: [String: WorkloadRecord]) -> SpecMade.Stamp? {
+        let known = lastAsked.flatMap { $0.name == name ? $0.slot : nil } ?? slots[name]
+        if let slot = known, checkedIn[slot] == check {
+            lastAsked = (name, slot)
+            return current[slot] == 0 ? nil : SpecMade.Stamp(stamp: current[slot], slot: slot)
+        }
+        guard let record = workloads[name] else {
+            if let slot = known { release(name, slot) }
+            return nil
+        }
+        let slot: Int
+        if let known {
+            slot = known
+            if records[slot] != record {
+                last += 1
+                records[slot] = record
+                current[slot] = last
+            }
+        } else {
+            last += 1
+            if let reused = free.popLast() {
+                slot = reused
+                names[slot] = name
+                records[slot] = record
+                current[slot] = last
+            } else {
+                slot = names.count
+                names.append(name)
+                records.append(record)
+                current.append(last)
+                checkedIn.append(check)
+            }
+            slots[name] = slot
+        }
+        checkedIn[slot] = check
+        lastAsked = (name, slot)
+        return SpecMade.Stamp(stamp: current[slot], slot: slot)
+    }
+
+    /// Whether a spec made under `made` is still what its workload's record gives.
+    mutating func holds(_ made: SpecMade.Stamp, _ workloads: [String: WorkloadRecord]) -> Bool {
+        guard made.stamp != 0, made.slot < names.count else { return false }
+        if checkedIn[made.slot] != check {
+            guard let name = names[made.slot], let now = stamp(of: name, workloads) else { return false }
+            return now == made
+        }
+        return current[made.slot] == made.stamp
+    }
+
+    private mutating func release(_ name: String, _ slot: Int) {
+        slots[name] = nil
+        names[slot] = nil
+        records[slot] = nil
+        // Stamps are never given twice: a spec made under the old workload never matches.
+        current[slot] = 0
+        checkedIn[slot] = check
+        free.append(slot)
+        lastAsked = nil
     }
 }
 
 /// How a desired spec was made: its workload's stamp then, and its hash.
 struct SpecMade: Hashable {
-    var stamp: Int
+    /// A workload's stamp and the slot it is kept in (`WorkloadStamps`); stamp 0 is none.
+    struct Stamp: Hashable {
+        var stamp: Int
+        var slot: Int
+    }
+
+    var stamp: Stamp
     var hash: UInt64
 }
 
@@ -39,9 +112,8 @@ extension FleetState {
     /// spec was made is left as it is: only the others are made (and compared). Making and
     /// comparing every spec of every device a change touched took a new 5,000-replica
     /// workload 20–125 ms at 10,000 devices, growing with the fleet.
-    /// (`stamps`: the stamps met so far in this change, nil for a workload that is gone.)
-    mutating func updateDesired(of id: String, _ specs: ReplicaSpecs, _ stamps: inout [String: Int?]) -> DesiredWrite? {
-        let wanted = (replicasOn[id] ?? []).sorted()
+    mutating func updateDesired(of id: String, _ specs: ReplicaSpecs) -> DesiredWrite? {
+        let wanted = replicasOn[id]?.ids ?? []
         // Taken out, so that the arrays change in place (no copy).
         // (Swapped out where they are: a removal and insertion again in dictionaries of
         // 10,000 devices cost a tenth of a large change.)
@@ -55,20 +127,13 @@ extension FleetState {
         let madeAt = desiredStamps.index(forKey: id)
         var made: [SpecMade] = []
         if let madeAt { swap(&made, &desiredStamps.values[madeAt]) }
-        if made.count != list.count { made = Array(repeating: SpecMade(stamp: 0, hash: 0), count: list.count) }
+        let none = SpecMade(stamp: SpecMade.Stamp(stamp: 0, slot: 0), hash: 0)
+        if made.count != list.count { made = Array(repeating: none, count: list.count) }
         var removed: [Int] = []
         var inserts: [(at: Int, spec: ReplicaSpec, made: SpecMade)] = []
         var upserted = 0
         // One walk of both in id order (every record here and from the store holds its
-        // replicas in strictly increasing id order). Replicas of one workload sort together,
-        // so the last workload's stamp is kept at hand.
-        var last: (workload: String, stamp: Int?)?
-        func stamp(_ workload: String, _ state: inout FleetState) -> Int? {
-            if let last, last.workload == workload { return last.stamp }
-            let stamp = state.stamp(of: workload, &stamps)
-            last = (workload, stamp)
-            return stamp
-        }
+        // replicas in strictly increasing id order, as `replicasOn` holds ids).
         var (i, j) = (0, 0)
         while i < wanted.count || j < list.count {
             if i == wanted.count || (j < list.count && list[j].id < wanted[i]) {
@@ -76,23 +141,23 @@ extension FleetState {
                 j += 1
             } else if j == list.count || wanted[i] < list[j].id {
                 // New here.
-                if let workload = replicas[wanted[i]]?.workload, let stamp = stamp(workload, &self), let (spec, hash) = specs.made(wanted[i], workload) {
+                if let workload = replicas[wanted[i]]?.workload, let stamp = workloadStamps.stamp(of: workload, workloads), let (spec, hash) = specs.made(wanted[i], workload) {
                     upserted += 1
                     inserts.append((j, spec, SpecMade(stamp: stamp, hash: hash)))
                 }
                 i += 1
             } else {
                 // Kept: as it is while its workload's stamp holds, else made again.
-                if let stamp = stamp(list[j].workload, &self) {
-                    if made[j].stamp != stamp, let (spec, hash) = specs.made(wanted[i], list[j].workload) {
+                if !workloadStamps.holds(made[j].stamp, workloads) {
+                    if let stamp = workloadStamps.stamp(of: list[j].workload, workloads), let (spec, hash) = specs.made(wanted[i], list[j].workload) {
                         if spec != list[j] {
                             upserted += 1
                             list[j] = spec
                         }
                         made[j] = SpecMade(stamp: stamp, hash: hash)
+                    } else {
+                        removed.append(j)
                     }
-                } else {
-                    removed.append(j)
                 }
                 i += 1
                 j += 1
@@ -161,10 +226,10 @@ extension FleetState {
         desiredStamps = [:]
         var batch = StoreBatch()
         let specs = ReplicaSpecs(workloads)
-        var stamps: [String: Int?] = [:]
+        workloadStamps.begin(workloads)
         for id in Set(replicasOn.keys).union(headers.keys).sorted() {
             // From nothing: every spec is made, with its hash.
-            _ = updateDesired(of: id, specs, &stamps)
+            _ = updateDesired(of: id, specs)
             var record = desired[id] ?? DesiredRecord(device: id, generation: 0, replicas: [], digest: ReplicaSpecs.digest([]))
             if let header = headers[id], header.digest == record.digest {
                 record.generation = header.generation
@@ -177,11 +242,4 @@ extension FleetState {
         return batch
     }
 
-    private mutating func stamp(of workload: String, _ stamps: inout [String: Int?]) -> Int? {
-        if let known = stamps[workload] { return known }
-        let stamp = workloads[workload].map { workloadStamps.stamp($0) }
-        stamps[workload] = stamp
-        if stamps.count == 1 { workloadStamps.keep(only: workloads.keys) }
-        return stamp
-    }
 }

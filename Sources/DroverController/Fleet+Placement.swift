@@ -102,10 +102,19 @@ extension FleetState {
     /// set changed.
     @discardableResult
     private mutating func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
-        var touched = Set<String>()
+        var touched = Set<String>(minimumCapacity: placed.count + stopped.count)
         // Placements by workload, for their events.
         var placedOf: [String: [Assignment]] = [:]
         var placedOrder: [String] = []
+        // Placements come in runs of one workload: the run's list is kept at hand, and the
+        // workload's replica ids made room for at once.
+        var run: (workload: String, list: [Assignment])?
+        func endRun() {
+            guard let (workload, list) = run else { return }
+            if placedOf[workload] == nil { placedOrder.append(workload) }
+            placedOf[workload, default: []] += list
+            run = nil
+        }
         for id in stopped.sorted() {
             guard let row = replicas.removeValue(forKey: id) else { continue }
             replicasOn[row.device]?.remove(id)
@@ -123,12 +132,17 @@ extension FleetState {
             let row = ReplicaRow(id: a.id, workload: a.workload, ordinal: a.ordinal, device: a.device, updatedAt: now)
             replicas[row.id] = row
             replicasOn[a.device, default: []].insert(a.id)
+            if run?.workload != a.workload {
+                endRun()
+                run = (a.workload, [])
+                replicasOf[a.workload, default: []].reserveCapacity((replicasOf[a.workload]?.count ?? 0) + placed.count)
+            }
             replicasOf[a.workload, default: []].insert(a.id)
             touched.insert(a.device)
             batch.replicas.append(row)
-            if placedOf[a.workload] == nil { placedOrder.append(a.workload) }
-            placedOf[a.workload, default: []].append(a)
+            run?.list.append(a)
         }
+        endRun()
         for workload in placedOrder {
             let list = placedOf[workload] ?? []
             guard list.count > Self.placedEventsEach else {
@@ -148,9 +162,9 @@ extension FleetState {
     mutating func desiredMessages(for ids: Set<String>, into batch: inout StoreBatch) -> [Desired] {
         var messages: [Desired] = []
         let specs = ReplicaSpecs(workloads)
-        var stamps: [String: Int?] = [:]
+        workloadStamps.begin(workloads)
         for id in ids.sorted() {
-            guard let write = updateDesired(of: id, specs, &stamps) else { continue }
+            guard let write = updateDesired(of: id, specs) else { continue }
             batch.desired.append(write)
             messages.append(Desired(device: id, generation: write.record.generation, replicas: write.record.replicas))
         }
@@ -158,7 +172,7 @@ extension FleetState {
     }
 
     /// What device `id` is to run as its rows stand, in id order.
-    static func specs(on id: String, replicasOn: [String: Set<String>], replicas: [String: ReplicaRow], _ specs: ReplicaSpecs) -> [ReplicaSpec] {
+    static func specs(on id: String, replicasOn: [String: SortedIDs], replicas: [String: ReplicaRow], _ specs: ReplicaSpecs) -> [ReplicaSpec] {
         // (Ids sorted before the specs are made: sorting the specs moved whole structs.)
         (replicasOn[id] ?? []).sorted().compactMap { r in replicas[r].flatMap { specs.spec(of: r, workload: $0.workload) } }
     }
@@ -193,6 +207,8 @@ extension FleetState {
 final class ReplicaSpecs {
     private let workloads: [String: WorkloadRecord]
     private var made: [String: Templates] = [:]
+    /// The workload asked for last (replicas of one workload come in runs).
+    private var last: Templates?
 
     /// One workload's record and the templates made from it so far, each with the hash of
     /// its JSON.
@@ -214,13 +230,16 @@ final class ReplicaSpecs {
     /// sum of its replicas' hashes (`digest(_:)`).
     func made(_ id: String, _ workload: String) -> (spec: ReplicaSpec, hash: UInt64)? {
         let templates: Templates
-        if let known = made[workload] {
+        if let last, last.record.spec.name == workload {
+            templates = last
+        } else if let known = made[workload] {
             templates = known
         } else {
             guard let record = workloads[workload] else { return nil }
             templates = Templates(record)
             made[workload] = templates
         }
+        last = templates
         let assignment = templates.record.assignment(of: id)
         var template: (spec: ReplicaSpec, hash: UInt64)
         if let known = templates.byAssignment[assignment] {

@@ -22,7 +22,7 @@ struct Reconciliation {
 /// them copies nothing).
 struct ReconciliationWork: Sendable {
     let input: SchedulingInput
-    let replicasOn: [String: Set<String>]
+    let replicasOn: [String: SortedIDs]
     let replicas: [String: ReplicaRow]
     let workloads: [String: WorkloadRecord]
     let desired: [String: DesiredRecord]

@@ -41,7 +41,7 @@ struct FleetState {
     /// states under new generations (see `makeDesired`).
     var loadedChanges = StoreBatch()
     /// Replica ids by the device they are placed on.
-    var replicasOn: [String: Set<String>] = [:]
+    var replicasOn: [String: SortedIDs] = [:]
     /// Replica ids by their workload: rollouts, autoscaling and views look at one workload's
     /// replicas on every report or request, which a scan of the whole fleet made O(fleet).
     var replicasOf: [String: Set<String>] = [:]
@@ -108,7 +108,7 @@ struct FleetState {
         devices = Dictionary(s.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         workloads = Dictionary(s.workloads.map { ($0.spec.name, $0) }, uniquingKeysWith: { a, _ in a })
         replicas = Dictionary(s.replicas.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        replicasOn = replicas.values.reduce(into: [:]) { $0[$1.device, default: []].insert($1.id) }
+        replicasOn = replicas.values.reduce(into: [String: [String]]()) { $0[$1.device, default: []].append($1.id) }.mapValues(SortedIDs.init)
         replicasOf = replicas.values.reduce(into: [:]) { $0[$1.workload, default: []].insert($1.id) }
         loadedChanges = makeDesired(stored: s.desired)
         scheduler = nil

@@ -29,17 +29,33 @@ public enum DesiredJSON {
     /// The stored row of a device's desired state: its generation and the digest of its
     /// replicas (which the controller makes again from its replica rows).
     public static func header(device: String, generation: Int64, digest: UInt64?) -> [UInt8] {
-        var out = Array(#"{"device":"#.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(device.utf8.count + 96)
+        out.append(contentsOf: #"{"device":"#.utf8)
         string(device, into: &out)
-        if let digest { out += Array(#","digest":"\#(hex(digest))""#.utf8) }
-        out += Array(#","generation":\#(generation),"replicas":[]}"#.utf8)
+        if let digest {
+            out.append(contentsOf: #","digest":""#.utf8)
+            hex(digest, into: &out)
+            out.append(0x22)
+        }
+        out.append(contentsOf: #","generation":"#.utf8)
+        out.append(contentsOf: String(generation).utf8)
+        out.append(contentsOf: #","replicas":[]}"#.utf8)
         return out
     }
 
     /// 16 lowercase hexadecimal digits.
     public static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        var out: [UInt8] = []
+        hex(value, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hex(_ value: UInt64, into out: inout [UInt8]) {
+        for shift in stride(from: 60, through: 0, by: -4) {
+            let nibble = UInt8(truncatingIfNeeded: value >> UInt64(shift)) & 0xF
+            out.append(nibble < 10 ? 0x30 + nibble : 0x57 + nibble)
+        }
     }
 
     /// FNV-1a 64 of `bytes`, going on from `hash` (also the replica digest's, `ReplicaDigest`).

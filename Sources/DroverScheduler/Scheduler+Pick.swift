@@ -59,6 +59,11 @@ struct DevicePicker {
     var domainOf: [Int32] = []
     var domainCount: [Int]
     var versions: [Int32: Int32] = [:]
+    /// Per heap: its top was checked and nothing was placed in its domain since. Only a
+    /// placement makes a top stale, so a pick looks again only at the heap it placed from:
+    /// looking at every domain's heap on every pick made a 5,000-replica workload spread over
+    /// 100 sites four times as slow to place.
+    var clean: [Bool] = []
     /// Set when the last failure was the spread constraint.
     var skewBlocked: SpreadConstraint?
 
@@ -71,6 +76,7 @@ struct DevicePicker {
             heap.build(candidates.map { DeviceHeap.Entry(score: state.score(spec, Int($0)), device: $0, version: 0) })
             heaps = [heap]
             domainCount = [0]
+            clean = [false]
             return
         }
         // Only the domains that hold a candidate take part; they keep the global name order.
@@ -102,6 +108,7 @@ struct DevicePicker {
             h.build(e)
             return h
         }
+        clean = Array(repeating: false, count: heaps.count)
         // Replicas already in a domain count, wherever they run in it.
         domainCount = Array(repeating: 0, count: Int(next))
         for (d, n) in state.hosts[w] where n > 0 {
@@ -112,6 +119,8 @@ struct DevicePicker {
 
     /// Drops stale entries and devices that can no longer take a replica from heap `k`.
     private mutating func cleanTop(_ k: Int, state: PlanState) -> Int32? {
+        if clean[k] { return heaps[k].top?.device }
+        clean[k] = true
         while let top = heaps[k].top {
             let d = top.device
             if top.version != versions[d, default: 0] || state.hosts[w][d, default: 0] >= spec.maxPerDevice
@@ -158,6 +167,7 @@ struct DevicePicker {
             k = Int(domainOf[Int(d)])
         }
         domainCount[k] += 1
+        clean[k] = false
         if state.hosts[w][d, default: 0] < spec.maxPerDevice, state.fits(Int(d), spec.resources) {
             heaps[k].push(DeviceHeap.Entry(score: state.score(spec, Int(d)), device: d, version: version))
         }

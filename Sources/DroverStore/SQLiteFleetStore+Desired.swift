@@ -8,10 +8,9 @@ import GRDB
 extension SQLiteFleetStore {
     func writeDesired(_ writes: [DesiredWrite], _ db: Database) throws {
         guard !writes.isEmpty else { return }
-        let upsert = try statement(db, "INSERT INTO desired (device, generation, record) VALUES (?, ?, ?) ON CONFLICT (device) DO UPDATE SET generation = excluded.generation, record = excluded.record")
-        for write in writes {
-            let d = write.record
-            try upsert.run(.text(d.device), .integer(d.generation), .utf8(DesiredJSON.header(device: d.device, generation: d.generation, digest: d.digest)))
+        try insertRows(db, "INSERT INTO desired (device, generation, record)", "ON CONFLICT (device) DO UPDATE SET generation = excluded.generation, record = excluded.record", width: 3, count: writes.count) { i in
+            let d = writes[i].record
+            return [.text(d.device), .integer(d.generation), .utf8(DesiredJSON.header(device: d.device, generation: d.generation, digest: d.digest))]
         }
     }
 
