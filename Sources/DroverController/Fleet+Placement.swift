@@ -102,7 +102,7 @@ extension FleetState {
     /// set changed.
     @discardableResult
     private mutating func record(placed: [Assignment], stopped: Set<String>, preempted: [Assignment], into batch: inout StoreBatch, now: Int64) -> Set<String> {
-        var touched = Set<String>(minimumCapacity: placed.count + stopped.count)
+        var touched = Set<String>(minimumCapacity: min(placed.count + stopped.count, devices.count))
         // Placements by workload, for their events.
         var placedOf: [String: [Assignment]] = [:]
         var placedOrder: [String] = []
@@ -122,7 +122,7 @@ extension FleetState {
             touched.insert(row.device)
             batch.deletedReplicas.append(id)
         }
-        for a in placed {
+        for (index, a) in placed.enumerated() {
             let previous = replicas[a.id]
             if let previous, previous.device == a.device { continue }
             if let previous {
@@ -135,7 +135,9 @@ extension FleetState {
             if run?.workload != a.workload {
                 endRun()
                 run = (a.workload, [])
-                replicasOf[a.workload, default: []].reserveCapacity((replicasOf[a.workload]?.count ?? 0) + placed.count)
+                // (Room for this run only: a full plan's placements come in runs of many workloads.)
+                let length = placed[index...].prefix { $0.workload == a.workload }.count
+                replicasOf[a.workload, default: []].reserveCapacity((replicasOf[a.workload]?.count ?? 0) + length)
             }
             replicasOf[a.workload, default: []].insert(a.id)
             touched.insert(a.device)

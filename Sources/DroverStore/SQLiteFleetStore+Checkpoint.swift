@@ -64,14 +64,16 @@ final class Checkpointer: Sendable {
     private func run() {
         state.withLock { $0.asked = false }
         do {
-            let connection = try state.withLock { s in
-                if let c = s.connection { return c }
+            // (Opened outside the lock, which commits take: only this queue runs `run`.)
+            var opened = state.withLock { $0.connection }
+            if opened == nil {
                 var configuration = Configuration()
                 configuration.busyMode = .timeout(5)
                 let c = try DatabaseQueue(path: path, configuration: configuration)
-                s.connection = c
-                return c
+                state.withLock { $0.connection = c }
+                opened = c
             }
+            guard let connection = opened else { return }
             _ = try connection.writeWithoutTransaction { try $0.checkpoint(.passive) }
             state.withLock { $0.done += 1 }
         } catch {
