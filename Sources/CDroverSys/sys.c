@@ -249,19 +249,26 @@ static int has_text_relocations(struct dl_phdr_info *info) {
 
 struct code_ranges {
     int count;
-    uintptr_t start[16], end[16];
+    int main_has_textrel;
+    int objects;
+    uintptr_t start[128], end[128];
 };
 
-static int find_main_program_code(struct dl_phdr_info *info, size_t size, void *data) {
+/// Each loaded object's read-only segments (the program's, and its libraries': libcrypto,
+/// which libmosquitto initialises at start, was a tenth of the agent's PSS). An object whose
+/// code the loader patched (text relocations) is left alone.
+static int find_code(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     struct code_ranges *ranges = data;
-    // The first object is the program itself.
+    int first = ranges->objects++ == 0;
+    // The vDSO is the kernel's, not a file's.
+    if (info->dlpi_name && strstr(info->dlpi_name, "linux-vdso")) return 0;
     if (has_text_relocations(info)) {
-        ranges->count = -1;
-        return 1;
+        if (first) ranges->main_has_textrel = 1;
+        return 0;
     }
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    for (int k = 0; k < info->dlpi_phnum && ranges->count < 16; k++) {
+    for (int k = 0; k < info->dlpi_phnum && ranges->count < 128; k++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
         // Writable segments hold data (and relocated pointers, RELRO included: it is
         // writable in the program header): never touched.
@@ -274,13 +281,13 @@ static int find_main_program_code(struct dl_phdr_info *info, size_t size, void *
         ranges->end[ranges->count] = end;
         ranges->count++;
     }
-    return 1;
+    return 0;
 }
 
 long drover_unmap_own_code(void) {
     struct code_ranges ranges = {0};
-    dl_iterate_phdr(find_main_program_code, &ranges);
-    if (ranges.count < 0) {
+    dl_iterate_phdr(find_code, &ranges);
+    if (ranges.main_has_textrel) {
         errno = ENOTSUP;
         return -1;
     }

@@ -6,9 +6,10 @@ import Glibc
 /// Small file-system helpers on plain POSIX calls: the agent links no full Foundation, and
 /// /proc files report a size of 0, so they are read until EOF.
 public enum POSIX {
-    /// Unmaps the agent's own code and constants (not its data): what runs afterwards is
-    /// mapped again from the page cache, so only the code in use stays mapped, and code used
-    /// once (start-up, an image pull) becomes plain page cache the kernel may reclaim.
+    /// Unmaps the code and constants (not the data) of the agent and of the libraries it
+    /// loaded: what runs afterwards is mapped again from the page cache, so only the code in
+    /// use stays mapped, and code used once (start-up, an image pull, OpenSSL's
+    /// initialisation) becomes plain page cache the kernel may reclaim.
     /// Not while a debugger traces the agent: its breakpoints are patched copies of code
     /// pages, which unmapping would drop (uprobes, e.g. `perf probe`, are dropped too).
     /// Returns why it did not trim, or nil.

@@ -49,8 +49,9 @@ pid_t drover_spawn_as(const struct drover_spawn_as_request *request);
 // The agent's working-set trim. This kernel reads a whole executable into the page cache at
 // exec, and maps 64 KiB around each fault from it, so after a start nearly all of the agent's
 // code and constants are mapped (and count in its PSS), though idle it runs a few percent.
-// Drops this process's mappings of its own read-only segments: later use maps again, from
-// the page cache, only what runs. Refused (ENOTSUP) for a program with text relocations,
-// whose code pages are patched copies. Returns the bytes advised, or -1 with errno set.
+// Drops this process's mappings of the read-only segments of its program and of every
+// library it loaded: later use maps again, from the page cache, only what runs. Refused
+// (ENOTSUP) for a program with text relocations, whose code pages are patched copies (a
+// library with them is left alone). Returns the bytes advised, or -1 with errno set.
 long drover_unmap_own_code(void);
 #endif
