@@ -5,7 +5,8 @@ import ServiceLifecycle
 /// a start, then every `interval` (`--code-trim-interval`), so that code a rare event ran (a
 /// rollout, an image pull) does not stay mapped. Each trim costs a few dozen page faults from
 /// the page cache as the running code maps itself again. Measured on an idle agent (README,
-/// "Footprint"): PSS 13.0 → 9.6–10.1 MiB for its own code, → 7.1–7.3 MiB with its libraries'.
+/// "Footprint"): PSS 13.0 → 9.6–10.1 MiB for its own code, → 7.1–7.3 MiB with its libraries', → 5.0–5.2 MiB
+/// with the code it runs when idle laid out together (`tools/agent-idle-order`).
 struct CodeTrimService: Service {
     var settle: Duration = .seconds(10)
     let interval: Duration
