@@ -247,56 +247,64 @@ static int has_text_relocations(struct dl_phdr_info *info) {
     return 0;
 }
 
-struct code_ranges {
-    int count;
-    int main_has_textrel;
+struct code_trim {
     int objects;
-    uintptr_t start[128], end[128];
+    int main_has_textrel;
+    int failed;
+    long advised;
 };
 
 /// Each loaded object's read-only segments (the program's, and its libraries': libcrypto,
 /// which libmosquitto initialises at start, was a tenth of the agent's PSS). An object whose
-/// code the loader patched (text relocations) is left alone.
-static int find_code(struct dl_phdr_info *info, size_t size, void *data) {
+/// code the loader patched (text relocations) is left alone; with the program itself, nothing is.
+static int trim_code(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
-    struct code_ranges *ranges = data;
-    int first = ranges->objects++ == 0;
+    struct code_trim *trim = data;
+    int first = trim->objects++ == 0;
     // The vDSO is the kernel's, not a file's.
     if (info->dlpi_name && strstr(info->dlpi_name, "linux-vdso")) return 0;
     if (has_text_relocations(info)) {
-        if (first) ranges->main_has_textrel = 1;
+        if (first) {
+            trim->main_has_textrel = 1;
+            return 1;
+        }
         return 0;
     }
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    for (int k = 0; k < info->dlpi_phnum && ranges->count < 128; k++) {
+    for (int k = 0; k < info->dlpi_phnum; k++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
         // Writable segments hold data (and relocated pointers, RELRO included: it is
         // writable in the program header): never touched.
         if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W)) continue;
-        // Whole pages inside the segment only (over-cautious: segments do not share pages).
+        // Whole pages the file fills only: the loader zero-fills the last file page of a
+        // segment whose memory runs past its file bytes, which makes that page a private copy.
+        uintptr_t filled = ph->p_filesz < ph->p_memsz ? ph->p_filesz : ph->p_memsz;
         uintptr_t start = (info->dlpi_addr + ph->p_vaddr + page - 1) & ~(page - 1);
-        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(page - 1);
+        uintptr_t end = (info->dlpi_addr + ph->p_vaddr + filled) & ~(page - 1);
         if (end <= start) continue;
-        ranges->start[ranges->count] = start;
-        ranges->end[ranges->count] = end;
-        ranges->count++;
+        // Here, under the loader's lock (held through this callback): no object is unmapped
+        // meanwhile, so the range cannot have been reused by another mapping.
+        if (madvise((void *)start, end - start, MADV_DONTNEED) != 0) {
+            trim->failed = errno;
+            return 1;
+        }
+        trim->advised += (long)(end - start);
     }
     return 0;
 }
 
 long drover_unmap_own_code(void) {
-    struct code_ranges ranges = {0};
-    dl_iterate_phdr(find_code, &ranges);
-    if (ranges.main_has_textrel) {
+    // MADV_DONTNEED drops this process's mappings only: the pages stay in the page cache,
+    // and what runs next maps them again from there.
+    struct code_trim trim = {0};
+    dl_iterate_phdr(trim_code, &trim);
+    if (trim.main_has_textrel) {
         errno = ENOTSUP;
         return -1;
     }
-    // Outside the loader's lock. MADV_DONTNEED drops this process's mappings only: the
-    // pages stay in the page cache, and what runs next maps them again from there.
-    long advised = 0;
-    for (int k = 0; k < ranges.count; k++) {
-        if (madvise((void *)ranges.start[k], ranges.end[k] - ranges.start[k], MADV_DONTNEED) != 0) return -1;
-        advised += (long)(ranges.end[k] - ranges.start[k]);
+    if (trim.failed) {
+        errno = trim.failed;
+        return -1;
     }
-    return advised;
+    return trim.advised;
 }

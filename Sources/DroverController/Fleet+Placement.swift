@@ -21,16 +21,20 @@ extension FleetState {
 
     /// Makes `fresh`, a full plan, the placement: writes what it moved, and looks at the
     /// desired state of the devices it moved replicas on and of those `looking` names (nil:
-    /// every device's).
-    mutating func install(_ fresh: IncrementalScheduler, plan: PlacementPlan, millis: Double, looking: Set<String>? = nil, into batch: inout StoreBatch, now: Int64) -> [Desired] {
+    /// every device's). `changes`: what the plan places anew or moves and the replicas it no
+    /// longer has, when known (nil: found here, against every row).
+    mutating func install(
+        _ fresh: IncrementalScheduler, plan: PlacementPlan, changes: (placed: [Assignment], stopped: Set<String>)? = nil, millis: Double,
+        looking: Set<String>? = nil, into batch: inout StoreBatch, now: Int64
+    ) -> [Desired] {
         scheduler = fresh
         lastFullPlan = now
         reconciling = nil
         placementStats.fullPlans += 1
         placementStats.lastFullPlanMillis = millis
         placementRuns.append((full: true, millis: millis))
-        let stale = Set(replicas.keys).subtracting(plan.assignments.map(\.id))
-        let moved = record(placed: plan.assignments, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
+        let (placed, stale) = changes ?? (plan.assignments, Set(replicas.keys).subtracting(plan.assignments.map(\.id)))
+        let moved = record(placed: placed, stopped: stale, preempted: plan.preempted, into: &batch, now: now)
         // A device may have been left with a desired state it no longer has. What the safety
         // net found astray (or, with nothing named, every device) is made afresh, not reused.
         if let looking {
@@ -145,6 +149,7 @@ extension FleetState {
             run?.list.append(a)
         }
         endRun()
+        if !touched.isEmpty { placementEdits &+= 1 }
         for workload in placedOrder {
             let list = placedOf[workload] ?? []
             guard list.count > Self.placedEventsEach else {

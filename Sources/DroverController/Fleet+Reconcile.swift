@@ -12,6 +12,8 @@ struct Reconciliation {
     let token: Int
     /// When it began: the time its plan was computed for.
     let began: Int64
+    /// `placementEdits` when it began.
+    let edits: Int
     /// Devices and workloads re-planned since the reconciliation began.
     var devices: Set<String> = []
     var workloads: Set<String> = []
@@ -47,6 +49,11 @@ final class ComputedPlan: @unchecked Sendable {
     let plan: PlacementPlan
     /// Devices whose desired state did not follow their rows when the work was taken.
     let stale: Set<String>
+    /// What the plan changes against the rows it was computed from: placements that move or
+    /// are new, and replicas it no longer has. (Found on the actor, over the whole fleet, this
+    /// was most of the time a reconciliation held it.)
+    let moved: [Assignment]
+    let stopped: Set<String>
     let millis: Double
 
     init(_ work: ReconciliationWork) {
@@ -54,6 +61,9 @@ final class ComputedPlan: @unchecked Sendable {
         scheduler = IncrementalScheduler(work.input)
         plan = scheduler.plan
         stale = work.stale()
+        moved = plan.assignments.filter { work.replicas[$0.id]?.device != $0.device }
+        let planned = Set(plan.assignments.map(\.id))
+        stopped = Set(work.replicas.keys.lazy.filter { !planned.contains($0) })
         millis = FleetState.millis(since: start)
     }
 }
@@ -66,7 +76,7 @@ extension FleetState {
     mutating func beginReconciliation(now: Int64) -> (work: ReconciliationWork, token: Int)? {
         guard scheduler != nil, reconciling == nil, !sight.isBlind, now - lastFullPlan >= Self.reconcileInterval, !workloads.isEmpty else { return nil }
         reconcileToken &+= 1
-        reconciling = Reconciliation(token: reconcileToken, began: now)
+        reconciling = Reconciliation(token: reconcileToken, began: now, edits: placementEdits)
         lastFullPlan = now
         let work = ReconciliationWork(
             input: schedulingInput(workloads: workloads.values.map(\.spec), now: now), replicasOn: replicasOn, replicas: replicas, workloads: workloads, desired: desired)
@@ -94,9 +104,13 @@ extension FleetState {
             plan.preempted = preempted
         }
         var batch = StoreBatch()
+        // Nothing re-planned or moved meanwhile: the rows are what the plan was computed
+        // from, and what it changes was found off the actor.
+        let changes = r.workloads.isEmpty && r.devices.isEmpty && r.edits == placementEdits ? (placed: computed.moved, stopped: computed.stopped) : nil
         // Devices changed meanwhile had their desired state made anew then; those the plan
         // moves are looked at by `install`.
-        let messages = install(fresh, plan: plan, millis: computed.millis + Self.millis(since: start), looking: computed.stale, into: &batch, now: now)
+        let messages = install(
+            fresh, plan: plan, changes: changes, millis: computed.millis + Self.millis(since: start), looking: computed.stale, into: &batch, now: now)
         return Effects(batch, publish: messages)
     }
 }

@@ -57,6 +57,9 @@ struct FleetState {
     var placementStats = PlacementStats()
     /// Placement runs since the fleet last took them for its metrics.
     var placementRuns: [(full: Bool, millis: Double)] = []
+    /// Counts changes to where replicas are (see `record`): a reconciliation that saw none
+    /// while it was computed takes what its plan moves from the work done off the actor.
+    var placementEdits = 0
     var drops = DropLedger()
     /// When the controller could not hear the fleet (see `Sight`).
     var sight: Sight

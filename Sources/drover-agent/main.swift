@@ -72,7 +72,7 @@ struct RunAgent {
             OptionSpec("log-limit", default: "1Mi", help: "Size at which a replica's output.log is rotated to output.log.1, e.g. 1Mi."),
             OptionSpec("stop-grace", default: "5.0", help: "Seconds a replica gets to exit after SIGTERM before its process group is killed."),
             OptionSpec("code-trim-interval", default: "600",
-                       help: "Seconds between unmappings of the agent's own code, the first 10 s after start, so that only the code in use stays mapped (60-86400; 0: never)."),
+                       help: "Seconds between unmappings of the code of the agent and its libraries, the first 10 s after start, so that only the code in use stays mapped (60-86400; 0: never)."),
             OptionSpec("metrics-listen",
                        help: "Serve the agent's Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback only; off unless given). PORT or 127.0.0.1:PORT."),
             OptionSpec("image-budget", default: "2Gi", help: "Disk the image store may use before images no replica uses are removed, e.g. 2Gi."),

@@ -69,6 +69,49 @@ struct FleetReconcileTests {
         }
     }
 
+    @Test("a plan that lands with nothing placed meanwhile moves and stops what it found off the actor; one with a change meanwhile looks at every row again")
+    func changesFoundOffTheActor() throws {
+        for changeMeanwhile in [false, true] {
+            var s = try Self.planned()
+            // Rows the plan will not keep: a replica beyond its workload's count, and one on a
+            // device that is gone.
+            let extra = ReplicaRow(id: "small-99", workload: "small", ordinal: 99, device: "gw-0", updatedAt: Self.start)
+            s.replicas[extra.id] = extra
+            s.replicasOn["gw-0", default: []].insert(extra.id)
+            s.replicasOf["small", default: []].insert(extra.id)
+            let strayID = try #require(s.replicasOf["big"]?.sorted().first)
+            let stray = try #require(s.replicas[strayID])
+            s.replicasOn[stray.device]?.remove(strayID)
+            s.replicas[strayID]?.device = "gw-gone"
+            s.replicasOn["gw-gone", default: []].insert(strayID)
+            let begun = Self.start + FleetState.reconcileInterval
+            let started = s.beginReconciliation(now: begun)
+            let (work, token) = try #require(started)
+            let computed = ComputedPlan(work)
+            #expect(computed.stopped.contains(extra.id))
+            #expect(computed.moved.contains { $0.id == strayID })
+            // Meanwhile, the workload of a replica the plan moves is deleted.
+            if changeMeanwhile { _ = try s.delete(workload: "big", now: begun + 1) }
+            _ = s.finishReconciliation(computed, token: token, now: begun + 2)
+            #expect(s.replicas[extra.id] == nil, "\(changeMeanwhile)")
+            if changeMeanwhile {
+                #expect(s.replicasOf["big"]?.isEmpty ?? true)
+                #expect(!s.replicas.values.contains { $0.workload == "big" })
+            } else {
+                #expect(s.replicas[strayID].map { $0.device != "gw-gone" && s.devices[$0.device] != nil } == true)
+            }
+            #expect(s.replicasOn["gw-gone"]?.isEmpty ?? true)
+            let specs = ReplicaSpecs(s.workloads)
+            for id in Set(s.devices.keys).union(s.desired.keys) {
+                #expect((s.desired[id]?.replicas ?? []) == FleetState.specs(on: id, replicasOn: s.replicasOn, replicas: s.replicas, specs), "\(changeMeanwhile): \(id)")
+            }
+            let landed = Self.placement(s)
+            var batch = StoreBatch()
+            _ = s.replan(into: &batch, now: begun + 3)
+            #expect(Self.placement(s) == landed, "\(changeMeanwhile): a full plan after it moves nothing")
+        }
+    }
+
     @Test("the safety net, looked at off the actor: a device left with a desired state its rows do not give is sent the right one; the others are left alone")
     func strayDesiredFixed() throws {
         var s = try Self.planned()
