@@ -57,6 +57,9 @@ public enum Agent {
                 // back well within the controller's grace (10 s at least).
                 backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(5), steadyAttempts: 10))
         mqtt.caFile = config.caFile
+        // A reconnect into the same session sends no SUBSCRIBE: the retained desired state is
+        // not sent again (`AgentLink.resume`).
+        mqtt.keepsSubscriptionsOnResume = true
         let client = try MQTTClient(mqtt)
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)

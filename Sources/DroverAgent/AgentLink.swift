@@ -20,6 +20,8 @@ actor AgentLink {
     /// Smoothed round-trip time to the broker, from the acknowledgements of QoS 1 publishes.
     private var rtt: Double?
     private var flushing = false
+    /// The facts of this process's last announcement that reached the controller's session.
+    private var announced: DeviceFacts?
     /// For `--metrics-listen`.
     private var beatsSent = 0
     private var reportsSent = 0
@@ -60,8 +62,27 @@ actor AgentLink {
                 continue
             }
             logger.info("connected to broker", metadata: ["sessionPresent": "\(sessionPresent)"])
-            await announce()
+            if sessionPresent, let announced, announced == facts() {
+                await resume()
+            } else {
+                await announce()
+            }
             await flushOutbox()
+        }
+    }
+
+    /// Back on the session this process announced itself in, facts unchanged: only `online`
+    /// (the will may have said `offline`). The session kept the subscriptions and queued what
+    /// the controller sent meanwhile; the controller has this device's hello; a report or beat
+    /// not acknowledged before the link dropped is sent again (the outbox; `BeatPlanner`);
+    /// and a controller that started since says `online`, which makes a full announcement.
+    /// A reconnect on a flaky link costs about 0.3 KB instead of 1.7 KB and more (the hello,
+    /// a whole beat, a report of every replica, the whole desired state again).
+    private func resume() async {
+        do {
+            _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
+        } catch {
+            logger.warning("cannot say online", metadata: ["error": "\(error)"])
         }
     }
 
@@ -73,7 +94,10 @@ actor AgentLink {
             beatEvery: min(configuration.idleBeatInterval.millis + configuration.beatInterval.millis, WireLimits.beatEveryRange.upperBound))
         do {
             _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
-            _ = try await timed { try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce) }
+            // The controller's session took it, or none did (the controller is away, and will
+            // ask for it again when it is back).
+            let taken = try await timed { try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce) }
+            announced = taken == .delivered ? hello.facts : nil
             // The controller may know nothing of this device, or only an old picture: the
             // next beat tells everything.
             beats.reset()

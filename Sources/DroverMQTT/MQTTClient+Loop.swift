@@ -161,14 +161,27 @@ extension MQTTClient {
             return
         }
         shared.withLock { $0.lastRefusal = nil }
+        let keep = configuration.keepsSubscriptionsOnResume
         let filters = shared.withLock { s in
             s.connected = true
-            return s.subscriptions
+            // A new session holds nothing; ids asked on the old connection are void.
+            if !sessionPresent || !keep { s.held = [:] }
+            s.asked = [:]
+            s.earlySubacks = [:]
+            return s.subscriptions.filter { s.held[$0.key] != $0.value }
         }
-        for (filter, qos) in filters.sorted(by: { $0.key < $1.key }) {
-            _ = mosquitto_subscribe_v5(handle, nil, filter, qos.rawValue, 0, nil)
-        }
+        for (filter, qos) in filters.sorted(by: { $0.key < $1.key }) { send(subscribe: filter, qos: qos) }
         emit(.connected(sessionPresent: sessionPresent))
+    }
+
+    func didSubscribe(mid: Int32, granted: Bool) {
+        shared.withLock { s in
+            if let asked = s.asked.removeValue(forKey: mid) {
+                if granted { s.held[asked.filter] = asked.qos }
+            } else {
+                s.earlySubacks[mid] = granted
+            }
+        }
     }
 
     func didAcknowledge(mid: Int32, reason: Int32) {

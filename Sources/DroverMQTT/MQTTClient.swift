@@ -20,6 +20,13 @@ public final class MQTTClient: @unchecked Sendable {
 
     struct Shared {
         var subscriptions: [String: QoS] = [:]
+        /// Subscriptions the broker acknowledged (SUBACK) in the session as it stands, and
+        /// those asked for and not yet acknowledged, by message id.
+        var held: [String: QoS] = [:]
+        var asked: [Int32: (filter: String, qos: QoS)] = [:]
+        /// SUBACKs that came before their message id was noted (the subscriber's thread is
+        /// not the network thread).
+        var earlySubacks: [Int32: Bool] = [:]
         var connected = false
         var pendingAcks: [Int32: CheckedContinuation<PublishAck, any Error>] = [:]
         /// PUBACKs (with their reason codes) that arrived before the publisher registered its wait.
@@ -105,6 +112,12 @@ public final class MQTTClient: @unchecked Sendable {
             guard let obj else { return }
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didAcknowledge(mid: mid, reason: reason)
         }
+        mosquitto_subscribe_v5_callback_set(handle) { _, obj, mid, count, granted, _ in
+            guard let obj else { return }
+            // Granted QoS 0–2; 0x80 and above is a refusal (MQTT 5 reason codes).
+            let ok = count > 0 && granted.map { g in (0..<Int(count)).allSatisfy { g[$0] < 0x80 } } ?? false
+            Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didSubscribe(mid: mid, granted: ok)
+        }
         mosquitto_message_v5_callback_set(handle) { _, obj, message, props in
             guard let obj, let message else { return }
             Unmanaged<MQTTClient>.fromOpaque(obj).takeUnretainedValue().didReceive(message.pointee, properties: props)
@@ -146,8 +159,24 @@ public final class MQTTClient: @unchecked Sendable {
             s.subscriptions[filter] = qos
             return s.connected
         }
-        if connected { _ = mosquitto_subscribe_v5(handle, nil, filter, qos.rawValue, 0, nil) }
+        if connected { send(subscribe: filter, qos: qos) }
     }
+
+    /// Sends one SUBSCRIBE and notes its message id, to learn when the broker holds it.
+    func send(subscribe filter: String, qos: QoS) {
+        var mid: Int32 = 0
+        guard mosquitto_subscribe_v5(handle, &mid, filter, qos.rawValue, 0, nil) == MOSQ_ERR_SUCCESS.rawValue else { return }
+        shared.withLock { s in
+            if let granted = s.earlySubacks.removeValue(forKey: mid) {
+                if granted { s.held[filter] = qos }
+            } else {
+                s.asked[mid] = (filter, qos)
+            }
+        }
+    }
+
+    /// Subscriptions the broker holds for this session, as far as this client knows.
+    public var heldSubscriptions: [String: QoS] { shared.withLock { $0.held } }
 
     /// Publishes one message. With QoS 1 it returns once the broker acknowledged it and throws
     /// if the connection is down or drops first; with QoS 0 once it is queued for sending.

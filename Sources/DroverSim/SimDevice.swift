@@ -81,9 +81,19 @@ public struct SimDevice: Sendable {
     public var willPayload: [UInt8] { WireCodec.encode(DeviceState(device: id, state: .offline)) }
     public var subscriptions: [String] { [Topic.device(id, .desired), Topic.device(id, .cmd), Topic.controllerState] }
 
-    /// On every connect, and whenever the controller comes back: online, hello, a full
-    /// snapshot and a whole beat.
+    /// Whether this device has announced itself (as the agent's process has, `AgentLink`).
+    public private(set) var announced = false
+
+    /// Back on a session the broker kept, after an announcement: only `online`, as the agent
+    /// (`AgentLink.resume`).
+    public func resume() -> [SimPublish] {
+        [SimPublish(topic: Topic.device(id, .state), payload: WireCodec.encode(DeviceState(device: id, state: .online)), retain: true)]
+    }
+
+    /// On a connect that is not a resumed session, and whenever the controller comes back:
+    /// online, hello, a full snapshot and a whole beat.
     public mutating func announce(now: Int64) -> [SimPublish] {
+        announced = true
         let facts = DeviceFacts(
             agentVersion: "sim", arch: "amd64", os: "drover-sim", capacity: profile.capacity, labels: profile.labels, runtimes: [.exec], link: link)
         let hello = Hello(device: id, facts: facts, bootID: epoch, lastAppliedGeneration: applied,

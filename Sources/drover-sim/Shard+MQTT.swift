@@ -9,10 +9,17 @@ import Glibc
 /// `mosquitto_loop_read`/`_write`/`_misc`, and the epoll interest of each socket.
 extension Shard {
     static func setCallbacks(_ mosq: OpaquePointer) {
-        mosquitto_connect_v5_callback_set(mosq) { _, obj, rc, _, _ in
+        mosquitto_connect_v5_callback_set(mosq) { _, obj, rc, flags, _ in
             guard let obj else { return }
             let conn = Unmanaged<Conn>.fromOpaque(obj).takeUnretainedValue()
-            conn.shard.didConnect(conn.index, rc: rc)
+            conn.shard.didConnect(conn.index, rc: rc, sessionPresent: flags & 1 == 1)
+        }
+        mosquitto_subscribe_v5_callback_set(mosq) { _, obj, _, count, granted, _ in
+            guard let obj else { return }
+            let conn = Unmanaged<Conn>.fromOpaque(obj).takeUnretainedValue()
+            // Granted QoS 0–2; 0x80 and above is a refusal.
+            let ok = count > 0 && granted.map { g in (0..<Int(count)).allSatisfy { g[$0] < 0x80 } } ?? false
+            conn.shard.didSubscribe(conn.index, granted: ok)
         }
         mosquitto_disconnect_v5_callback_set(mosq) { _, obj, _, _ in
             guard let obj else { return }
@@ -59,7 +66,7 @@ extension Shard {
         timers.push(Self.now() + delay, Int32(index), Timer.reconnect.rawValue)
     }
 
-    func didConnect(_ index: Int, rc: Int32) {
+    func didConnect(_ index: Int, rc: Int32, sessionPresent: Bool) {
         guard rc == 0 else {
             // Refused (a bad password, not authorised): libmosquitto closes the socket.
             stats.refused.add(1, ordering: .relaxed)
@@ -69,13 +76,24 @@ extension Shard {
         slots[index].attempts = 0
         stats.connected.add(1, ordering: .relaxed)
         stats.connects.add(1, ordering: .relaxed)
-        for topic in slots[index].device.subscriptions { _ = mosquitto_subscribe_v5(slots[index].mosq, nil, topic, 1, 0, nil) }
-        for p in slots[index].device.announce(now: Self.now()) { publish(index, p) }
+        // As the agent: a resumed session holds the subscriptions (subscribing again would
+        // send the retained desired state again) and the controller has the hello.
+        let subscriptions = slots[index].device.subscriptions
+        if !sessionPresent || slots[index].subscribed < subscriptions.count {
+            slots[index].subscribed = 0
+            for topic in subscriptions { _ = mosquitto_subscribe_v5(slots[index].mosq, nil, topic, 1, 0, nil) }
+        }
+        let resumed = sessionPresent && slots[index].device.announced
+        for p in resumed ? slots[index].device.resume() : slots[index].device.announce(now: Self.now()) { publish(index, p) }
         if !slots[index].beating {
             slots[index].beating = true
             timers.push(Self.now() + options.profile.beatInterval, Int32(index), Timer.beat.rawValue)
         }
         if let next = slots[index].device.nextStart { timers.push(next, Int32(index), Timer.start.rawValue) }
+    }
+
+    func didSubscribe(_ index: Int, granted: Bool) {
+        if granted { slots[index].subscribed += 1 }
     }
 
     func didDisconnect(_ index: Int) {

@@ -32,6 +32,8 @@ final class Shard: @unchecked Sendable {
         var connected = false
         var churned = false
         var attempts = 0
+        /// Subscriptions the broker acknowledged in the session as it stands.
+        var subscribed = 0
         /// A beat timer is in the heap: a reconnect within a beat interval does not add another.
         var beating = false
     }

@@ -164,7 +164,11 @@ final class TestBroker: @unchecked Sendable {
         self.dir = dir
         self.port = try port ?? Harness.freePort()
         let config = dir + "/mosquitto.conf"
-        var lines = ["listener \(self.port) 127.0.0.1", "allow_anonymous true", "max_queued_messages 10000", "persistence false"]
+        // Subscriptions are logged too (a test counts a client's SUBSCRIBEs).
+        var lines = [
+            "listener \(self.port) 127.0.0.1", "allow_anonymous true", "max_queued_messages 10000", "persistence false",
+            "log_type error", "log_type warning", "log_type notice", "log_type information", "log_type subscribe",
+        ]
         if let alsoOn { lines.insert("listener \(self.port) \(alsoOn)", at: 1) }
         if let tls { lines.insert(contentsOf: ["certfile \(tls.certificate)", "keyfile \(tls.key)"], at: 1) }
         if geteuid() == 0 { lines.append("user root") }

@@ -1,3 +1,4 @@
+import DroverMQTT
 import Foundation
 import Testing
 
@@ -115,6 +116,58 @@ struct PartitionTests {
         let net = try Partition()
         defer { net.remove() }
         try await FleetTestbed.run("session", externalBroker: true, brokerAlsoOn: net.hostAddress, Self.sessionBody(net))
+    }
+
+    @Test("back on its kept session after a cut, a device says only online: no hello, no resubscription, no desired state again; what changed meanwhile reaches it")
+    func resumedSession() async throws {
+        let net = try Partition()
+        defer { net.remove() }
+        try await FleetTestbed.run("resume", externalBroker: true, brokerAlsoOn: net.hostAddress) { bed in
+            guard let broker = bed.external else { throw HarnessError("no external broker") }
+            let observer = try MQTTClientTests.client(broker, id: "observer")
+            observer.subscribe("drover/v1/dev/gw-1/+")
+            observer.start()
+            defer { Task { await observer.shutdown() } }
+            #expect(await MQTTClientTests.waitConnected(observer))
+            // What the device publishes, as it arrives.
+            let reader = Task {
+                var seen: [(at: ContinuousClock.Instant, message: String)] = []
+                for await message in observer.messages {
+                    seen.append((.now, String(message.topic.split(separator: "/").last ?? "") + ":" + String(decoding: message.payload, as: UTF8.self)))
+                }
+                return seen
+            }
+            try bed.startAgent(
+                "gw-1", labels: "role=gateway", capacity: "cpu=2,memory=1Gi", extra: ["--idle-beat-interval", "300", "--keepalive", "5"], netns: net.namespace,
+                broker: "mqtt://\(net.hostAddress):\(broker.port)")
+            try await bed.waitForDevices(online: 1)
+            try await bed.apply(FaultTests.manifest("steady", replicas: 1, tolerate: "600s"))
+            #expect(await Harness.eventually { (try? await bed.running("steady").count) == 1 })
+            let before = try #require(try await bed.running("steady").first)
+            try await bed.waitPastGrace()
+            let subscribes = { (try? String(contentsOfFile: broker.dir + "/mosquitto.log", encoding: .utf8))?.components(separatedBy: "drover-agent-gw-1 1 drover/v1/dev/gw-1/desired").count ?? 0 }
+            let subscribedBefore = subscribes()
+            #expect(subscribedBefore >= 2, "the broker logs subscriptions")
+
+            try net.cut()
+            #expect(await Harness.eventually(.seconds(15)) { (try? await bed.presence("gw-1")) == "unreachable" }, "the will")
+            // A new revision while the device is away: the broker queues it in its session.
+            try await bed.apply(FaultTests.manifest("steady", replicas: 1, tolerate: "600s").replacingOccurrences(of: "sleep 1000", with: "sleep 1001"))
+            try await Task.sleep(for: .seconds(1))
+            let healed = ContinuousClock.now
+            try net.heal()
+            #expect(await Harness.eventually(.seconds(20)) { (try? await bed.presence("gw-1")) == "online" })
+            let replaced = await Harness.eventually(.seconds(20)) { ((try? await bed.running("steady").first)?.pid ?? before.pid) != before.pid }
+            #expect(replaced, "the revision queued in the session reached the device and runs")
+            try await Task.sleep(for: .seconds(2))
+            reader.cancel()
+            let seen = await reader.value.filter { $0.at > healed }.map(\.message)
+            #expect(seen.contains { $0.hasPrefix("state:") && $0.contains("online") }, "\(seen)")
+            #expect(!seen.contains { $0.hasPrefix("hello:") }, "no hello on a resumed session: \(seen)")
+            #expect(subscribes() == subscribedBefore, "no SUBSCRIBE on a resumed session (the retained desired state would come again)")
+            let log = try String(contentsOfFile: bed.dir + "/agent-gw-1-0.log", encoding: .utf8)
+            #expect(log.contains("sessionPresent: true") || log.contains("sessionPresent=true"), "the device reconnected into its session")
+        }
     }
 
     static func sessionBody(_ net: Partition) -> (FleetTestbed) async throws -> Void {
