@@ -58,8 +58,8 @@ public enum Agent {
                 backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(5), steadyAttempts: 10))
         mqtt.caFile = config.caFile
         // A reconnect into the same session sends no SUBSCRIBE: the retained desired state is
-        // not sent again (`AgentLink.resume`).
-        mqtt.keepsSubscriptionsOnResume = true
+        // not sent again (`AgentLink.resume`); once an hour at most, it does.
+        mqtt.keepsSubscriptionsOnResume = .seconds(3600)
         let client = try MQTTClient(mqtt)
         client.subscribe(Topic.device(config.deviceID, .desired), qos: .atLeastOnce)
         client.subscribe(Topic.controllerState, qos: .atLeastOnce)

@@ -87,6 +87,9 @@ actor AgentLink {
     }
 
     private func announce() async {
+        // Until this announcement's hello is delivered, a reconnect announces in full again
+        // (the controller that asked for it may have heard nothing of it).
+        announced = nil
         let generation = await supervisor.appliedGeneration
         let hello = Hello(
             device: deviceID, facts: facts(), bootID: MachineInfo.bootID(), lastAppliedGeneration: generation,

@@ -73,6 +73,22 @@ extension ReplicaSupervisor {
         }
         queue(changed)
         await reconcile()
+        removeUnknownFiles()
+    }
+
+    /// Removes the directories of replicas this agent knows nothing of (their logs, a
+    /// container's bundle): left by an agent that died between forgetting a replica and
+    /// removing its files, or by an `agent.db` made afresh. Every replica it knows (desired,
+    /// recorded, retiring) keeps both its instances, and an instance being stopped its own.
+    func removeUnknownFiles() {
+        var known = Set(stopping.values.map(\.replica))
+        for id in Set(desired.keys).union(records.keys).union(retiring.keys) {
+            for slot in 0...1 { known.insert(ReplicaRecord.instance(id, slot: slot)) }
+        }
+        for name in POSIX.listDirectory(replicasDir) where !known.contains(name) {
+            logger.info("removing the files of a replica this agent does not know", metadata: ["directory": "\(replicasDir)/\(name)"])
+            POSIX.removeTree(replicasDir + "/" + name)
+        }
     }
 
     /// The recorded process, if it is still the same one: the pid alone may have been reused

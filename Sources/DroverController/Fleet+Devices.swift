@@ -58,6 +58,13 @@ extension FleetState {
         clock = now
         guard var d = devices[m.device] else { return Effects() }
         let presence: Presence = m.state == .online ? .online : .unreachable
+        if presence == .online {
+            // Heard: a will held through the grace is answered, and silence counts from now
+            // (a device back on its kept session says only `online`, no hello or beat).
+            heldWills.remove(m.device)
+            d.lastSeen = clock
+            devices[m.device] = d
+        }
         guard d.presence != presence else { return Effects() }
         // Within the grace after the controller regained sight, an `offline` may be a will
         // the broker fired while it went down with the controller, queued for the

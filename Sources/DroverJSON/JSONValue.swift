@@ -12,8 +12,9 @@ public enum JSONValue: Sendable, Equatable {
     case object(JSONObject)
 }
 
-/// An object's members in the order they came. A key given twice counts with its first
-/// value, as Foundation's `JSONDecoder` reads it.
+/// An object's members in the order they came. A key given twice is an error (I-JSON,
+/// RFC 7493): readers that take the first and readers that take the last would see two
+/// different messages in the same bytes.
 public struct JSONObject: Sendable, Equatable {
     /// Kept in step by the parser: read-only outside it.
     public internal(set) var keys: [String] = []
@@ -21,7 +22,7 @@ public struct JSONObject: Sendable, Equatable {
 
     public init() {}
 
-    /// The value of `key` (its first, if given twice), by a search: objects are small.
+    /// The value of `key`, by a search: objects are small.
     public subscript(key: String) -> JSONValue? {
         keys.firstIndex(of: key).map { values[$0] }
     }
@@ -109,10 +110,21 @@ struct JSONParser: ~Copyable {
             depth -= 1
             return .object(object)
         }
+        // Past a few members, the names seen are looked up in a set.
+        var seen = Set<String>()
         while true {
             skipSpace()
             guard at < bytes.count, bytes[at] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            object.keys.append(try string())
+            let key = try string()
+            let repeated: Bool
+            if object.keys.count < 16 {
+                repeated = object.keys.contains(key)
+            } else {
+                if seen.isEmpty { seen = Set(object.keys) }
+                repeated = !seen.insert(key).inserted
+            }
+            guard !repeated else { throw fail("member name \"\(key.prefix(64))\" given twice") }
+            object.keys.append(key)
             skipSpace()
             guard at < bytes.count, bytes[at] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             at += 1

@@ -161,14 +161,18 @@ extension MQTTClient {
             return
         }
         shared.withLock { $0.lastRefusal = nil }
-        let keep = configuration.keepsSubscriptionsOnResume
+        let now = ContinuousClock.now
         let filters = shared.withLock { s in
             s.connected = true
             // A new session holds nothing; ids asked on the old connection are void.
-            if !sessionPresent || !keep { s.held = [:] }
+            if let trusted = configuration.keepsSubscriptionsOnResume, sessionPresent {
+                s.held = s.held.filter { now - $0.value.at < trusted }
+            } else {
+                s.held = [:]
+            }
             s.asked = [:]
             s.earlySubacks = [:]
-            return s.subscriptions.filter { s.held[$0.key] != $0.value }
+            return s.subscriptions.filter { s.held[$0.key]?.qos != $0.value }
         }
         for (filter, qos) in filters.sorted(by: { $0.key < $1.key }) { send(subscribe: filter, qos: qos) }
         emit(.connected(sessionPresent: sessionPresent))
@@ -177,7 +181,7 @@ extension MQTTClient {
     func didSubscribe(mid: Int32, granted: Bool) {
         shared.withLock { s in
             if let asked = s.asked.removeValue(forKey: mid) {
-                if granted { s.held[asked.filter] = asked.qos }
+                if granted { s.held[asked.filter] = (asked.qos, .now) }
             } else {
                 s.earlySubacks[mid] = granted
             }

@@ -22,7 +22,7 @@ public final class MQTTClient: @unchecked Sendable {
         var subscriptions: [String: QoS] = [:]
         /// Subscriptions the broker acknowledged (SUBACK) in the session as it stands, and
         /// those asked for and not yet acknowledged, by message id.
-        var held: [String: QoS] = [:]
+        var held: [String: (qos: QoS, at: ContinuousClock.Instant)] = [:]
         var asked: [Int32: (filter: String, qos: QoS)] = [:]
         /// SUBACKs that came before their message id was noted (the subscriber's thread is
         /// not the network thread).
@@ -168,15 +168,12 @@ public final class MQTTClient: @unchecked Sendable {
         guard mosquitto_subscribe_v5(handle, &mid, filter, qos.rawValue, 0, nil) == MOSQ_ERR_SUCCESS.rawValue else { return }
         shared.withLock { s in
             if let granted = s.earlySubacks.removeValue(forKey: mid) {
-                if granted { s.held[filter] = qos }
+                if granted { s.held[filter] = (qos, .now) }
             } else {
                 s.asked[mid] = (filter, qos)
             }
         }
     }
-
-    /// Subscriptions the broker holds for this session, as far as this client knows.
-    public var heldSubscriptions: [String: QoS] { shared.withLock { $0.held } }
 
     /// Publishes one message. With QoS 1 it returns once the broker acknowledged it and throws
     /// if the connection is down or drops first; with QoS 0 once it is queued for sending.

@@ -106,11 +106,13 @@ public struct MQTTConfiguration: Sendable {
     /// system's roots. The certificate must also name the host in the URL.
     public var caFile: String?
     /// When the broker resumes the session (CONNACK's session present), subscribe only to what
-    /// it has not acknowledged in that session: the session holds the subscriptions, and
-    /// subscribing again makes the broker send every retained message under them again (on a
-    /// device, its whole desired state at every reconnect). Off: subscribe to everything at
-    /// every connect (the controller, whose reconnects are local and rare).
-    public var keepsSubscriptionsOnResume = false
+    /// it has not acknowledged in that session within this long: the session holds the
+    /// subscriptions, and subscribing again makes the broker send every retained message under
+    /// them again (on a device, its whole desired state at every reconnect). The bound covers
+    /// a broker that saved a session between its CONNECT and its SUBSCRIBE and then crashed:
+    /// it resumes the session without them. Nil: subscribe to everything at every connect (the
+    /// controller, whose reconnects are local and rare).
+    public var keepsSubscriptionsOnResume: Duration?
 
     public init(
         broker: BrokerAddress, clientID: String, username: String? = nil, password: String? = nil,

@@ -161,7 +161,11 @@ struct DroverJSONTests {
         #expect(throws: DecodingError.self) { try JSON.decode(Float.self, from: "1e-50") }
         #expect(try JSON.decode(Double.self, from: "0e-999") == 0)
         #expect(try JSON.decode(Int64.self, from: "-9223372036854775808") == Int64.min)
-        #expect(try JSON.decode([String: Int].self, from: #"{"a":1,"a":2}"#) == ["a": 1], "the first of a repeated key counts, as in JSONDecoder")
+        #expect(throws: DecodingError.self, "a key given twice") { try JSON.decode([String: Int].self, from: #"{"a":1,"a":2}"#) }
+        let many = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        #expect(try JSON.decode([String: Int].self, from: "{\(many)}").count == 40)
+        #expect(throws: DecodingError.self, "a key given twice, past the first 16") { try JSON.decode([String: Int].self, from: "{\(many),\"k30\":1}") }
+        #expect(throws: DecodingError.self, "a key given twice, among the first 16") { try JSON.decode([String: Int].self, from: "{\(many),\"k3\":1}") }
         #expect(try JSON.decode(String.self, from: #""\ud83d\ude00 \u00fc\/""#) == "😀 ü/")
     }
 

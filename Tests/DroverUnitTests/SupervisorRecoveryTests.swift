@@ -66,6 +66,30 @@ struct SupervisorRecoveryTests {
         #expect(try Self.reported(dir, "w-0").suffix(2) == [.restarting, .running])
     }
 
+    @Test("files of replicas the agent does not know (it died before removing them, or agent.db is new) are removed at its start; its own stay")
+    func unknownFilesRemoved() async throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let first = try Self.supervisor(dir, boot: "boot-a")
+        try await first.recover()
+        #expect(await first.apply(Desired(device: "gw-1", generation: 1, replicas: [Self.spec("w", "exec sleep 1000")])))
+        let pids = await first.trackedPIDs()
+        defer { Self.killAndReap(pids) }
+        let mine = try FileManager.default.contentsOfDirectory(atPath: dir + "/replicas")
+        #expect(mine.count == 1, "\(mine)")
+        let own = dir + "/replicas/" + (mine.first ?? "?")
+        for orphan in ["gone-0", "gone-0+1"] {
+            try FileManager.default.createDirectory(atPath: dir + "/replicas/\(orphan)/sub", withIntermediateDirectories: true)
+            try "old log".write(toFile: dir + "/replicas/\(orphan)/output.log", atomically: true, encoding: .utf8)
+        }
+
+        let second = try Self.supervisor(dir, boot: "boot-a")
+        try await second.recover()
+        #expect(await second.trackedPIDs() == pids, "the running replica is adopted")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/replicas/gone-0"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/replicas/gone-0+1"))
+        #expect(FileManager.default.fileExists(atPath: own), "its own replica's files stay")
+    }
+
     @Test("a live process recorded under another boot id is not adopted: its pid names something else now")
     func bootIDMismatch() async throws {
         let dir = try Fixtures.temporaryDirectory()
