@@ -33,6 +33,7 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // The agent's HTTPS client for enrollment and the CA fingerprint, over the system's
         // OpenSSL (which libmosquitto loads anyway): no second TLS stack on the device.
@@ -51,7 +52,7 @@ let package = Package(
         .target(name: "DroverManifest", dependencies: ["DroverCore", .product(name: "Yams", package: "Yams")]),
         // JSON for Codable values without Foundation: the agent links none.
         .target(name: "DroverJSON"),
-        .target(name: "DroverProtocol", dependencies: ["DroverCore", "DroverJSON"], exclude: ["README.md"]),
+        .target(name: "DroverProtocol", dependencies: ["CZlib", "DroverCore", "DroverJSON"], exclude: ["README.md"]),
         .target(name: "DroverMQTT", dependencies: ["CMosquitto", "CDroverTLS", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "DroverStore",

@@ -48,7 +48,7 @@ actor AgentLink {
         return DeviceFacts(
             agentVersion: AgentConfiguration.agentVersion, arch: MachineInfo.arch(), os: MachineInfo.os(),
             capacity: Resources(cpuMillis: configuration.capacityCPU ?? MachineInfo.cpuMillis(), memoryBytes: configuration.capacityMemory ?? memory.total),
-            labels: configuration.labels, runtimes: runtimes, link: configuration.link)
+            labels: configuration.labels, runtimes: runtimes, link: configuration.link, encodings: [.deflate])
     }
 
     func handleEvents() async {

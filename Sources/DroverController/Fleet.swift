@@ -73,7 +73,7 @@ public actor Fleet {
         // and each made the autoscaler plan the whole fleet again on the actor.)
         if planned || !b.workloads.isEmpty || !b.deletedWorkloads.isEmpty { state.placementVersion &+= 1 }
         for e in b.events { logger.info("\(e.message)", metadata: ["event": "\(e.kind)", "subject": "\(e.subject)"]) }
-        if !effects.publish.isEmpty { publisher?.enqueue(effects.publish) }
+        if !effects.publish.isEmpty { publisher?.enqueue(state.forWire(effects.publish)) }
     }
 
     /// After a failed write that could not be undone: reads the state back from the store,
@@ -118,7 +118,7 @@ public actor Fleet {
             logger.error("the store cannot take the desired state it was read back with; nothing changes until it can", metadata: ["error": "\(error)"])
             return
         }
-        publisher?.enqueue(state.loadedChanges.desired.map { Desired(device: $0.record.device, generation: $0.record.generation, replicas: $0.record.replicas) })
+        publisher?.enqueue(state.forWire(state.loadedChanges.desired.map { Desired(device: $0.record.device, generation: $0.record.generation, replicas: $0.record.replicas) }))
         state.loadedChanges = StoreBatch()
     }
 

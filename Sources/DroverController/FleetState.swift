@@ -132,6 +132,15 @@ struct FleetState {
 
     /// Every device's current desired state, for republishing after a broker restart.
     func allDesired() -> [Desired] {
-        desired.values.sorted { $0.device < $1.device }.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) }
+        forWire(desired.values.sorted { $0.device < $1.device }.map { Desired(device: $0.device, generation: $0.generation, replicas: $0.replicas) })
+    }
+
+    /// `messages` as each device reads them: deflated for a device that says it can.
+    func forWire(_ messages: [Desired]) -> [Desired] {
+        messages.map { m in
+            var m = m
+            m.deflate = devices[m.device]?.facts.readsDeflate ?? false
+            return m
+        }
     }
 }

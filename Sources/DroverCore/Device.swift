@@ -15,8 +15,13 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
     public var runtimes: [RuntimeKind]
     /// How the device reaches the broker, as it knows it; wired when it does not say.
     public var link: LinkClass?
+    /// How the device reads its desired state besides plain JSON; none when it does not say.
+    public var encodings: [ContentEncoding]?
 
-    public init(agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind], link: LinkClass? = nil) {
+    public init(
+        agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind], link: LinkClass? = nil,
+        encodings: [ContentEncoding]? = nil
+    ) {
         self.agentVersion = agentVersion
         self.arch = arch
         self.os = os
@@ -24,7 +29,11 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
         self.labels = labels
         self.runtimes = runtimes
         self.link = link
+        self.encodings = encodings
     }
+
+    /// Whether the device reads desired state deflated.
+    public var readsDeflate: Bool { encodings?.contains(.deflate) ?? false }
 
     /// Runtimes this build does not know (a newer agent's `podman`) are left out rather than
     /// refusing the whole device: it can still run what this controller can place.
@@ -37,7 +46,15 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
         labels = try c.decode([String: String].self, forKey: .labels)
         runtimes = try c.decode([String].self, forKey: .runtimes).compactMap(RuntimeKind.init(rawValue:))
         link = try c.decodeIfPresent(LinkClass.self, forKey: .link)
+        // Likewise encodings this build does not know.
+        encodings = try c.decodeIfPresent([String].self, forKey: .encodings)?.compactMap(ContentEncoding.init(rawValue:))
     }
+}
+
+/// A way desired state may travel other than plain JSON.
+public enum ContentEncoding: String, Codable, Sendable, Hashable {
+    /// zlib (RFC 1950): deflate with its header and Adler-32 check.
+    case deflate
 }
 
 /// The lifecycle phase of one replica as its agent sees it.

@@ -44,6 +44,7 @@ public struct Hello: DeviceMessage, Hashable {
         check.resources("facts.capacity", facts.capacity)
         check.labels("facts.labels", facts.labels)
         check.count("facts.runtimes", facts.runtimes.count, max: WireLimits.maxRuntimes)
+        check.count("facts.encodings", facts.encodings?.count ?? 0, max: WireLimits.maxRuntimes)
         check.text("bootID", bootID, max: WireLimits.maxShortText)
         check.range("lastAppliedGeneration", lastAppliedGeneration, 0...WireLimits.maxCounter)
         if let beatEvery { check.range("beatEvery", beatEvery, WireLimits.beatEveryRange) }
@@ -215,6 +216,10 @@ public struct Desired: DeviceMessage, Hashable {
     public var device: String
     public var generation: Generation
     public var replicas: [ReplicaSpec]
+    /// Not on the wire: the device reads it deflated (`Deflate`), so the controller sends it so.
+    public var deflate = false
+
+    enum CodingKeys: String, CodingKey { case v, device, generation, replicas }
 
     public init(device: String, generation: Generation, replicas: [ReplicaSpec]) {
         self.device = device

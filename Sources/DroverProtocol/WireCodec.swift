@@ -49,7 +49,11 @@ public enum WireCodec {
 
     public static func encode<M: Encodable>(_ message: M) -> [UInt8] {
         // The largest message, sent by the thousand in a large change: spliced from templates.
-        if let d = message as? Desired { return DesiredJSON.encode(device: d.device, generation: d.generation, replicas: d.replicas, version: d.v) }
+        if let d = message as? Desired {
+            let json = DesiredJSON.encode(device: d.device, generation: d.generation, replicas: d.replicas, version: d.v)
+            guard d.deflate, let deflated = Deflate.deflated(json), deflated.count < json.count else { return json }
+            return deflated
+        }
         // Encoding our own value types cannot fail: they hold only strings, numbers and
         // collections of them, and every Double is checked finite before it is built.
         return (try? JSON.encode(message)) ?? []
@@ -81,6 +85,10 @@ public enum WireCodec {
     public static func decode<M: DeviceMessage>(_ type: M.Type, from payload: [UInt8], topicDevice: String) throws(WireError) -> M {
         guard payload.count <= limit(M.self) else {
             throw WireError(.oversized, "\(payload.count) bytes, limit \(limit(M.self))")
+        }
+        // Desired state may come deflated (to a device that says it reads it so).
+        if M.self == Desired.self, Deflate.isDeflated(payload) {
+            return try decodeGeneral(M.self, from: try Deflate.inflated(payload, limit: maxDesiredDecodeBytes), topicDevice: topicDevice)
         }
         // Beats, the most frequent message, have a reader of their own; what it does not
         // take, the general decoder judges.

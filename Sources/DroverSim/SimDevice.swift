@@ -95,7 +95,8 @@ public struct SimDevice: Sendable {
     public mutating func announce(now: Int64) -> [SimPublish] {
         announced = true
         let facts = DeviceFacts(
-            agentVersion: "sim", arch: "amd64", os: "drover-sim", capacity: profile.capacity, labels: profile.labels, runtimes: [.exec], link: link)
+            agentVersion: "sim", arch: "amd64", os: "drover-sim", capacity: profile.capacity, labels: profile.labels, runtimes: [.exec], link: link,
+            encodings: [.deflate])
         let hello = Hello(device: id, facts: facts, bootID: epoch, lastAppliedGeneration: applied,
             beatEvery: min(profile.idleBeatInterval + profile.beatInterval, WireLimits.beatEveryRange.upperBound))
         beats.reset()

@@ -1,4 +1,5 @@
 import DroverMQTT
+import DroverProtocol
 import Foundation
 import Testing
 
@@ -133,7 +134,9 @@ struct PartitionTests {
             let reader = Task {
                 var seen: [(at: ContinuousClock.Instant, message: String)] = []
                 for await message in observer.messages {
-                    seen.append((.now, String(message.topic.split(separator: "/").last ?? "") + ":" + String(decoding: message.payload, as: UTF8.self)))
+                    // Desired state comes deflated to an agent, which says it reads it so.
+                    let payload = Deflate.isDeflated(message.payload) ? (try? Deflate.inflated(message.payload, limit: 1 << 20)) ?? [] : message.payload
+                    seen.append((.now, String(message.topic.split(separator: "/").last ?? "") + ":" + String(decoding: payload, as: UTF8.self)))
                 }
                 return seen
             }
