@@ -28,9 +28,11 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
         var resumes = 0
         var dispatchedAt: [String: Int] = [:]
 
-        /// Not older than what is pending, in flight or acknowledged for its device.
+        /// Not older than what is pending, in flight or acknowledged for its device. The same
+        /// generation queued again replaces the pending one: it may go in another encoding (a
+        /// device that no longer reads deflate).
         func isCurrent(_ d: Desired) -> Bool {
-            d.generation > (pending[d.device]?.generation ?? .min) && d.generation >= max(inFlight[d.device] ?? .min, sent[d.device] ?? .min)
+            d.generation >= (pending[d.device]?.generation ?? .min) && d.generation >= max(inFlight[d.device] ?? .min, sent[d.device] ?? .min)
         }
     }
 
@@ -74,6 +76,8 @@ public final class DesiredOutbox: DesiredPublisher, Sendable {
 
     /// How many devices wait for a publish (for tests and status).
     public var pendingCount: Int { state.withLock { $0.pending.count + $0.inFlight.count } }
+    /// What waits to be published, by device.
+    public var pendingMessages: [Desired] { state.withLock { $0.pending.values.sorted { $0.device < $1.device } } }
 
     /// Publishes until the task is cancelled.
     public func run(send: @escaping @Sendable (Desired) async -> Outcome) async {

@@ -14,6 +14,9 @@ extension FleetState {
         links[m.device] = DeviceLink(beatEvery: m.beatEvery)
         var batch = StoreBatch()
         var needsPlan = false
+        // A device that no longer reads deflate (an older agent) gets its state again as JSON:
+        // the retained copy may be deflated.
+        let stoppedDeflate = devices[m.device]?.facts.readsDeflate == true && !m.facts.readsDeflate
         if var d = devices[m.device] {
             needsPlan = d.facts != m.facts || d.presence != .online
             if d.bootID != m.bootID { event("DeviceRebooted", m.device, "device \(m.device) rebooted", into: &batch) }
@@ -46,7 +49,7 @@ extension FleetState {
             messages.removeAll { $0.device == m.device }
             messages.append(Desired(device: m.device, generation: record.generation, replicas: record.replicas))
             event("GenerationResynced", m.device, "device \(m.device) had applied generation \(m.lastAppliedGeneration); desired state resent as \(record.generation)", into: &batch)
-        } else if let current = desired[m.device], m.lastAppliedGeneration < current.generation, !messages.contains(where: { $0.device == m.device }) {
+        } else if let current = desired[m.device], m.lastAppliedGeneration < current.generation || stoppedDeflate, !messages.contains(where: { $0.device == m.device }) {
             // Behind: the retained message may be lost (a broker that crashed before saving
             // it), so the newest is sent again; applying it twice is harmless.
             messages.append(Desired(device: m.device, generation: current.generation, replicas: current.replicas))

@@ -17,6 +17,8 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
     public var link: LinkClass?
     /// How the device reads its desired state besides plain JSON; none when it does not say.
     public var encodings: [ContentEncoding]?
+    /// How many names the device gave for `encodings`, known or not (checked against a limit).
+    public private(set) var encodingsGiven = 0
 
     public init(
         agentVersion: String, arch: String, os: String, capacity: Resources, labels: [String: String], runtimes: [RuntimeKind], link: LinkClass? = nil,
@@ -30,6 +32,21 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
         self.runtimes = runtimes
         self.link = link
         self.encodings = encodings
+        encodingsGiven = encodings?.count ?? 0
+    }
+
+    enum CodingKeys: String, CodingKey { case agentVersion, arch, os, capacity, labels, runtimes, link, encodings }
+
+    public static func == (a: DeviceFacts, b: DeviceFacts) -> Bool {
+        a.agentVersion == b.agentVersion && a.arch == b.arch && a.os == b.os && a.capacity == b.capacity && a.labels == b.labels
+            && a.runtimes == b.runtimes && a.link == b.link && a.encodings == b.encodings
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(agentVersion)
+        hasher.combine(arch)
+        hasher.combine(labels)
+        hasher.combine(encodings)
     }
 
     /// Whether the device reads desired state deflated.
@@ -46,8 +63,14 @@ public struct DeviceFacts: Hashable, Codable, Sendable {
         labels = try c.decode([String: String].self, forKey: .labels)
         runtimes = try c.decode([String].self, forKey: .runtimes).compactMap(RuntimeKind.init(rawValue:))
         link = try c.decodeIfPresent(LinkClass.self, forKey: .link)
-        // Likewise encodings this build does not know.
-        encodings = try c.decodeIfPresent([String].self, forKey: .encodings)?.compactMap(ContentEncoding.init(rawValue:))
+        // Likewise encodings this build does not know; each known one once.
+        let names = try c.decodeIfPresent([String].self, forKey: .encodings)
+        encodingsGiven = names?.count ?? 0
+        encodings = names.map { names in
+            var known: [ContentEncoding] = []
+            for name in names { if let e = ContentEncoding(rawValue: name), !known.contains(e) { known.append(e) } }
+            return known
+        }
     }
 }
 

@@ -18,13 +18,13 @@ public enum Deflate {
     /// nil when zlib fails.
     public static func deflated(_ bytes: [UInt8]) -> [UInt8]? {
         var stream = z_stream()
-        guard deflateInit_(&stream, 1, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
+        guard deflateInit_(&stream, 1, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return nil }
         defer { deflateEnd(&stream) }
         var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(bytes.count))))
-        var input = bytes
-        let rc = input.withUnsafeMutableBufferPointer { src in
+        let rc = bytes.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                stream.next_in = src.baseAddress
+                // zlib never writes through next_in.
+                stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress)
                 stream.avail_in = uInt(src.count)
                 stream.next_out = dst.baseAddress
                 stream.avail_out = uInt(dst.count)
@@ -40,17 +40,16 @@ public enum Deflate {
     /// "zip bomb") is refused as soon as it does, without inflating the rest.
     public static func inflated(_ payload: [UInt8], limit: Int) throws(WireError) -> [UInt8] {
         var stream = z_stream()
-        guard inflateInit_(&stream, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+        guard inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw WireError(.malformed, "zlib: cannot start inflating")
         }
         defer { inflateEnd(&stream) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        var input = payload
         var rc = Z_OK
         var tooLarge = false
-        input.withUnsafeMutableBufferPointer { src in
-            stream.next_in = src.baseAddress
+        payload.withUnsafeBufferPointer { src in
+            stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress)
             stream.avail_in = uInt(src.count)
             // Until the end, an error, or no progress (Z_BUF_ERROR: a truncated stream).
             while rc == Z_OK {

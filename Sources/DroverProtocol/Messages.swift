@@ -44,7 +44,7 @@ public struct Hello: DeviceMessage, Hashable {
         check.resources("facts.capacity", facts.capacity)
         check.labels("facts.labels", facts.labels)
         check.count("facts.runtimes", facts.runtimes.count, max: WireLimits.maxRuntimes)
-        check.count("facts.encodings", facts.encodings?.count ?? 0, max: WireLimits.maxRuntimes)
+        check.count("facts.encodings", facts.encodingsGiven, max: WireLimits.maxEncodings)
         check.text("bootID", bootID, max: WireLimits.maxShortText)
         check.range("lastAppliedGeneration", lastAppliedGeneration, 0...WireLimits.maxCounter)
         if let beatEvery { check.range("beatEvery", beatEvery, WireLimits.beatEveryRange) }
@@ -216,10 +216,22 @@ public struct Desired: DeviceMessage, Hashable {
     public var device: String
     public var generation: Generation
     public var replicas: [ReplicaSpec]
-    /// Not on the wire: the device reads it deflated (`Deflate`), so the controller sends it so.
+    /// Not on the wire, nor in equality: the device reads it deflated (`Deflate`), so
+    /// `WireCodec.encode` deflates it (binary then: not for `encodeText`).
     public var deflate = false
 
     enum CodingKeys: String, CodingKey { case v, device, generation, replicas }
+
+    public static func == (a: Desired, b: Desired) -> Bool {
+        a.v == b.v && a.device == b.device && a.generation == b.generation && a.replicas == b.replicas
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(v)
+        hasher.combine(device)
+        hasher.combine(generation)
+        hasher.combine(replicas)
+    }
 
     public init(device: String, generation: Generation, replicas: [ReplicaSpec]) {
         self.device = device

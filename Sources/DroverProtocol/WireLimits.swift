@@ -18,6 +18,8 @@ public enum WireLimits {
     public static let maxDeviceResourceKinds = 32
     public static let maxLabels = 64
     public static let maxRuntimes = 8
+    /// Names in a hello's `facts.encodings`, known or not.
+    public static let maxEncodings = 8
     /// Replicas in one report or one desired state, and entries of per-replica maps in a beat.
     public static let maxReplicas = 10_000
     /// Wall-clock milliseconds since the epoch, up to the end of year 9999.

@@ -78,11 +78,36 @@ struct DeflateTests {
         #expect(record.facts.encodings == [.deflate], "kept with the device")
     }
 
+    @Test("a device that stops reading deflate (an older agent) gets its state again as JSON, even at the generation it applied")
+    func downgrade() async throws {
+        let (fleet, publisher, _) = try await FleetFixture.fleet()
+        var new = FleetFixture.hello("gw-1")
+        new.facts.encodings = [.deflate]
+        await fleet.hello(new)
+        _ = try await fleet.apply(FleetFixture.workload("w", replicas: 1))
+        let sent = try #require(publisher.last(for: "gw-1"))
+        #expect(sent.deflate)
+        var old = FleetFixture.hello("gw-1")
+        old.lastAppliedGeneration = sent.generation
+        await fleet.hello(old)
+        let again = try #require(publisher.last(for: "gw-1"))
+        #expect(again.generation == sent.generation && !again.deflate)
+        // The outbox takes the same generation again, in the new encoding.
+        let outbox = DesiredOutbox()
+        outbox.enqueue([sent])
+        outbox.enqueue([again])
+        #expect(outbox.pendingMessages.map(\.deflate) == [false])
+    }
+
     @Test("a hello naming encodings this build does not know keeps the ones it knows")
     func unknownEncodings() throws {
         let text = #"{"v":1,"device":"gw-1","bootID":"b","lastAppliedGeneration":0,"facts":{"agentVersion":"9","arch":"amd64","os":"x","capacity":{"cpuMillis":1000,"memoryBytes":1000},"labels":{},"runtimes":["exec"],"encodings":["zstd","deflate"]}}"#
         let hello = try WireCodec.decode(Hello.self, from: Array(text.utf8), topicDevice: "gw-1")
         #expect(hello.facts.encodings == [.deflate])
         #expect(hello.facts.readsDeflate)
+        let many = text.replacingOccurrences(of: #"["zstd","deflate"]"#, with: "[" + (0..<9).map { "\"x\($0)\"" }.joined(separator: ",") + "]")
+        #expect(throws: WireError.self, "9 names, none known") { try WireCodec.decode(Hello.self, from: Array(many.utf8), topicDevice: "gw-1") }
+        let twice = text.replacingOccurrences(of: #"["zstd","deflate"]"#, with: #"["deflate","deflate"]"#)
+        #expect(try WireCodec.decode(Hello.self, from: Array(twice.utf8), topicDevice: "gw-1").facts.encodings == [.deflate])
     }
 }
