@@ -98,34 +98,26 @@ extension FleetSightTests {
 }
 
 extension FleetSightTests {
-    @Test("a will held through the grace is acted on when it ends, unless the device showed life")
-    func heldWill() async throws {
+    /// How a device shows life within the grace: a hello, or `online` alone (a device back on
+    /// its kept session sends no hello).
+    enum Life: CaseIterable, Sendable { case hello, online }
+
+    @Test("a will held through the grace is acted on when it ends, unless the device showed life (a hello, or online alone)", arguments: Life.allCases)
+    func heldWill(_ life: Life) async throws {
         let (fleet, _, dir) = try await FleetFixture.fleet(unreachableAfter: .seconds(30))
         for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
         await fleet.checkPresence(now: Fleet.nowMillis())
         let again = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: FleetFixture.logger, unreachableAfter: .seconds(30))
-        // Sight came back 5 s ago; both wills arrive now, and b says hello right after.
+        // Sight came back 5 s ago; both wills arrive now, and b shows life right after.
         let start = Fleet.nowMillis() - 5_000
         await again.sightRestored(now: start)
         for id in ["a", "b"] { await again.state(DeviceState(device: id, state: .offline)) }
-        await again.hello(FleetFixture.hello("b"))
+        switch life {
+        case .hello: await again.hello(FleetFixture.hello("b"))
+        case .online: await again.state(DeviceState(device: "b", state: .online))
+        }
         await again.checkPresence(now: start + 30_001)
         #expect(try await again.device("a").record.presence == .unreachable, "silent since its will")
         #expect(try await again.device("b").record.presence == .online, "came back within the grace")
-    }
-
-    @Test("a will held through the grace is answered by `online` alone (a device back on its kept session sends no hello)")
-    func heldWillAnsweredByOnline() async throws {
-        let (fleet, _, dir) = try await FleetFixture.fleet(unreachableAfter: .seconds(30))
-        for id in ["a", "b"] { await fleet.hello(FleetFixture.hello(id)) }
-        await fleet.checkPresence(now: Fleet.nowMillis())
-        let again = try Fleet(store: try SQLiteFleetStore(path: dir + "/controller.db"), logger: FleetFixture.logger, unreachableAfter: .seconds(30))
-        let start = Fleet.nowMillis() - 5_000
-        await again.sightRestored(now: start)
-        for id in ["a", "b"] { await again.state(DeviceState(device: id, state: .offline)) }
-        await again.state(DeviceState(device: "b", state: .online))
-        await again.checkPresence(now: start + 30_001)
-        #expect(try await again.device("a").record.presence == .unreachable, "silent since its will")
-        #expect(try await again.device("b").record.presence == .online, "said online within the grace")
     }
 }
