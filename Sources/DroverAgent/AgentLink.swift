@@ -80,10 +80,15 @@ actor AgentLink {
     /// a whole beat, a report of every replica, the whole desired state again).
     private func resume() async {
         do {
-            _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
+            try await sayOnline()
         } catch {
             logger.warning("cannot say online", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// `online`, retained: what the will (`offline`) may have said is taken back.
+    private func sayOnline() async throws {
+        _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
     }
 
     private func announce() async {
@@ -96,7 +101,7 @@ actor AgentLink {
             // Silent for the idle interval, then up to a sampling period until the next look.
             beatEvery: min(configuration.idleBeatInterval.millis + configuration.beatInterval.millis, WireLimits.beatEveryRange.upperBound))
         do {
-            _ = try await timed { try await client.publish(Topic.device(deviceID, .state), WireCodec.encode(DeviceState(device: deviceID, state: .online)), qos: .atLeastOnce, retain: true) }
+            try await sayOnline()
             // The controller's session took it, or none did (the controller is away, and will
             // ask for it again when it is back).
             let taken = try await timed { try await client.publish(Topic.device(deviceID, .hello), WireCodec.encode(hello), qos: .atLeastOnce) }
